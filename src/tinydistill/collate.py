@@ -1,0 +1,175 @@
+"""Tokenise multi-task examples once, then pad batches dynamically with label masks.
+
+A source that does not fit ``max_input_length`` loses tokens from the *start of the question* (the task
+prefix and the answer choices always survive); every truncation is counted, never silent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .data import Example
+from .losses import IGNORE_INDEX
+from .prompts import format_choices
+from .students import Student
+
+ANSWER_TASK = "answer"
+
+
+def rationale_task(teacher: str) -> str:
+    return f"rationale/{teacher}"
+
+
+@dataclass
+class TruncationStats:
+    sources: int = 0
+    source_tokens_dropped: int = 0
+    targets: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {"rows": self.rows, "sources_truncated": self.sources,
+                "source_tokens_dropped": self.source_tokens_dropped, "targets_truncated": dict(self.targets)}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of multi-task training: its prefix, how to get a target from a row, and its target limit."""
+
+    name: str
+    prefix: str
+    target: Callable[[int, Example], str | None]  # (row index, example) → target text or None (skip row)
+    max_target_length: int
+    row_weight: Callable[[int], float] | None = None
+
+
+@dataclass
+class TaskItem:
+    source_ids: list[int]
+    target_ids: list[int]
+    weight: float = 1.0
+
+
+def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a text ([CLS]…[SEP], <s>…, …</s>)."""
+    core = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    for start in range(len(full) - len(core) + 1):
+        if full[start: start + len(core)] == core:
+            return full[:start], full[start + len(core):]
+    return [], []
+
+
+class SourceEncoder:
+    """Builds token ids for ``prefix + question + "\\nAnswer Choices:\\n(a) ..."`` within a length budget."""
+
+    def __init__(self, student: Student, max_input_length: int) -> None:
+        self.tok = student.tokenizer
+        self.kind = student.kind
+        self.max_len = max_input_length
+        self._before, self._after = special_tokens_around(self.tok)
+        self._n_special = len(self._before) + len(self._after)
+        self._cache: dict[str, list[int]] = {}
+
+    def _ids(self, text: str) -> list[int]:
+        ids = self._cache.get(text)
+        if ids is None:
+            ids = self.tok(text, add_special_tokens=False)["input_ids"]
+            if len(self._cache) < 100_000:
+                self._cache[text] = ids
+        return ids
+
+    def encode(self, ex: Example, prefix: str, stats: TruncationStats | None = None) -> list[int]:
+        tail = "\nAnswer Choices:\n" + format_choices(ex.choices) + ("\n" if self.kind == "causal" else "")
+        head, question, rest = self._ids(prefix), self._ids(ex.question), self._ids(tail)
+        budget = self.max_len - self._n_special - len(head) - len(rest)
+        if len(question) > budget:
+            dropped = len(question) - max(budget, 0)
+            question = question[dropped:] if budget > 0 else []
+            if stats is not None:
+                stats.sources += 1
+                stats.source_tokens_dropped += dropped
+        ids = self._before + head + question + rest + self._after
+        return ids[: self.max_len]
+
+
+def encode_target(student: Student, text: str, max_length: int) -> tuple[list[int], bool]:
+    """Target ids ending with EOS, cut to ``max_length`` (EOS kept only when the text fits)."""
+    ids = student.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if student.kind == "causal" and not text.startswith(" "):
+        ids = student.tokenizer(" " + text, add_special_tokens=False)["input_ids"]
+    truncated = len(ids) + 1 > max_length
+    ids = ids[: max_length - 1] + [student.eos_token_id] if not truncated else ids[:max_length]
+    return ids, truncated
+
+
+def tokenize_tasks(
+    student: Student, examples: Sequence[Example], tasks: Sequence[TaskSpec], max_input_length: int
+) -> tuple[list[dict[str, TaskItem]], TruncationStats]:
+    """Tokenise every (row, task) pair once. Rows where a task has no target simply lack that task."""
+    enc = SourceEncoder(student, max_input_length)
+    stats = TruncationStats(rows=len(examples))
+    rows: list[dict[str, TaskItem]] = []
+    for i, ex in enumerate(examples):
+        items: dict[str, TaskItem] = {}
+        for task in tasks:
+            text = task.target(i, ex)
+            if not text:
+                continue
+            weight = task.row_weight(i) if task.row_weight else 1.0
+            if weight <= 0:
+                continue
+            target_ids, cut = encode_target(student, text, task.max_target_length)
+            if cut:
+                stats.targets[task.name] = stats.targets.get(task.name, 0) + 1
+            items[task.name] = TaskItem(enc.encode(ex, task.prefix, stats if task.name == ANSWER_TASK
+                                                   else None), target_ids, weight)
+        rows.append(items)
+    return rows, stats
+
+
+def pad_seq2seq(items: Sequence[TaskItem], pad_id: int) -> dict[str, torch.Tensor]:
+    src_len = max(len(it.source_ids) for it in items)
+    tgt_len = max(len(it.target_ids) for it in items)
+    input_ids = torch.full((len(items), src_len), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(items), src_len), dtype=torch.long)
+    labels = torch.full((len(items), tgt_len), IGNORE_INDEX, dtype=torch.long)
+    for b, it in enumerate(items):
+        input_ids[b, : len(it.source_ids)] = torch.tensor(it.source_ids)
+        attention[b, : len(it.source_ids)] = 1
+        labels[b, : len(it.target_ids)] = torch.tensor(it.target_ids)
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
+            "row_weights": torch.tensor([it.weight for it in items], dtype=torch.float)}
+
+
+def pad_causal(items: Sequence[TaskItem], pad_id: int) -> dict[str, torch.Tensor]:
+    """Prompt and target in one sequence, right-padded; labels only on the target tokens."""
+    length = max(len(it.source_ids) + len(it.target_ids) for it in items)
+    input_ids = torch.full((len(items), length), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(items), length), dtype=torch.long)
+    labels = torch.full((len(items), length), IGNORE_INDEX, dtype=torch.long)
+    for b, it in enumerate(items):
+        seq = it.source_ids + it.target_ids
+        input_ids[b, : len(seq)] = torch.tensor(seq)
+        attention[b, : len(seq)] = 1
+        labels[b, len(it.source_ids): len(seq)] = torch.tensor(it.target_ids)
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
+            "row_weights": torch.tensor([it.weight for it in items], dtype=torch.float)}
+
+
+class MultiTaskCollator:
+    """Turns a list of rows (each ``{task: TaskItem}``) into ``{task: padded batch}``."""
+
+    def __init__(self, kind: str, pad_id: int) -> None:
+        self.pad = pad_seq2seq if kind == "seq2seq" else pad_causal
+        self.pad_id = pad_id
+
+    def __call__(self, rows: Sequence[dict[str, TaskItem]]) -> dict[str, dict[str, torch.Tensor]]:
+        by_task: dict[str, list[TaskItem]] = {}
+        for row in rows:
+            for name, item in row.items():
+                by_task.setdefault(name, []).append(item)
+        return {name: self.pad(items, self.pad_id) for name, items in by_task.items()}

@@ -1,0 +1,31 @@
+"""User-facing errors: one line naming the file, the row or line, and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TinyDistillError(Exception):
+    """An error caused by the user's input; the CLI prints it on one line and exits with code 2."""
+
+
+class DataError(TinyDistillError):
+    """Bad data: names the file, the row (or line) and the field."""
+
+    def __init__(
+        self, path: str | Path, message: str, *, row: int | None = None, line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        where = str(path)
+        if line is not None:
+            where += f":{line}"
+        elif row is not None:
+            where += f" row {row}"
+        if field is not None:
+            where += f" field '{field}'"
+        super().__init__(f"{where}: {message}")
+        self.path, self.row, self.line, self.field = str(path), row, line, field
+
+
+class ConfigError(TinyDistillError):
+    """Bad configuration: names the file, the line and the dotted key."""

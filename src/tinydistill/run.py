@@ -1,0 +1,205 @@
+"""One run, end to end: data → teachers → student → train (select on valid) → evaluate → report.
+
+Everything lands in ``runs/<name>/``; running the same config again resumes and redoes nothing finished.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import write_json_atomic
+from .collate import ANSWER_TASK, TaskSpec, rationale_task, tokenize_tasks
+from .config import DataSourceConfig, RunConfig, dump_config
+from .data import ColumnMap, Example, load_examples
+from .errors import ConfigError
+from .evaluate import EvalResult, evaluate_student, evaluate_teacher
+from .prompts import answer_target
+from .report import write_run_report
+from .students import Student, load_student, save_student
+from .teachers.base import Teacher
+from .teachers.factory import build_teacher
+from .trainer import train
+
+BEST_DIR = "best"
+
+
+@dataclass
+class RunOutcome:
+    cfg: RunConfig
+    valid: EvalResult
+    teachers: dict[str, dict]
+    train_seconds: float
+    eval_seconds: float
+    truncation: dict
+    n_train: int
+    n_params: int
+
+
+def load_split(src: DataSourceConfig, role: str, seed: int) -> list[Example]:
+    """Load one configured split; ``limit`` keeps a seeded random subset (in original order)."""
+    examples = load_examples(src.path, src.split or role, fmt=src.format, subset=src.subset,
+                             columns=ColumnMap(**src.columns.model_dump()), on_invalid=src.on_invalid)
+    if src.limit and src.limit < len(examples):
+        keep = sorted(random.Random(seed).sample(range(len(examples)), src.limit))
+        examples = [examples[i] for i in keep]
+    return examples
+
+
+def build_teachers(cfg: RunConfig, icl_pool: Sequence[Example] = ()) -> dict[str, Teacher]:
+    """Every configured teacher behind the one Teacher interface; live ones share ``run_dir/cache.sqlite``."""
+    cache = cfg.run_dir / "cache.sqlite"
+    return {spec.name: build_teacher(spec, cache_path=cache, icl_pool=icl_pool) for spec in cfg.teachers}
+
+
+def build_tasks(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, Teacher]) -> tuple[
+        list[TaskSpec], dict[str, float]]:
+    """The answer task plus one rationale task per active teacher (TinyLLM), with their loss weights."""
+    style, st = cfg.student.answer_target, cfg.student
+    tasks = [TaskSpec(ANSWER_TASK, cfg.answer_prefix,
+                      lambda i, ex: answer_target(ex.choices, ex.answer, style), st.max_answer_length)]
+    weights = {ANSWER_TASK: 1.0}
+    for spec in cfg.active_teachers():
+        teacher = teachers[spec.name]
+        texts = teacher.rationales(train_rows)
+        row_w = getattr(teacher, "rationale_weights", None)
+        row_weights = row_w(train_rows) if row_w else None
+        tasks.append(TaskSpec(
+            rationale_task(spec.name), spec.student_prefix,
+            lambda i, ex, texts=texts: texts[i], st.max_rationale_length,
+            (lambda i, w=row_weights: w[i]) if row_weights is not None else None,
+        ))
+        weights[rationale_task(spec.name)] = spec.alpha_rationale
+    return tasks, weights
+
+
+def _prepare_run_dir(cfg: RunConfig) -> Path:
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = dump_config(cfg)
+    path = run_dir / "config.yaml"
+    if path.exists() and path.read_text() != resolved and (run_dir / "checkpoints").exists():
+        raise ConfigError(f"{path}: this run folder was made with a different config; "
+                          f"choose another name (--set name=...) or delete the folder")
+    path.write_text(resolved)
+    return run_dir
+
+
+def _autocast_dtype(cfg: RunConfig) -> torch.dtype | None:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.mixed_precision) if (
+        cfg.train.mixed_precision != "fp16" or torch.cuda.is_available()) else torch.bfloat16
+
+
+def evaluate_on(student: Student, cfg: RunConfig, examples: Sequence[Example],
+                modes: Sequence[str] | None = None, progress: bool = False) -> EvalResult:
+    return evaluate_student(
+        student, examples, prefix=cfg.answer_prefix, max_input_length=cfg.student.max_input_length,
+        answer_style=cfg.student.answer_target, max_answer_length=cfg.student.max_answer_length,
+        modes=modes or cfg.eval.modes, batch_size=cfg.eval.batch_size, reduction=cfg.eval.rank_reduction,
+        max_new_tokens=cfg.eval.max_new_tokens, autocast_dtype=_autocast_dtype(cfg), progress=progress,
+    )
+
+
+def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None = None,
+        log=print) -> RunOutcome:
+    """Train (unless ``method: inference``), select on valid, then evaluate the best student on valid."""
+    run_dir = _prepare_run_dir(cfg)
+    torch.manual_seed(cfg.seed)
+    train_rows = load_split(cfg.data.train, "train", cfg.seed)
+    valid_rows = load_split(cfg.data.valid, "valid", cfg.seed)
+    teachers = build_teachers(cfg, icl_pool=train_rows)
+    student = load_student(cfg.student)
+    log(f"[{cfg.name}] method={cfg.method} student={cfg.student.model} "
+        f"({student.num_parameters() / 1e6:.1f}M params, {student.kind}) train={len(train_rows)} "
+        f"valid={len(valid_rows)} teachers={[t.name for t in cfg.active_teachers()]}")
+
+    tasks, weights = build_tasks(cfg, train_rows, teachers)
+    rows, trunc = tokenize_tasks(student, train_rows, tasks, cfg.student.max_input_length)
+    truncation = trunc.as_dict()
+    if trunc.sources:
+        log(f"[{cfg.name}] {trunc.sources} of {len(train_rows)} training inputs exceeded "
+            f"max_input_length={cfg.student.max_input_length}: {trunc.source_tokens_dropped} question tokens "
+            f"dropped from their start (prefix and choices kept)")
+    for task, n in trunc.targets.items():
+        log(f"[{cfg.name}] {n} '{task}' targets cut to their max length")
+    skipped = {t.name: sum(t.name not in r for r in rows) for t in tasks[1:]}
+    for task, n in skipped.items():
+        if n:
+            log(f"[{cfg.name}] {task}: {n} rows have no usable rationale and are skipped for that task")
+    truncation["rows_without_task"] = skipped
+
+    best_dir = run_dir / BEST_DIR
+    train_seconds = 0.0
+    if cfg.method != "inference":
+        valid_sel = valid_rows[: cfg.eval.valid_limit] if cfg.eval.valid_limit else valid_rows
+        sel_mode = "generate" if cfg.train.select_metric == "generate_accuracy" else "rank"
+
+        def valid_fn(s: Student) -> dict:
+            return evaluate_on(s, cfg, valid_sel, modes=(sel_mode,)).metrics
+
+        result = train(student, rows, weights, cfg.train, seed=cfg.seed, run_dir=run_dir, valid_fn=valid_fn,
+                       on_best=lambda s: save_student(s, best_dir), stop_after_steps=stop_after_steps,
+                       progress=progress)
+        train_seconds = result.seconds
+        if not result.state.completed:
+            raise KeyboardInterrupt(f"stopped after step {result.state.step}")
+        if best_dir.exists():
+            student = load_student(cfg.student.model_copy(update={"model": str(best_dir),
+                                                                  "architecture": "auto"}))
+    else:
+        save_student(student, best_dir)
+
+    started = time.perf_counter()
+    valid = evaluate_on(student, cfg, valid_rows, progress=progress)
+    eval_seconds = time.perf_counter() - started
+    teacher_metrics = {name: evaluate_teacher(t, valid_rows) for name, t in teachers.items()}
+    with open(run_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for row in valid.predictions:
+            f.write(json.dumps(row) + "\n")
+    outcome = RunOutcome(cfg, valid, teacher_metrics, train_seconds, eval_seconds, truncation,
+                         len(train_rows), student.num_parameters())
+    write_run_report(run_dir, outcome)
+    write_json_atomic(run_dir / "summary.json", {"valid": valid.metrics, "teachers": teacher_metrics,
+                                                 "train_seconds": train_seconds})
+    return outcome
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str = "valid", fmt: str = "auto",
+                 out: str | Path, modes: Sequence[str] | None = None, progress: bool = True) -> EvalResult:
+    """Score a run's best student (or a saved student folder) on any supported data; write metrics/predictions."""
+    from .config import StudentConfig, load_config
+
+    run_dir = Path(run_dir)
+    if (run_dir / "config.yaml").is_file():
+        cfg = load_config(run_dir / "config.yaml")
+        model_dir = run_dir / BEST_DIR
+        if not model_dir.is_dir():
+            raise ConfigError(f"{run_dir}: no '{BEST_DIR}/' student yet; train the run first")
+    elif (run_dir / "config.json").is_file():  # a bare saved student
+        cfg = RunConfig.model_validate({"data": {"train": {"path": str(data)}, "valid": {"path": str(data)}}})
+        model_dir = run_dir
+    else:
+        raise ConfigError(f"{run_dir}: neither a run folder (config.yaml) nor a saved model (config.json)")
+    student = load_student(StudentConfig(**{**cfg.student.model_dump(), "model": str(model_dir),
+                                            "architecture": "auto"}))
+    examples = load_examples(data, split, fmt=fmt)
+    result = evaluate_on(student, cfg, examples, modes=modes, progress=progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "metrics.json", {"data": str(data), "split": split, "model": str(model_dir),
+                                             **result.metrics})
+    with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for row in result.predictions:
+            f.write(json.dumps(row) + "\n")
+    m = result.metrics
+    parts = [f"{k.replace('_accuracy', '')} accuracy {100 * m[k]:.1f}%" for k in ("rank_accuracy",
+                                                                             "generate_accuracy") if k in m]
+    print(f"{data} ({split}, {m['n']} rows): " + ", ".join(parts) +
+          f"; majority baseline {100 * m['majority_baseline']:.1f}%; wrote {out}/metrics.json, predictions.jsonl")
+    return result

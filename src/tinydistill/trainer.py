@@ -1,0 +1,213 @@
+"""The training loop, top to bottom: multi-task batches, named weighted loss terms, accelerate, selection on valid.
+
+``L = L_answer + Σ_m α_m · L_rationale(teacher m)`` (TinyLLM eq. 2); every term is logged by name.
+Test data never enters this module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from .checkpoint import LoopState, load_latest, save_checkpoint, write_json_atomic
+from .collate import MultiTaskCollator, TaskItem
+from .config import TrainConfig
+from .losses import token_cross_entropy, weighted_total
+from .students import Student
+
+#: Evaluates the current student on valid; returns metrics including ``TrainConfig.select_metric``.
+ValidFn = Callable[[Student], dict]
+
+
+@dataclass
+class TrainResult:
+    state: LoopState
+    seconds: float
+    examples_seen: int
+
+
+def make_accelerator(mixed_precision: str, grad_accum: int = 1) -> Accelerator:
+    """bf16/fp16 autocast where the device supports it; fp16 falls back to bf16 on CPU."""
+    if mixed_precision == "fp16" and not torch.cuda.is_available():
+        mixed_precision = "bf16"
+    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum)
+
+
+def _param_groups(student: Student, cfg: TrainConfig) -> list[dict]:
+    decay, no_decay, new_decay, new_no_decay = [], [], [], []
+    for name, p in student.model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+        is_new = name in student.new_param_names
+        (new_no_decay if is_new and skip_decay else new_decay if is_new else no_decay if skip_decay
+         else decay).append(p)
+    new_lr = cfg.lr * cfg.new_params_lr_scale
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay, "lr": cfg.lr},
+        {"params": no_decay, "weight_decay": 0.0, "lr": cfg.lr},
+        {"params": new_decay, "weight_decay": cfg.weight_decay, "lr": new_lr},
+        {"params": new_no_decay, "weight_decay": 0.0, "lr": new_lr},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The row order of one epoch: a permutation that depends only on (seed, epoch), so resume can replay it."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def total_optimizer_steps(n_rows: int, cfg: TrainConfig) -> int:
+    if cfg.max_steps:
+        return cfg.max_steps
+    micro_per_epoch = math.ceil(n_rows / cfg.batch_size)
+    return max(1, math.ceil(cfg.epochs * micro_per_epoch / cfg.grad_accum_steps))
+
+
+def train(
+    student: Student, rows: Sequence[dict[str, TaskItem]], task_weights: dict[str, float], cfg: TrainConfig,
+    *, seed: int, run_dir: Path, valid_fn: ValidFn | None, on_best: Callable[[Student], None] | None = None,
+    stop_after_steps: int | None = None, progress: bool = True,
+) -> TrainResult:
+    """Train ``student`` on tokenised multi-task ``rows``; resume from ``run_dir/checkpoints`` if present.
+
+    ``task_weights`` maps a task name (``answer``, ``rationale/<teacher>``) to its loss weight.
+    ``valid_fn`` scores the student on valid for early stopping and best-checkpoint selection;
+    ``on_best`` saves the best student. ``stop_after_steps`` ends the process-equivalent early (tests).
+    """
+    started = time.perf_counter()
+    set_seed(seed)
+    accelerator = make_accelerator(cfg.mixed_precision, cfg.grad_accum_steps)
+    model = student.model
+    model.train()
+    optimizer = torch.optim.AdamW(_param_groups(student, cfg), lr=cfg.lr)
+    total_steps = total_optimizer_steps(len(rows), cfg)
+    scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    student.model = model
+    collate = MultiTaskCollator(student.kind, student.pad_token_id)
+    ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
+
+    state = load_latest(accelerator, ckpt_dir) or LoopState()
+    _truncate_metrics(metrics_path, state.step)
+    if state.completed:
+        return TrainResult(state, 0.0, 0)
+
+    eval_every = cfg.eval_every or max(1, math.ceil(len(rows) / cfg.batch_size / cfg.grad_accum_steps))
+    eval_every = min(eval_every, total_steps)
+    checkpoint_every = cfg.checkpoint_every or eval_every
+    bar = tqdm(total=total_steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
+    running: dict[str, float] = {}
+    micro_in_step, seen = 0, 0
+    log_every = max(1, min(10, total_steps // 20 or 1))
+
+    def log(record: dict) -> None:
+        with open(metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    while state.step < total_steps and not state.stopped_early:
+        order = epoch_order(len(rows), seed, state.epoch)
+        batches = [order[i: i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        while state.batch_in_epoch < len(batches) and state.step < total_steps:
+            batch_rows = batches[state.batch_in_epoch]
+            batch = collate([rows[i] for i in batch_rows])
+            state.batch_in_epoch += 1
+            seen += len(batch_rows)
+            with accelerator.autocast():
+                terms: dict[str, tuple[float, torch.Tensor]] = {}
+                for task, tensors in batch.items():  # one forward per task (answer, each teacher)
+                    tensors = {k: v.to(accelerator.device) for k, v in tensors.items()}
+                    logits, labels = student.target_logits(tensors)
+                    terms[task] = (task_weights.get(task, 0.0),
+                                   token_cross_entropy(logits, labels, tensors["row_weights"]))
+                loss = weighted_total(terms)
+            accelerator.backward(loss / cfg.grad_accum_steps)
+            for task, (_, value) in terms.items():
+                running[f"loss/{task}"] = running.get(f"loss/{task}", 0.0) + value.item()
+            running["loss"] = running.get("loss", 0.0) + loss.item()
+            running["_n"] = running.get("_n", 0) + 1
+            micro_in_step += 1
+            if micro_in_step < cfg.grad_accum_steps and state.batch_in_epoch < len(batches):
+                continue
+            micro_in_step = 0
+            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            bar.update(1)
+            if state.step % log_every == 0 or state.step == total_steps:
+                n = running.pop("_n")
+                record = {"step": state.step, "epoch": state.epoch, "lr": scheduler.get_last_lr()[0]}
+                record.update({k: v / n for k, v in running.items()})
+                running.clear()
+                log(record)
+                bar.set_postfix(loss=f"{record['loss']:.3f}")
+            if valid_fn is not None and (state.step % eval_every == 0 or state.step == total_steps):
+                _evaluate_and_select(student, valid_fn, cfg, state, on_best, log)
+            if state.step % checkpoint_every == 0 or state.step == total_steps or state.stopped_early:
+                save_checkpoint(accelerator, ckpt_dir, state, cfg.keep_checkpoints)
+            if state.stopped_early or (stop_after_steps is not None and state.step >= stop_after_steps):
+                break
+        if stop_after_steps is not None and state.step >= stop_after_steps:
+            bar.close()
+            return TrainResult(state, time.perf_counter() - started, seen)
+        if state.batch_in_epoch >= len(batches):
+            state.epoch += 1
+            state.batch_in_epoch = 0
+    bar.close()
+    state.completed = True
+    save_checkpoint(accelerator, ckpt_dir, state, cfg.keep_checkpoints)
+    return TrainResult(state, time.perf_counter() - started, seen)
+
+
+def _evaluate_and_select(
+    student: Student, valid_fn: ValidFn, cfg: TrainConfig, state: LoopState,
+    on_best: Callable[[Student], None] | None, log: Callable[[dict], None],
+) -> None:
+    metrics = valid_fn(student)
+    value = metrics[cfg.select_metric]
+    higher_is_better = cfg.select_metric != "valid_loss"
+    improved = state.best_metric is None or (value > state.best_metric if higher_is_better
+                                             else value < state.best_metric)
+    record = {"step": state.step, "epoch": state.epoch, "split": "valid", **_scalars(metrics),
+              "improved": improved}
+    log(record)
+    state.history.append(record)
+    if improved:
+        state.best_metric, state.best_step = value, state.step
+        state.evals_without_improvement = 0
+        if on_best is not None:
+            on_best(student)
+    else:
+        state.evals_without_improvement += 1
+        if cfg.early_stopping_patience and state.evals_without_improvement >= cfg.early_stopping_patience:
+            state.stopped_early = True
+
+
+def _scalars(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from, so a resumed log has no duplicates."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+__all__ = ["train", "TrainResult", "make_accelerator", "epoch_order", "total_optimizer_steps",
+           "write_json_atomic"]

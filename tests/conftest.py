@@ -1,0 +1,108 @@
+"""Shared fixtures: tiny random students built from configs, the offline MiniLM tokenizer, synthetic data."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
+
+from tinydistill.students import minilm_path
+
+torch.set_num_threads(2)
+
+PAIRS = {"cat": "milk", "dog": "bone", "bird": "seed", "cow": "grass", "bee": "honey", "fish": "water",
+         "horse": "hay", "frog": "fly"}
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """The offline MiniLM WordPiece tokenizer (30,522 tokens), copied to a folder of its own."""
+    out = tmp_path_factory.mktemp("tok")
+    AutoTokenizer.from_pretrained(str(minilm_path())).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    cfg = T5Config(vocab_size=len(tok), d_model=64, d_ff=128, d_kv=16, num_layers=2, num_decoder_layers=2,
+                   num_heads=4, dropout_rate=0.0, decoder_start_token_id=tok.cls_token_id,
+                   pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id)
+    model = T5ForConditionalGeneration(cfg)
+    out = tmp_path_factory.mktemp("t5")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_embd=64, n_layer=2, n_head=4, n_positions=256,
+                     bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+                     pad_token_id=tok.pad_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    model = GPT2LMHeadModel(cfg)
+    out = tmp_path_factory.mktemp("gpt2")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def synthetic_rows(n: int, seed: int) -> list[dict]:
+    """'What goes with a cat?' → 'milk': learnable from the question, 4 shuffled choices (chance 25%)."""
+    rng = random.Random(seed)
+    animals = list(PAIRS)
+    rows = []
+    for i in range(n):
+        animal = rng.choice(animals)
+        wrong = rng.sample([v for k, v in PAIRS.items() if k != animal], 3)
+        choices = [PAIRS[animal], *wrong]
+        rng.shuffle(choices)
+        rows.append({"id": f"s{seed}-{i}", "question": f"what goes with a {animal}?", "choices": choices,
+                     "answer": PAIRS[animal]})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture()
+def synthetic_data(tmp_path) -> dict[str, Path]:
+    train = synthetic_rows(160, seed=1)
+    valid = synthetic_rows(48, seed=2)
+    rationales = [{"id": r["id"], "rationale": f"a {r['question'].split()[-1].rstrip('?')} likes "
+                   f"{r['answer']}, so the answer is {r['answer']}."} for r in train]
+    return {
+        "train": write_jsonl(tmp_path / "train.jsonl", train),
+        "valid": write_jsonl(tmp_path / "valid.jsonl", valid),
+        "rationales": write_jsonl(tmp_path / "teacher.jsonl", rationales),
+    }
+
+
+def run_config(model_dir: Path, data: dict[str, Path], out: Path, **overrides) -> dict:
+    """A small run config as a plain dict (the shape of a YAML file)."""
+    cfg = {
+        "name": "t", "output_dir": str(out), "seed": 0, "method": "tinyllm",
+        "data": {"train": {"path": str(data["train"])}, "valid": {"path": str(data["valid"])}},
+        "student": {"model": str(model_dir), "max_input_length": 64, "max_answer_length": 8,
+                    "max_rationale_length": 24, "answer_target": "text"},
+        "teachers": [{"name": "synth", "kind": "imported", "path": str(data["rationales"]),
+                      "alpha_rationale": 0.5}],
+        "train": {"epochs": 4, "batch_size": 16, "lr": 3e-3, "mixed_precision": "no", "warmup_ratio": 0.0},
+        "eval": {"modes": ["rank", "generate"], "batch_size": 64, "max_new_tokens": 6},
+    }
+    for key, value in overrides.items():
+        node = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node[p]
+        node[parts[-1]] = value
+    return cfg
