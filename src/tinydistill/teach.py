@@ -1,0 +1,144 @@
+"""``tinydistill teach CONFIG.yaml``: rationales for every row of the chosen splits from every live teacher.
+
+Outputs go through ``<run_dir>/cache.sqlite`` (so a second run makes zero calls) and are written to
+``<run_dir>/teachers/<name>.<split>.jsonl`` as
+``{id, rationale, stated_answer, agrees, weight, flags, text}``;
+sample k > 0 goes to ``<name>.sample<k>.<split>.jsonl``. A dropped rationale is written as ``""``, which
+``ImportedTeacher`` skips, so these files can be read back as imported teachers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, load_config
+from .data import Example
+from .errors import ConfigError
+from .teachers.factory import build_teacher
+from .teachers.live import LiveTeacher, RationaleRecord
+
+
+def configure_teach_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="run config YAML")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. teachers.0.generation.max_new_tokens=64 (repeatable)",
+    )
+    p.add_argument("--splits", default="train,valid", help="comma-separated data splits (train,valid,test)")
+
+
+def load_split(cfg: RunConfig, split: str) -> list[Example]:
+    """Rows of ``cfg.data.<split>`` exactly as training reads them (same seeded ``limit``)."""
+    from .run import load_split as load_source
+
+    src = getattr(cfg.data, split, None)
+    if src is None:
+        raise ConfigError(f"the config has no data.{split}")
+    return load_source(src, split, cfg.seed)
+
+
+def record_json(rec: RationaleRecord) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "rationale": rec.rationale or "",
+        "stated_answer": rec.stated_answer,
+        "agrees": rec.agrees,
+        "weight": rec.weight,
+        "flags": list(rec.flags),
+        "text": rec.text,
+    }
+
+
+def write_outputs(
+    out_dir: Path, name: str, split: str, records: Sequence[Sequence[RationaleRecord]]
+) -> list[Path]:
+    """One JSONL per sample index; written to a temporary file then renamed (never half-written)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    n = len(records[0]) if records else 1
+    for k in range(n):
+        path = out_dir / (f"{name}.{split}.jsonl" if k == 0 else f"{name}.sample{k}.{split}.jsonl")
+        tmp = path.with_suffix(".jsonl.tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            for recs in records:
+                f.write(json.dumps(record_json(recs[k]), ensure_ascii=False) + "\n")
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def summarise(records: Sequence[Sequence[RationaleRecord]]) -> dict[str, float]:
+    """Agreement with gold and the quality policy's outcome, over sample 0 of each row."""
+    first = [r[0] for r in records]
+    n = max(len(first), 1)
+    return {
+        "rows": len(first),
+        "stated": sum(r.stated_answer is not None for r in first) / n,
+        "agree": sum(r.agrees for r in first) / n,
+        "kept": sum(r.weight == 1.0 for r in first),
+        "downweighted": sum(0 < r.weight < 1 for r in first),
+        "dropped": sum(r.weight == 0 for r in first),
+    }
+
+
+def teach(cfg: RunConfig, splits: Sequence[str]) -> list[dict[str, Any]]:
+    """Generate (or fetch from the cache) every live teacher's rationales for ``splits``; one summary per
+    (teacher, split) with this run's calls, hits and tokens and the agreement with gold."""
+    live = [t for t in cfg.teachers if t.kind != "imported"]
+    if not live:
+        return []
+    data = {s: load_split(cfg, s) for s in splits}
+    needs_pool = any(t.icl.k > 0 for t in live)
+    pool = (data.get("train") or load_split(cfg, "train")) if needs_pool else []
+    rows: list[dict[str, Any]] = []
+    for spec in live:
+        teacher = build_teacher(spec, cache_path=cfg.run_dir / "cache.sqlite", icl_pool=pool)
+        assert isinstance(teacher, LiveTeacher)
+        try:
+            for split in splits:
+                before = teacher.stats.as_dict()
+                records = teacher.records(data[split])
+                write_outputs(cfg.run_dir / "teachers", spec.name, split, records)
+                delta = {k: v - before[k] for k, v in teacher.stats.as_dict().items()}
+                rows.append({"teacher": spec.name, "split": split, **delta, **summarise(records)})
+        finally:
+            teacher.close()
+    return rows
+
+
+def cmd_teach(args: argparse.Namespace) -> int:
+    """``tinydistill teach``: run :func:`teach` and print a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    cfg = load_config(args.config, args.overrides)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    console = Console()
+    rows = teach(cfg, splits)
+    if not rows:
+        console.print("no live (hf/http) teachers in the config: nothing to generate")
+        return 0
+    table = Table(title=f"teach: {cfg.run_dir}")
+    for title in ("teacher", "split", "rows", "calls", "hits", "tokens in/out", "agree", "kept/down/drop"):
+        table.add_column(title, justify="left" if title in ("teacher", "split") else "right")
+    for r in rows:
+        table.add_row(
+            r["teacher"], r["split"], str(r["rows"]), str(r["calls"]), str(r["hits"]),
+            f"{r['prompt_tokens']}/{r['completion_tokens']}", f"{r['agree']:.0%}",
+            f"{r['kept']}/{r['downweighted']}/{r['dropped']}",
+        )
+    console.print(table)
+    total = {k: sum(r[k] for r in rows) for k in ("calls", "hits", "prompt_tokens", "completion_tokens")}
+    console.print(
+        f"calls {total['calls']}  hits {total['hits']}  tokens {total['prompt_tokens']} prompt + "
+        f"{total['completion_tokens']} completion  cache {cfg.run_dir / 'cache.sqlite'}"
+    )
+    return 0

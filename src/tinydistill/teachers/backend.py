@@ -1,0 +1,35 @@
+"""What a live teacher's model backend provides (local transformers model or HTTP endpoint)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+#: ``finish_reason`` of an output cut off at ``max_new_tokens``.
+LENGTH = "length"
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion: new text only, token counts, and why it stopped (``stop`` or ``length``)."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+
+
+class Backend(Protocol):
+    """Turns prompts into completions. ``render`` gives the exact prompt sent, which keys the cache."""
+
+    model: str
+    revision: str | None
+
+    def render(self, messages: Sequence[Mapping[str, str]]) -> str: ...
+
+    def params(self) -> dict[str, Any]: ...
+
+    def generate(self, prompts: Sequence[str], samples: Sequence[int]) -> Iterator[tuple[int, Generation]]:
+        """Yield ``(index, generation)`` as each completes, in any order (sample ``samples[index]``)."""
+        ...

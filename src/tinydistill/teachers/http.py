@@ -1,0 +1,207 @@
+"""An OpenAI-compatible HTTP teacher backend (vLLM, TGI, llama.cpp server, hosted APIs) on httpx.
+
+A thread pool holds at most ``concurrency`` requests in flight; 429, 5xx, timeouts and connection errors are
+retried with exponential backoff and jitter (honouring ``Retry-After``). The API key is read from the
+environment variable named in the spec when the backend is built, sent only as a header, and never logged,
+cached or put in an error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+import httpx
+
+from ..errors import TinyDistillError
+from .backend import Generation
+from .specs import GenerationSpec, HTTPTeacherSpec
+from .templates import dumps_messages, messages_to_text
+
+
+class TeacherHTTPError(TinyDistillError):
+    """A request that failed for good (a non-retryable status, or retries exhausted)."""
+
+
+def _retryable_status(code: int) -> bool:
+    return code in (408, 429) or code >= 500
+
+
+class HTTPBackend:
+    """Chat or completions requests against ``base_url`` (e.g. ``http://127.0.0.1:8000/v1``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api: str = "chat",
+        api_key_env: str | None = None,
+        concurrency: int = 4,
+        max_retries: int = 5,
+        timeout_s: float = 60.0,
+        generation: GenerationSpec = GenerationSpec(),
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if api not in ("chat", "completions"):
+            raise ValueError(f"api must be 'chat' or 'completions', got {api!r}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.revision: str | None = None
+        self.api = api
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.generation = generation
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.retries = 0  # retried attempts, all requests together
+        self._rng = random.Random()
+        self._lock = threading.Lock()
+        headers = {"Content-Type": "application/json"}
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise TinyDistillError(
+                    f"environment variable {api_key_env} (the teacher's API key) is not set"
+                )
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s),
+            transport=transport,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+
+    @classmethod
+    def from_spec(cls, spec: HTTPTeacherSpec) -> HTTPBackend:
+        return cls(
+            spec.base_url,
+            spec.model,
+            api=spec.api,
+            api_key_env=spec.api_key_env,
+            concurrency=spec.concurrency,
+            max_retries=spec.max_retries,
+            timeout_s=spec.timeout_s,
+            generation=spec.generation,
+            backoff_s=spec.retry_backoff_s,
+        )
+
+    def __repr__(self) -> str:  # no headers: the key must never reach a log
+        return f"HTTPBackend({self.base_url!r}, model={self.model!r}, api={self.api!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ---------------------------------------------------------------------------------- Backend API
+    def render(self, messages: Sequence[Mapping[str, str]]) -> str:
+        """Chat: the messages as canonical JSON; completions: their contents as one text."""
+        return dumps_messages(messages) if self.api == "chat" else messages_to_text(messages)
+
+    def params(self) -> dict[str, Any]:
+        g = self.generation
+        sampled = g.gen_temperature > 0
+        return {
+            "api": self.api,
+            "max_tokens": g.max_new_tokens,
+            "temperature": g.gen_temperature,
+            "top_p": g.top_p if sampled else 1.0,
+            "seed": g.seed if sampled else None,
+            "stop": list(g.stop),
+        }
+
+    def generate(self, prompts: Sequence[str], samples: Sequence[int]) -> Iterator[tuple[int, Generation]]:
+        """Yield results as they complete; failures are raised together after the others finish."""
+        errors: list[str] = []
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        try:
+            pending: dict[Future, int] = {
+                pool.submit(self.request, p, s): i
+                for i, (p, s) in enumerate(zip(prompts, samples, strict=True))
+            }
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = pending.pop(fut)
+                    try:
+                        result = fut.result()
+                    except TeacherHTTPError as e:
+                        errors.append(str(e))
+                        continue
+                    yield i, result
+        finally:  # a consumer that stops early cancels what has not started
+            pool.shutdown(wait=True, cancel_futures=True)
+        if errors:
+            raise TeacherHTTPError(f"{len(errors)} of {len(prompts)} requests failed; first: {errors[0]}")
+
+    # -------------------------------------------------------------------------------------- requests
+    def body(self, prompt: str, sample: int) -> dict[str, Any]:
+        """The JSON body of one request."""
+        g = self.generation
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": g.max_new_tokens,
+            "temperature": g.gen_temperature,
+            "n": 1,
+        }
+        if g.gen_temperature > 0:
+            body.update(top_p=g.top_p, seed=g.seed + sample)
+        if g.stop:
+            body["stop"] = list(g.stop)
+        if self.api == "chat":
+            body["messages"] = json.loads(prompt)
+        else:
+            body["prompt"] = prompt
+        return body
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        """Exponential backoff with jitter; a server's ``Retry-After`` (seconds) is honoured, capped."""
+        base = min(self.backoff_max_s, self.backoff_s * 2**attempt)
+        with self._lock:
+            delay = base * (0.5 + self._rng.random() / 2)
+        if response is not None:
+            with contextlib.suppress(ValueError):
+                delay = max(delay, min(self.backoff_max_s, float(response.headers.get("retry-after", ""))))
+        return delay
+
+    def request(self, prompt: str, sample: int) -> Generation:
+        """One completion with retries."""
+        url = f"{self.base_url}/{'chat/completions' if self.api == 'chat' else 'completions'}"
+        body = self.body(prompt, sample)
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            response: httpx.Response | None = None
+            try:
+                response = self._client.post(url, json=body)
+            except (httpx.TimeoutException, httpx.TransportError) as e:
+                last = f"{type(e).__name__}"
+            else:
+                if response.status_code == 200:
+                    return self._parse(response.json())
+                last = f"HTTP {response.status_code}: {response.text[:200]}"
+                if not _retryable_status(response.status_code):
+                    raise TeacherHTTPError(f"{url}: {last}")
+            if attempt < self.max_retries:
+                with self._lock:
+                    self.retries += 1
+                time.sleep(self._delay(attempt, response))
+        raise TeacherHTTPError(f"{url}: gave up after {self.max_retries + 1} attempts; last: {last}")
+
+    def _parse(self, data: dict[str, Any]) -> Generation:
+        choice = data["choices"][0]
+        text = choice["message"]["content"] if self.api == "chat" else choice["text"]
+        usage = data.get("usage") or {}
+        return Generation(
+            (text or "").strip(),
+            int(usage.get("prompt_tokens", 0)),
+            int(usage.get("completion_tokens", 0)),
+            choice.get("finish_reason") or "stop",
+        )

@@ -1,0 +1,148 @@
+"""The teacher cache: atomic writes, kill -9 resume without repeated calls, two processes sharing one file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.teacher_helpers import ScriptedBackend, make_examples
+from tinydistill.cache import TeacherCache, make_key
+from tinydistill.teachers.live import LiveTeacher
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A writer process: a slow scripted teacher over N rows; writes its rationales to OUT when done.
+WRITER = """
+import json, sys
+sys.path.insert(0, {root!r})
+from tests.teacher_helpers import ScriptedBackend, make_examples
+from tinydistill.cache import TeacherCache
+from tinydistill.teachers.live import LiveTeacher
+cache_path, log, out, n, delay = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+t = LiveTeacher("t", ScriptedBackend(log, delay_s=delay), TeacherCache(cache_path), chunk_size=4, poll_s=0.05)
+rats = t.rationales(make_examples(n))
+json.dump({{"rationales": rats, "calls": t.stats.calls, "hits": t.stats.hits}}, open(out, "w"))
+"""
+
+
+def _writer(tmp: Path, tag: str, n: int, delay: float) -> subprocess.Popen:
+    script = tmp / "writer.py"
+    script.write_text(WRITER.format(root=str(ROOT)))
+    args = [
+        sys.executable,
+        str(script),
+        str(tmp / "cache.sqlite"),
+        str(tmp / f"calls.{tag}.log"),
+        str(tmp / f"out.{tag}.json"),
+        str(n),
+        str(delay),
+    ]
+    return subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _stored_prompts(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {row[0] for row in db.execute("SELECT prompt FROM outputs")}
+
+
+def _calls(log: Path) -> list[str]:
+    return [json.loads(line)[0] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_put_get_and_stats(tmp_path: Path) -> None:
+    with TeacherCache(tmp_path / "c.sqlite") as cache:
+        key = make_key("t", "m", None, "prompt", {"max_new_tokens": 8}, 0)
+        assert key != make_key("t", "m", None, "prompt", {"max_new_tokens": 9}, 0)
+        assert key != make_key("t", "m", "rev2", "prompt", {"max_new_tokens": 8}, 0)
+        assert key != make_key("t", "m", None, "prompt", {"max_new_tokens": 8}, 1)
+        assert cache.get_many([key]) == {}
+        assert cache.put(
+            key,
+            teacher="t",
+            model="m",
+            revision=None,
+            params={},
+            prompt="prompt",
+            sample=0,
+            text="hi",
+            prompt_tokens=3,
+            completion_tokens=1,
+        )
+        assert not cache.put(
+            key, teacher="t", model="m", revision=None, params={}, prompt="prompt", sample=0, text="other"
+        )
+        assert cache.get_many([key])[key].text == "hi"
+        assert cache.stats.as_dict() == {"calls": 1, "hits": 1, "prompt_tokens": 3, "completion_tokens": 1}
+    with TeacherCache(tmp_path / "c.sqlite") as again:  # persisted
+        assert len(again) == 1 and again.totals()["prompt_tokens"] == 3
+        mode = again._db.execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+
+
+def test_leases_exclude_live_owner_and_release(tmp_path: Path) -> None:
+    a, b = TeacherCache(tmp_path / "c.sqlite"), TeacherCache(tmp_path / "c.sqlite")
+    b.owner = f"{b.owner.split(':')[0]}:1:other"  # pid 1 is alive: its lease must be respected
+    assert b.claim(["k1", "k2"]) == ["k1", "k2"]
+    assert a.claim(["k1", "k2", "k3"]) == ["k3"]
+    b.release(["k2"])
+    assert a.claim(["k2"]) == ["k2"]
+    a.close()
+    b.close()
+
+
+def test_live_teacher_rerun_makes_no_calls(tmp_path: Path) -> None:
+    rows = make_examples(6)
+    first = LiveTeacher("t", ScriptedBackend(), TeacherCache(tmp_path / "c.sqlite"))
+    out = first.rationales(rows)
+    assert first.stats.calls == 6
+    backend = ScriptedBackend()
+    second = LiveTeacher("t", backend, TeacherCache(tmp_path / "c.sqlite"))
+    assert second.rationales(rows) == out
+    assert backend.calls == [] and second.stats.calls == 0 and second.stats.hits == 6
+    other = LiveTeacher("t2", ScriptedBackend(), TeacherCache(tmp_path / "c.sqlite"))  # teacher name in key
+    other.rationales(rows[:2])
+    assert other.stats.calls == 2
+
+
+def test_kill_9_mid_run_resumes_without_repeating(tmp_path: Path) -> None:
+    n = 40
+    proc = _writer(tmp_path, "a", n, delay=0.05)
+    db = tmp_path / "cache.sqlite"
+    for _ in range(600):  # bounded wait (~30 s) until some but not all rows are stored
+        if db.exists() and len(_stored_prompts(db)) >= 8:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    stored = _stored_prompts(db)
+    assert 0 < len(stored) < n
+    first_calls = _calls(tmp_path / "calls.a.log")
+    assert stored <= set(first_calls)  # every stored row was really called once
+    assert len(first_calls) - len(stored) <= 4  # at most the claimed, in-flight chunk was lost
+
+    proc = _writer(tmp_path, "b", n, delay=0.0)
+    assert proc.wait(timeout=60) == 0
+    rerun_calls = _calls(tmp_path / "calls.b.log")
+    assert not stored & set(rerun_calls)  # nothing stored was asked again
+    assert len(rerun_calls) == len(set(rerun_calls)) == n - len(stored)
+    assert len(_stored_prompts(db)) == n
+    result = json.loads((tmp_path / "out.b.json").read_text())
+    assert result["calls"] == n - len(stored) and all(result["rationales"])
+
+
+def test_two_processes_share_one_cache(tmp_path: Path) -> None:
+    n = 30
+    procs = [_writer(tmp_path, tag, n, delay=0.02) for tag in ("a", "b")]
+    assert [p.wait(timeout=90) for p in procs] == [0, 0]
+    calls = _calls(tmp_path / "calls.a.log") + _calls(tmp_path / "calls.b.log")
+    assert len(calls) == len(set(calls)) == n  # the two processes split the work; no row called twice
+    outs = [json.loads((tmp_path / f"out.{t}.json").read_text()) for t in ("a", "b")]
+    assert outs[0]["rationales"] == outs[1]["rationales"]
+    assert outs[0]["calls"] + outs[1]["calls"] == n
+    assert len(_stored_prompts(tmp_path / "cache.sqlite")) == n

@@ -1,0 +1,168 @@
+"""The HTTP backend against a real ``serve`` on loopback: retries, fault injection, exactly-once, API keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.teacher_helpers import (
+    free_port,
+    make_examples,
+    minilm_tokenizer,
+    one_thread,
+    serve_in_thread,
+    tiny_gpt2,
+)
+from tinydistill.cache import TeacherCache
+from tinydistill.errors import TinyDistillError
+from tinydistill.serve import create_app
+from tinydistill.teachers.factory import build_teacher
+from tinydistill.teachers.hf import HFBackend
+from tinydistill.teachers.http import HTTPBackend, TeacherHTTPError
+from tinydistill.teachers.live import LiveTeacher
+from tinydistill.teachers.specs import GenerationSpec, HTTPTeacherSpec
+
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
+GEN = GenerationSpec(max_new_tokens=4)
+
+
+def _http_teacher(url: str, cache: Path, **kw) -> LiveTeacher:
+    backend = HTTPBackend(url, "tiny", generation=GEN, backoff_s=0.01, **kw)
+    return LiveTeacher("remote", backend, TeacherCache(cache), generation=GEN)
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_http_teacher_matches_local_teacher(tmp_path: Path, api: str) -> None:
+    model, tok = tiny_gpt2(), minilm_tokenizer()
+    rows = make_examples(6)
+    local = LiveTeacher(
+        "local",
+        HFBackend(model, tok, name="tiny", generation=GEN),
+        TeacherCache(tmp_path / "local.sqlite"),
+        generation=GEN,
+    )
+    with serve_in_thread(create_app(model, tok, model_name="tiny")) as url:
+        remote = _http_teacher(url, tmp_path / "c.sqlite", api=api, concurrency=3)
+        # no chat template: chat messages and completions prompts reach the model as the same text
+        assert remote.rationales(rows) == local.rationales(rows)
+        assert remote.stats.calls == 6 and remote.stats.prompt_tokens > 0
+
+
+def test_fault_injection_every_row_completes_exactly_once(tmp_path: Path) -> None:
+    rows = make_examples(24)
+    app = create_app(
+        tiny_gpt2(), minilm_tokenizer(), model_name="tiny", fault_rate=0.4, fault_seed=1, slow_s=0.05
+    )
+    with serve_in_thread(app) as url:
+        t = _http_teacher(url, tmp_path / "c.sqlite", api="completions", concurrency=4, max_retries=30)
+        out = t.rationales(rows)
+        assert len(out) == 24 and t.stats.calls == 24 and t.backend.retries > 0
+        stats = app.state.stats
+        assert stats["fault_429"] and stats["fault_500"] and stats["fault_slow"]
+        assert len(app.state.completed) == 24 and set(app.state.completed.values()) == {1}
+        requests = stats["requests"]
+        again = _http_teacher(url, tmp_path / "c.sqlite", api="completions", concurrency=4, max_retries=30)
+        assert again.rationales(rows) == out and again.stats.calls == 0
+        assert stats["requests"] == requests  # the rerun sent nothing
+    assert len(TeacherCache(tmp_path / "c.sqlite")) == 24
+
+
+def test_connection_errors_are_retried_then_fail_and_release(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    t = _http_teacher(url, tmp_path / "c.sqlite", max_retries=2)
+    with pytest.raises(TeacherHTTPError, match="gave up after 3 attempts"):
+        t.rationales(make_examples(2))
+    assert t.backend.retries == 4
+    assert len(t.cache.claim(["any"])) == 1  # leases of the failed rows were released (no stale claims)
+    assert t.cache._db.execute("SELECT COUNT(*) FROM leases WHERE key != 'any'").fetchone()[0] == 0
+
+
+def _mock(handler) -> httpx.MockTransport:
+    return httpx.MockTransport(handler)
+
+
+def _ok(text: str = "Because. Thus, the answer is (a) x.") -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "choices": [{"message": {"content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+        },
+    )
+
+
+def test_timeouts_and_5xx_are_retried_400_is_not() -> None:
+    seen = {"n": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen["n"] += 1
+        if seen["n"] == 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        if seen["n"] == 2:
+            return httpx.Response(503, text="busy")
+        return _ok()
+
+    b = HTTPBackend(
+        "http://teacher.invalid/v1", "m", transport=_mock(handler), backoff_s=0.001, generation=GEN
+    )
+    assert b.request(json.dumps([{"role": "user", "content": "hi"}]), 0).text.startswith("Because")
+    assert b.retries == 2
+    bad = HTTPBackend(
+        "http://teacher.invalid/v1",
+        "m",
+        backoff_s=0.001,
+        generation=GEN,
+        transport=_mock(lambda r: httpx.Response(400, text="bad request")),
+    )
+    with pytest.raises(TeacherHTTPError, match="HTTP 400"):
+        bad.request(json.dumps([{"role": "user", "content": "hi"}]), 0)
+    assert bad.retries == 0
+
+
+def test_sampling_sends_seed_per_sample() -> None:
+    bodies = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return _ok()
+
+    gen = GenerationSpec(max_new_tokens=4, gen_temperature=0.8, num_samples=2, seed=10, stop=("\n\n",))
+    b = HTTPBackend("http://teacher.invalid/v1", "m", transport=_mock(handler), generation=gen)
+    list(b.generate([json.dumps([{"role": "user", "content": "hi"}])] * 2, [0, 1]))
+    assert sorted(x["seed"] for x in bodies) == [10, 11] and bodies[0]["stop"] == ["\n\n"]
+    assert bodies[0]["temperature"] == 0.8 and bodies[0]["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_api_key_from_env_is_sent_but_never_stored_or_shown(tmp_path: Path, monkeypatch) -> None:
+    secret = "sk-test-SECRET-123"
+    monkeypatch.setenv("TEACHER_KEY", secret)
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return _ok() if len(seen) <= 2 else httpx.Response(401, text="invalid key")
+
+    spec = HTTPTeacherSpec(
+        name="api",
+        base_url="http://teacher.invalid/v1",
+        model="m",
+        api_key_env="TEACHER_KEY",
+        generation={"max_new_tokens": 4},
+    )
+    backend = HTTPBackend.from_spec(spec)
+    backend._client._transport = _mock(handler)
+    t = build_teacher(spec, cache_path=tmp_path / "c.sqlite", backend=backend)
+    t.rationales(make_examples(2))
+    assert seen == [f"Bearer {secret}"] * 2
+    with pytest.raises(TeacherHTTPError) as err:
+        t.rationales(make_examples(3)[2:])
+    assert secret not in str(err.value) and secret not in repr(backend)
+    t.close()
+    for f in tmp_path.iterdir():
+        assert secret.encode() not in f.read_bytes(), f
+    monkeypatch.delenv("TEACHER_KEY")
+    with pytest.raises(TinyDistillError, match="TEACHER_KEY"):
+        HTTPBackend.from_spec(spec)

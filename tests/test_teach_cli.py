@@ -1,0 +1,103 @@
+"""``tinydistill teach``: all rows from all live teachers (local, HTTP) are written; a rerun calls nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.teacher_helpers import make_examples, minilm_tokenizer, one_thread, serve_in_thread, tiny_gpt2
+from tinydistill.cli import main
+from tinydistill.config import load_config
+from tinydistill.serve import create_app
+from tinydistill.teach import teach
+from tinydistill.teachers.imported import ImportedTeacher
+
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
+
+
+def _rows(n: int, prefix: str) -> list[dict]:
+    return [
+        {"id": e.id, "question": e.question, "choices": list(e.choices), "answer": e.choices[e.answer]}
+        for e in make_examples(n, prefix)
+    ]
+
+
+def _config(tmp_path: Path, url: str, model_dir: Path) -> Path:
+    for split, n in (("train", 8), ("valid", 4)):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(n, split)))
+    cfg = {
+        "name": "teachrun",
+        "output_dir": str(tmp_path / "runs"),
+        "data": {
+            "train": {"path": str(tmp_path / "train.jsonl")},
+            "valid": {"path": str(tmp_path / "valid.jsonl")},
+        },
+        "teachers": [
+            {
+                "name": "local",
+                "kind": "hf",
+                "model": str(model_dir),
+                "dtype": "float32",
+                "generation": {"max_new_tokens": 4, "batch_size": 4},
+                "icl": {"k": 1, "pool_size": 2},
+                "quality": {"on_contradict": "drop"},
+            },
+            {
+                "name": "remote",
+                "kind": "http",
+                "base_url": url,
+                "model": "tiny",
+                "api": "chat",
+                "retry_backoff_s": 0.01,
+                "generation": {"max_new_tokens": 4, "template": "cot"},
+            },
+        ],
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_teach_writes_outputs_and_rerun_makes_zero_calls(tmp_path: Path, capsys) -> None:
+    model_dir = tmp_path / "teacher"
+    tiny_gpt2().save_pretrained(model_dir)
+    minilm_tokenizer().save_pretrained(model_dir)
+    app = create_app(tiny_gpt2(seed=1), minilm_tokenizer(), model_name="tiny", fault_rate=0.3, slow_s=0.02)
+    with serve_in_thread(app) as url:
+        cfg_path = _config(tmp_path, url, model_dir)
+        assert main(["teach", str(cfg_path), "--splits", "train,valid"]) == 0
+        printed = capsys.readouterr().out
+        assert "agree" in printed and "calls" in printed
+        run_dir = tmp_path / "runs" / "teachrun"
+        assert (run_dir / "cache.sqlite").exists()
+        for name in ("local", "remote"):
+            for split, n in (("train", 8), ("valid", 4)):
+                lines = (run_dir / "teachers" / f"{name}.{split}.jsonl").read_text().splitlines()
+                recs = [json.loads(x) for x in lines]
+                assert [r["id"] for r in recs] == [f"{split}{i}" for i in range(n)]
+                assert set(recs[0]) >= {"id", "rationale", "stated_answer", "agrees", "weight"}
+        # the files read back as imported teachers (dropped rows → no rationale)
+        imported = ImportedTeacher("remote", run_dir / "teachers" / "remote.valid.jsonl")
+        assert len(imported.rationales(make_examples(4, "valid"))) == 4
+
+        requests = app.state.stats["requests"]
+        rows = teach(load_config(cfg_path), ["train", "valid"])
+        assert [r["calls"] for r in rows] == [0, 0, 0, 0] and all(r["hits"] > 0 for r in rows)
+        assert app.state.stats["requests"] == requests
+        assert (
+            main(
+                [
+                    "teach",
+                    str(cfg_path),
+                    "--set",
+                    "teachers.1.generation.max_new_tokens=3",
+                    "--splits",
+                    "valid",
+                ]
+            )
+            == 0
+        )
+        assert app.state.stats["requests"] > requests  # new generation parameters → new cache keys
