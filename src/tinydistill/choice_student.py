@@ -1,0 +1,140 @@
+"""A multiple-choice student: an encoder scores each (question, choice) pair with a classification head, and
+an optional decoder reading the *same* encoder learns the teachers' rationales.
+
+This is TinyLLM's multi-task idea on an encoder student: the rationale losses shape the shared encoder, the
+answer comes from a head that cannot collapse onto a letter. The deployable model is a plain
+``AutoModelForMultipleChoice`` (``best/``); the rationale decoder is saved beside it (``best/rationale_decoder``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoModelForMultipleChoice, PreTrainedModel
+
+from .data import Example
+from .losses import IGNORE_INDEX
+
+DECODER_DIR = "rationale_decoder"
+
+
+class ChoiceModel(nn.Module):
+    """``scorer``: an ``AutoModelForMultipleChoice``; ``decoder``: a causal LM with cross-attention (or None)."""
+
+    def __init__(self, scorer: PreTrainedModel, decoder: PreTrainedModel | None = None) -> None:
+        super().__init__()
+        self.scorer = scorer
+        self.decoder = decoder
+        self.config = scorer.config
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.scorer.base_model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def choice_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, K, L) pair tensors → (B, K) scores; padded choices get -inf."""
+        kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        logits = self.scorer(**kwargs).logits.float()
+        return logits.masked_fill(~batch["choice_mask"].bool(), float("-inf"))
+
+    def rationale_logits(self, batch: dict[str, torch.Tensor], start_id: int, pad_id: int) -> torch.Tensor:
+        """Encode the source with the shared encoder; the decoder reads right-shifted labels. → (B, T, V)."""
+        if self.decoder is None:
+            raise RuntimeError("this multiple-choice student was built without a rationale decoder")
+        hidden = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        labels = batch["labels"]
+        decoder_input = labels.new_full(labels.shape, pad_id)
+        decoder_input[:, 1:] = labels[:, :-1].masked_fill(labels[:, :-1] == IGNORE_INDEX, pad_id)
+        decoder_input[:, 0] = start_id
+        out = self.decoder(input_ids=decoder_input, attention_mask=(decoder_input != pad_id) | (
+            torch.arange(labels.shape[1], device=labels.device) == 0), encoder_hidden_states=hidden,
+            encoder_attention_mask=batch["attention_mask"], use_cache=False)
+        return out.logits
+
+    @torch.no_grad()
+    def generate_rationales(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, start_id: int,
+                            eos_id: int, pad_id: int, max_new_tokens: int) -> torch.Tensor:
+        """Greedy rationales from the decoder for (B, L) sources → (B, T) new token ids."""
+        if self.decoder is None:
+            raise RuntimeError("this multiple-choice student was built without a rationale decoder")
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        start = torch.full((input_ids.shape[0], 1), start_id, dtype=torch.long, device=input_ids.device)
+        out = self.decoder.generate(input_ids=start, attention_mask=torch.ones_like(start),
+                                    encoder_hidden_states=hidden, encoder_attention_mask=attention_mask,
+                                    max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                    eos_token_id=eos_id, pad_token_id=pad_id, use_cache=False)
+        return out[:, 1:]
+
+    def save_pretrained(self, folder: str | Path, **kwargs) -> None:
+        folder = Path(folder)
+        self.scorer.save_pretrained(folder, **kwargs)
+        if self.decoder is not None:
+            self.decoder.save_pretrained(folder / DECODER_DIR, **kwargs)
+
+
+def load_choice_model(name: str, with_decoder: bool) -> tuple[ChoiceModel, frozenset[str]]:
+    """Scorer (and decoder) from one checkpoint; returns the names of randomly initialised parameters."""
+    scorer = AutoModelForMultipleChoice.from_pretrained(name)
+    decoder = None
+    saved_decoder = Path(name) / DECODER_DIR
+    if with_decoder or saved_decoder.is_dir():
+        source = str(saved_decoder) if saved_decoder.is_dir() else name
+        decoder = AutoModelForCausalLM.from_pretrained(source, is_decoder=True, add_cross_attention=True)
+    model = ChoiceModel(scorer, decoder)
+    fresh = "architectures" not in scorer.config.to_dict() or not any(
+        "MultipleChoice" in a for a in (scorer.config.architectures or []))
+    new = set()
+    if fresh:
+        new |= {f"scorer.{n}" for n, _ in scorer.named_parameters() if n.startswith("classifier")}
+    if decoder is not None and not saved_decoder.is_dir():
+        new |= {f"decoder.{n}" for n, _ in decoder.named_parameters()
+                if "crossattention" in n or ".predictions.transform" in n}
+    return model, frozenset(new)
+
+
+@dataclass
+class ChoiceItem:
+    """One row of the answer task for a multiple-choice student: token ids of each (question, choice) pair."""
+
+    pair_ids: list[list[int]]
+    type_ids: list[list[int]]
+    label: int
+    weight: float = 1.0
+
+
+def encode_choices(tokenizer, ex: Example, prefix: str, max_length: int) -> tuple[ChoiceItem, int]:
+    """Tokenise ``(prefix + question, choice)`` pairs, cutting the question first; returns (item, n_truncated)."""
+    enc = tokenizer([prefix + ex.question] * len(ex.choices), list(ex.choices), truncation="only_first",
+                    max_length=max_length, return_token_type_ids=True)
+    full = tokenizer([prefix + ex.question] * len(ex.choices), list(ex.choices))
+    truncated = sum(len(a) > len(b) for a, b in zip(full["input_ids"], enc["input_ids"], strict=True))
+    return ChoiceItem(enc["input_ids"], enc["token_type_ids"], ex.answer if ex.answer is not None else -1), truncated
+
+
+def pad_choices(items: Sequence[ChoiceItem], pad_id: int) -> dict[str, torch.Tensor]:
+    """→ input_ids/attention_mask/token_type_ids (B, K, L), choice_mask (B, K), labels (B,), row_weights (B,)."""
+    k = max(len(it.pair_ids) for it in items)
+    length = max(len(p) for it in items for p in it.pair_ids)
+    ids = torch.full((len(items), k, length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(items), k, length), dtype=torch.long)
+    types = torch.zeros((len(items), k, length), dtype=torch.long)
+    choice_mask = torch.zeros((len(items), k), dtype=torch.bool)
+    for b, it in enumerate(items):
+        for c in range(k):
+            pair = it.pair_ids[c] if c < len(it.pair_ids) else it.pair_ids[0][:1]  # a padded choice: one token
+            ids[b, c, : len(pair)] = torch.tensor(pair)
+            mask[b, c, : len(pair)] = 1
+            if c < len(it.type_ids):
+                types[b, c, : len(it.type_ids[c])] = torch.tensor(it.type_ids[c])
+        choice_mask[b, : len(it.pair_ids)] = True
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "choice_mask": choice_mask,
+            "labels": torch.tensor([it.label for it in items]),
+            "row_weights": torch.tensor([it.weight for it in items], dtype=torch.float)}

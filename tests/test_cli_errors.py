@@ -1,0 +1,109 @@
+"""Bad input → one line naming the file, the row or line, and the field; exit code 2; no traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tinydistill.cli import main
+
+ROW = {"id": "1", "question": "What sticks to a magnet?", "choices": ["wood", "iron"], "answer": "iron"}
+
+
+def _write(path, text: str | bytes):
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def rows_json(*rows) -> str:
+    return json.dumps(list(rows), indent=1)
+
+
+CASES = {
+    "missing file": (None, ["not found"]),
+    "empty file": ("", ["file is empty"]),
+    "malformed JSON": ('[\n {"id": "1",\n  "question": oops}\n]', [":3", "malformed JSON"]),
+    "malformed JSON Lines": (json.dumps(ROW) + "\n{bad\n", [":2", "malformed JSON Lines"]),
+    "row without a field": (rows_json(ROW, {k: v for k, v in ROW.items() if k != "question"}),
+                            ["row 1", "field 'question'", "missing field"]),
+    "answer not among choices": (rows_json(dict(ROW, answer="gold")), ["row 0", "field 'answer'", "not among"]),
+    "fewer than two choices": (rows_json(dict(ROW, choices=["iron"])), ["field 'choices'", "at least two"]),
+    "duplicate choices": (rows_json(dict(ROW, choices=["iron", "iron"])), ["field 'choices'", "duplicate"]),
+    "choices not a list": (rows_json(dict(ROW, choices=7)), ["field 'choices'", "must be a list"]),
+    "undecodable bytes": (b'[{"id": "1", "question": "caf\xe9"}]', ["not valid UTF-8", ":1"]),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_data_gives_one_line_error(case, tmp_path, capsys):
+    content, expected = CASES[case]
+    path = tmp_path / "data.json"
+    if content is not None:
+        _write(path, content)
+    assert main(["data", "check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert err.startswith("error: ") and str(path) in err
+    for fragment in expected:
+        assert fragment in err, (fragment, err)
+
+
+def test_misaligned_rationale_chunks(tmp_path, capsys):
+    folder = tmp_path / "mini"
+    (folder / "llm").mkdir(parents=True)
+    (folder / "mini_train.json").write_text(rows_json(ROW, dict(ROW, id="2")))
+    (folder / "llm" / "train_CoT_0.json").write_text(json.dumps(["only one"]))
+    assert main(["data", "check", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "1 rationales" in err and "do not align with 2 rows" in err
+
+
+def test_data_check_prints_counts(tmp_path, capsys):
+    path = _write(tmp_path / "d.jsonl", json.dumps(ROW) + "\n" + json.dumps(dict(ROW, id="2", answer="wood")))
+    assert main(["data", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "2" in out
+
+
+CONFIG = """name: bad
+data:
+  train: {path: t.jsonl}
+  valid: {path: v.jsonl}
+train:
+  epochs: 1
+  lr: {lr}
+{extra}
+"""
+
+
+@pytest.mark.parametrize("lr,extra,expected", [
+    ("fast", "", [":7", "train.lr", "valid number"]),
+    ("1e-4", "studnet: {model: x}", [":8", "studnet", "unknown key"]),
+    ("1e-4", "teachers:\n  - {name: a, kind: carrier-pigeon}", [":9", "teachers.0", "kind"]),
+])
+def test_bad_config_names_file_line_and_key(tmp_path, capsys, lr, extra, expected):
+    path = _write(tmp_path / "c.yaml", CONFIG.replace("{lr}", lr).replace("{extra}", extra))
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(path) in err, err
+    for fragment in expected:
+        assert fragment in err, (fragment, err)
+
+
+def test_bad_override_is_a_one_line_error(tmp_path, capsys):
+    path = _write(tmp_path / "c.yaml", CONFIG.replace("{lr}", "1e-4").replace("{extra}", ""))
+    assert main(["train", str(path), "--set", "train.batch_size=-3"]) == 2
+    err = capsys.readouterr().err
+    assert "train.batch_size" in err and "greater than or equal to 1" in err
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    missing = tmp_path / "nope.json"
+    proc = subprocess.run([sys.executable, "-m", "tinydistill.cli", "data", "check", str(missing)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and str(missing) in proc.stderr

@@ -1,0 +1,40 @@
+"""The quickstart end to end on the embedded data and the real offline MiniLM (kept small), then `eval`."""
+
+import json
+
+from tinydistill.cli import main
+from tinydistill.quickstart import embedded_data_dir
+
+SMALL = ["--set", "data.train.limit=24", "--set", "data.valid.limit=20", "--set", "train.batch_size=8",
+         "--set", "student.max_rationale_length=16"]
+
+
+def test_quickstart_runs_three_methods_then_eval_scores_the_student(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart", "--no-progress", *SMALL]) == 0
+    out = capsys.readouterr().out
+    for label in ("inference only", "fine-tuning on answers", "TinyLLM", "flan_t5", "llama2", "majority"):
+        assert label in out, label
+    root = tmp_path / "runs" / "quickstart"
+    for method in ("inference", "finetune", "tinyllm"):
+        for name in ("config.yaml", "report.md", "report.json", "predictions.jsonl", "best/config.json"):
+            assert (root / method / name).exists(), (method, name)
+    assert (root / "tinyllm" / "best" / "rationale_decoder" / "config.json").exists()
+    metrics = [json.loads(line) for line in (root / "tinyllm" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/rationale/flan_t5" in m and "loss/rationale/llama2" in m for m in metrics)
+
+    # the trained student scores data in another format (JSONL written here) through `tinydistill eval`
+    rows = [json.loads(line) for line in (embedded_data_dir() / "obqa_valid.json").read_text().splitlines()][-30:]
+    data = tmp_path / "unseen.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["eval", str(root / "tinyllm"), "--data", str(data), "--out", str(tmp_path / "ev")]) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["n"] == 30 and 0.0 <= m["rank_accuracy"] <= 1.0
+    preds = [json.loads(line) for line in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 30 and {"id", "prediction", "correct"} <= preds[0].keys()
+    assert sum(p["correct"] for p in preds) == round(m["rank_accuracy"] * 30)
+
+    # running the same command again resumes: nothing is retrained
+    before = (root / "tinyllm" / "metrics.jsonl").read_text()
+    assert main(["quickstart", "--no-progress", *SMALL]) == 0
+    assert (root / "tinyllm" / "metrics.jsonl").read_text() == before
