@@ -106,3 +106,13 @@ def run_config(model_dir: Path, data: dict[str, Path], out: Path, **overrides) -
             node = node[p]
         node[parts[-1]] = value
     return cfg
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The TinyLLM benchmark folder that ships beside the repo (../shared/data/tinyllm)."""
+    here = Path(__file__).resolve().parents[1]
+    for candidate in (here.parent / "shared" / "data" / "tinyllm", here / "shared" / "data" / "tinyllm"):
+        if candidate.is_dir():
+            return candidate
+    pytest.skip("shared TinyLLM data not found beside the repo")

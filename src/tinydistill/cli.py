@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

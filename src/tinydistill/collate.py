@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .choice_student import ChoiceItem, encode_choices, pad_choices
 from .data import Example
 from .losses import IGNORE_INDEX
 from .prompts import format_choices
@@ -44,6 +45,7 @@ class TaskSpec:
     target: Callable[[int, Example], str | None]  # (row index, example) → target text or None (skip row)
     max_target_length: int
     row_weight: Callable[[int], float] | None = None
+    choices: Callable[[int, Example], Sequence[str]] | None = None  # every choice's target (shortcut penalty)
 
 
 @dataclass
@@ -51,6 +53,8 @@ class TaskItem:
     source_ids: list[int]
     target_ids: list[int]
     weight: float = 1.0
+    row: int = -1  # index of the training row (keys cached teacher signals)
+    choice_ids: list[list[int]] | None = None  # target ids of every choice, when the task scores choices
 
 
 def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
@@ -83,7 +87,8 @@ class SourceEncoder:
         return ids
 
     def encode(self, ex: Example, prefix: str, stats: TruncationStats | None = None) -> list[int]:
-        tail = "\nAnswer Choices:\n" + format_choices(ex.choices) + ("\n" if self.kind == "causal" else "")
+        tail = ("\nAnswer Choices:\n" + format_choices(ex.choices) if ex.choices else "") + (
+            "\n" if self.kind == "causal" else "")  # open-answer rows have no choices
         head, question, rest = self._ids(prefix), self._ids(ex.question), self._ids(tail)
         budget = self.max_len - self._n_special - len(head) - len(rest)
         if len(question) > budget:
@@ -114,8 +119,13 @@ def tokenize_tasks(
     stats = TruncationStats(rows=len(examples))
     rows: list[dict[str, TaskItem]] = []
     for i, ex in enumerate(examples):
-        items: dict[str, TaskItem] = {}
+        items: dict[str, TaskItem | ChoiceItem] = {}
         for task in tasks:
+            if task.name == ANSWER_TASK and student.kind == "multiple_choice":  # score (question, choice) pairs
+                item, cut = encode_choices(student.tokenizer, ex, task.prefix, max_input_length)
+                stats.sources += bool(cut)
+                items[task.name] = item
+                continue
             text = task.target(i, ex)
             if not text:
                 continue
@@ -125,8 +135,10 @@ def tokenize_tasks(
             target_ids, cut = encode_target(student, text, task.max_target_length)
             if cut:
                 stats.targets[task.name] = stats.targets.get(task.name, 0) + 1
+            choice_ids = ([encode_target(student, c, task.max_target_length)[0] for c in task.choices(i, ex)]
+                          if task.choices else None)
             items[task.name] = TaskItem(enc.encode(ex, task.prefix, stats if task.name == ANSWER_TASK
-                                                   else None), target_ids, weight)
+                                                   else None), target_ids, weight, i, choice_ids)
         rows.append(items)
     return rows, stats
 
@@ -172,4 +184,27 @@ class MultiTaskCollator:
         for row in rows:
             for name, item in row.items():
                 by_task.setdefault(name, []).append(item)
-        return {name: self.pad(items, self.pad_id) for name, items in by_task.items()}
+        out = {}
+        for name, items in by_task.items():
+            if isinstance(items[0], ChoiceItem):
+                out[name] = pad_choices(items, self.pad_id)
+                continue
+            out[name] = self.pad(items, self.pad_id)
+            out[name]["row_index"] = torch.tensor([it.row for it in items], dtype=torch.long)
+            if all(it.choice_ids for it in items):
+                out[name].update(self.pad_choices(items))
+        return out
+
+    def pad_choices(self, items: Sequence[TaskItem]) -> dict[str, torch.Tensor]:
+        """One (source, choice target) pair per choice: ``choice_*`` tensors (N, ·) plus their row and position."""
+        pairs, owner, pos = [], [], []
+        for b, it in enumerate(items):
+            for c, ids in enumerate(it.choice_ids or []):
+                pairs.append(TaskItem(it.source_ids, ids))
+                owner.append(b)
+                pos.append(c)
+        padded = self.pad(pairs, self.pad_id)
+        out = {f"choice_{k}": v for k, v in padded.items() if k != "row_weights"}
+        out["choice_row"] = torch.tensor(owner, dtype=torch.long)
+        out["choice_pos"] = torch.tensor(pos, dtype=torch.long)
+        return out

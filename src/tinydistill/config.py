@@ -42,6 +42,7 @@ class DataSourceConfig(_Strict):
 
 
 class DataConfig(_Strict):
+    task: Literal["mcqa", "open"] = Field("mcqa", description="multiple choice, or open answer (question → text)")
     train: DataSourceConfig
     valid: DataSourceConfig
     test: DataSourceConfig | None = Field(None, description="never read during training")
@@ -49,13 +50,29 @@ class DataConfig(_Strict):
 
 class StudentConfig(_Strict):
     model: str = Field(MINILM_ALIAS, description="HF name or path; 'minilm' = the offline all-MiniLM-L6-v2")
-    architecture: Literal["auto", "seq2seq", "causal", "bert2bert"] = "auto"
+    architecture: Literal["auto", "seq2seq", "causal", "bert2bert", "multiple_choice"] = "auto"
     max_input_length: int = Field(256, ge=8)
     max_answer_length: int = Field(32, ge=2)
     max_rationale_length: int = Field(64, ge=2)
+    attn_implementation: Literal["auto", "sdpa", "eager"] = Field(
+        "auto", description="auto = the library default (SDPA); eager is faster on CPU for short inputs")
     answer_target: Literal["letter_text", "text", "letter"] = Field(
         "letter_text", description="answer target: '(b) iron', 'iron' or '(b)'"
     )
+    layers: tuple[int, ...] | None = Field(
+        None, description="keep these layers of the loaded model (e.g. [0, 2, 4]), initialised from it")
+    num_layers: int | None = Field(None, ge=1, description="keep this many evenly spaced layers (6 → 3: 0, 2, 4)")
+    config_overrides: dict[str, int | float | str] = Field(
+        default_factory=dict, description="a narrower model: these config fields changed, weights random")
+
+    @model_validator(mode="after")
+    def _check_size(self) -> StudentConfig:
+        if self.layers is not None and self.num_layers is not None:
+            raise ValueError("give student.layers or student.num_layers, not both")
+        if self.layers is not None and (not self.layers or list(self.layers) != sorted(set(self.layers))
+                                        or self.layers[0] < 0):
+            raise ValueError("student.layers must be distinct, increasing, non-negative layer indices")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -74,7 +91,8 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints; 0 = at evals")
     keep_checkpoints: int = Field(1, ge=1)
     early_stopping_patience: int = Field(0, ge=0, description="evaluations without improvement; 0 = off")
-    select_metric: Literal["rank_accuracy", "generate_accuracy", "valid_loss"] = "rank_accuracy"
+    select_metric: Literal["rank_accuracy", "generate_accuracy", "valid_loss", "exact_match", "token_f1"] = (
+        "rank_accuracy")
     num_workers: int = Field(0, ge=0)
 
 
@@ -86,17 +104,79 @@ class EvalConfig(_Strict):
     valid_limit: int | None = Field(None, ge=1, description="rows of valid used for selection evals")
 
 
+MethodName = Literal["tinyllm", "finetune", "inference", "lora", "kd", "step_by_step", "pinto", "whitebox"]
+
+
+class LoraConfig(_Strict):
+    """peft LoRA on the student (``method: lora``)."""
+
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: tuple[str, ...] | None = Field(
+        None, description="module names to adapt; None: peft's default for the architecture")
+    save: Literal["merged", "adapter"] = Field(
+        "merged", description="merged: a plain transformers folder; adapter: a peft adapter folder")
+
+
+class LayerPair(_Strict):
+    """One hidden-state pair for the MSE: hidden_states index on each side (0 = embeddings, -1 = last)."""
+
+    side: Literal["encoder", "decoder"] = Field("decoder", description="decoder = a causal model's one stack")
+    teacher: int = -1
+    student: int = -1
+
+
+class WhiteboxConfig(_Strict):
+    """A local white-box teacher for ``kd`` (soft labels) and ``whitebox`` (soft labels + hidden MSE)."""
+
+    teacher_model: str | None = Field(None, description="local HF folder or name; same tokenizer as the student")
+    kd_temperature: float = Field(2.0, gt=0)
+    alpha_kd: float = Field(0.5, ge=0, le=1, description="L = (1-α)·CE + α·T²·KL")
+    hidden_mse_weight: float = Field(1.0, ge=0, description="whitebox only: weight of the hidden-state MSE")
+    layer_map: tuple[LayerPair, ...] = Field(
+        (), description="hidden-state pairs; empty: the last layer of each side the student has")
+    project: Literal["student", "teacher"] = Field(
+        "student", description="which side the learned linear map projects into the other's width")
+    signals: Literal["online", "cached"] = Field(
+        "online", description="run the teacher every batch, or once into run_dir/teacher_signals/")
+    top_k: int = Field(0, ge=0, description="keep the teacher's top-k logits per token; 0 = full vocabulary")
+
+
+class RationaleMethodConfig(_Strict):
+    """``step_by_step`` and ``pinto``: which rationale teacher (default: the first) and the mixing weight."""
+
+    teacher: str | None = Field(None, description="name of one of `teachers`; None: the first")
+    alpha_label: float = Field(0.5, ge=0, le=1, description="step_by_step: α·L_label + (1-α)·L_rationale")
+    rationale_prefix: str = Field("rationale: ", description="pinto: put before the rationale in the input")
+
+
+class StageConfig(_Strict):
+    """One stage of a multi-stage run: its own data and method; anything else by dotted ``set`` overrides."""
+
+    label: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    method: MethodName | None = None
+    data: DataConfig | None = None
+    set: dict[str, Any] = Field(default_factory=dict, description="dotted overrides, e.g. train.epochs: 3")
+
+
 class RunConfig(_Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
     output_dir: str = "runs"
     seed: int = 0
-    method: Literal["tinyllm", "finetune", "inference"] = "tinyllm"
+    method: MethodName = "tinyllm"
     answer_prefix: str = "answer: "
     data: DataConfig
     student: StudentConfig = StudentConfig()
     teachers: tuple[TeacherSpec, ...] = ()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    lora: LoraConfig = LoraConfig()
+    whitebox: WhiteboxConfig = WhiteboxConfig()
+    rationale_method: RationaleMethodConfig = RationaleMethodConfig()
+    shortcut_penalty_weight: float = Field(0.0, ge=0, description="anti-shortcut penalty weight; 0 = off")
+    shortcut_temperature: float = Field(1.0, gt=0, description="softmax temperature of the choice scores")
+    stages: tuple[StageConfig, ...] = Field((), description="multi-stage run; each starts from the last best")
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -107,7 +187,28 @@ class RunConfig(_Strict):
         prefixes = [self.answer_prefix] + [t.student_prefix for t in self.teachers]
         if len(set(prefixes)) != len(prefixes):
             raise ValueError("the answer prefix and every teacher's prefix must differ")
+        self._check_method()
+        if self.stages:
+            from .stages import stage_configs  # resolving validates every stage's config
+
+            stage_configs(self)
         return self
+
+    def _check_method(self) -> None:
+        if self.method in ("kd", "whitebox") and not self.whitebox.teacher_model:
+            raise ValueError(f"method {self.method!r} needs whitebox.teacher_model (a local HF model folder)")
+        if self.method in ("step_by_step", "pinto"):
+            if not self.teachers:
+                raise ValueError(f"method {self.method!r} needs one rationale teacher in `teachers`")
+            wanted = self.rationale_method.teacher
+            if wanted is not None and wanted not in {t.name for t in self.teachers}:
+                raise ValueError(f"rationale_method.teacher {wanted!r} is not one of `teachers`")
+        if self.data.task == "open":
+            if self.shortcut_penalty_weight > 0:
+                raise ValueError("shortcut_penalty_weight needs answer choices; data.task is 'open'")
+            if self.train.select_metric in ("rank_accuracy", "generate_accuracy"):
+                raise ValueError("data.task 'open' has no choices: set train.select_metric to exact_match "
+                                 "or token_f1")
 
     @property
     def run_dir(self) -> Path:
@@ -237,5 +338,6 @@ def dump_config(cfg: RunConfig) -> str:
 
 __all__ = [
     "RunConfig", "DataConfig", "DataSourceConfig", "StudentConfig", "TrainConfig", "EvalConfig",
-    "ImportedTeacherSpec", "load_config", "config_from_dict", "apply_overrides", "dump_config",
+    "ImportedTeacherSpec", "LoraConfig", "WhiteboxConfig", "LayerPair", "RationaleMethodConfig", "StageConfig",
+    "load_config", "config_from_dict", "apply_overrides", "dump_config",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -13,13 +14,14 @@ from .report import pct
 if TYPE_CHECKING:
     from .run import RunOutcome
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 def results_table(title: str, rows: Sequence[dict]) -> Table:
     """rows: dicts with method, rank_accuracy, generate_accuracy, top_share, majority_baseline, seconds."""
     table = Table(title=title)
-    for col, justify in (("method", "left"), ("valid acc (rank)", "right"), ("valid acc (generate)", "right"),
+    for col, justify in (("method", "left"), ("valid acc: ranked choices", "right"),
+                         ("valid acc: generated answer", "right"),
                          ("top prediction share", "right"), ("majority baseline", "right"), ("time", "right")):
         table.add_column(col, justify=justify)
     for r in rows:

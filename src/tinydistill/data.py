@@ -40,6 +40,7 @@ class Example:
     answer: int | None
     domain: str | None = None
     rationales: Mapping[str, str] = field(default_factory=dict)
+    answers: tuple[str, ...] = ()  # open-answer tasks (no choices): every accepted answer text
 
     @property
     def answer_text(self) -> str | None:
@@ -61,9 +62,9 @@ class ColumnMap:
 def build_example(
     raw: Mapping[str, Any], *, path: str | Path, row: int, line: int | None = None,
     columns: ColumnMap = ColumnMap(), rationales: Mapping[str, str] | None = None,
-    require_answer: bool = True,
+    require_answer: bool = True, task: str = "mcqa",
 ) -> Example:
-    """Validate one raw row and turn it into an :class:`Example`."""
+    """Validate one raw row and turn it into an :class:`Example` (``task="open"``: no choices)."""
 
     def fail(msg: str, fld: str | None) -> DataError:
         return DataError(path, msg, row=row, line=line, field=fld)
@@ -75,6 +76,8 @@ def build_example(
         raise fail("missing field", columns.question)
     if not isinstance(question, str) or not question.strip():
         raise fail("must be a non-empty string", columns.question)
+    if task == "open":
+        return _open_example(raw, question, columns, fail, row, require_answer)
     choices = raw.get(columns.choices)
     if choices is None:
         raise fail("missing field", columns.choices)
@@ -117,6 +120,29 @@ def build_example(
         id=rid, question=question.strip(), choices=tuple(choices), answer=answer,
         domain=str(domain) if domain not in (None, "") else None, rationales=dict(rationales or {}),
     )
+
+
+def _open_example(raw: Mapping[str, Any], question: str, columns: ColumnMap, fail, row: int,
+                  require_answer: bool) -> Example:
+    """An open-answer row: the answer is a string, a list of accepted strings, or TriviaQA's
+    ``{"value": ..., "aliases": [...]}``."""
+    value = raw.get(columns.answer)
+    if isinstance(value, Mapping):
+        value = [value.get("value"), *(value.get("aliases") or [])]
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        value = [value]
+    answers: list[str] = []
+    for a in value or []:
+        text = str(a).strip() if a is not None else ""
+        if text and text not in answers:
+            answers.append(text)
+    if not answers and require_answer:
+        raise fail("missing field" if value is None else "needs a non-empty answer text", columns.answer)
+    rid = raw.get(columns.id)
+    rid = str(row) if rid is None or str(rid).strip() == "" else str(rid)
+    domain = raw.get(columns.domain) if columns.domain else None
+    return Example(id=rid, question=question.strip(), choices=(), answer=None,
+                   domain=str(domain) if domain not in (None, "") else None, answers=tuple(answers))
 
 
 def resolve_answer(value: Any, choices: Sequence[str]) -> int | None:
@@ -190,7 +216,7 @@ def read_records(path: str | Path) -> list[tuple[int | None, Any]]:
 
 def build_examples(
     records: Sequence[tuple[int | None, Any]], path: str | Path, columns: ColumnMap = ColumnMap(), *,
-    require_answer: bool = True, on_invalid: str = "error",
+    require_answer: bool = True, on_invalid: str = "error", task: str = "mcqa",
 ) -> list[Example | None]:
     """Validate every record; with ``on_invalid="skip"`` a bad row becomes ``None`` and is reported once."""
     out: list[Example | None] = []
@@ -198,7 +224,7 @@ def build_examples(
     for i, (ln, r) in enumerate(records):
         try:
             out.append(build_example(r, path=path, row=i, line=ln, columns=columns,
-                                     require_answer=require_answer))
+                                     require_answer=require_answer, task=task))
         except DataError as e:
             if on_invalid != "skip":
                 raise
@@ -212,11 +238,11 @@ def build_examples(
 
 def load_records_file(
     path: str | Path, columns: ColumnMap = ColumnMap(), *, require_answer: bool = True,
-    on_invalid: str = "error",
+    on_invalid: str = "error", task: str = "mcqa",
 ) -> list[Example]:
-    """Load a JSON / JSONL / CSV file of multiple-choice rows."""
+    """Load a JSON / JSONL / CSV file of multiple-choice (or, with ``task="open"``, open-answer) rows."""
     built = build_examples(read_records(path), path, columns, require_answer=require_answer,
-                           on_invalid=on_invalid)
+                           on_invalid=on_invalid, task=task)
     return [ex for ex in built if ex is not None]
 
 
@@ -285,7 +311,7 @@ def load_tinyllm(
 
 # ------------------------------------------------------------------------------------------ HF datasets
 def load_hf_dataset(
-    name: str, split: str, *, subset: str | None = None, columns: ColumnMap = ColumnMap()
+    name: str, split: str, *, subset: str | None = None, columns: ColumnMap = ColumnMap(), task: str = "mcqa"
 ) -> list[Example]:
     """Load a Hugging Face dataset by hub name or local path (``datasets.load_dataset``)."""
     import datasets
@@ -295,7 +321,8 @@ def load_hf_dataset(
     except Exception as e:  # noqa: BLE001 - any hub/IO failure becomes one clear line
         raise DataError(name, f"could not load dataset (split {split!r}): {type(e).__name__}: {e}") from None
     examples = [
-        build_example(_normalise_hf_row(r, columns), path=f"{name}:{split}", row=i, columns=columns)
+        build_example(_normalise_hf_row(r, columns) if task == "mcqa" else dict(r), path=f"{name}:{split}",
+                      row=i, columns=columns, task=task)
         for i, r in enumerate(ds)
     ]
     check_unique_ids(examples, f"{name}:{split}")
@@ -328,7 +355,7 @@ def _normalise_hf_row(row: Mapping[str, Any], columns: ColumnMap) -> dict[str, A
 # ------------------------------------------------------------------------------------------ dispatcher
 def load_examples(
     path: str | Path, split: str = "train", *, fmt: str = "auto", columns: ColumnMap = ColumnMap(),
-    subset: str | None = None, require_answer: bool = True, on_invalid: str = "error",
+    subset: str | None = None, require_answer: bool = True, on_invalid: str = "error", task: str = "mcqa",
 ) -> list[Example]:
     """Load examples from any supported source.
 
@@ -336,12 +363,12 @@ def load_examples(
     ``csv`` or ``hf`` (``path`` is a hub name).
     """
     if fmt == "hf":
-        return load_hf_dataset(str(path), split, subset=subset, columns=columns)
+        return load_hf_dataset(str(path), split, subset=subset, columns=columns, task=task)
     p = Path(path)
     if fmt == "tinyllm" or (fmt == "auto" and p.is_dir()):
         return load_tinyllm(p, split, on_invalid=on_invalid)
     if fmt in ("auto", "json", "jsonl", "csv"):
-        return load_records_file(p, columns, require_answer=require_answer, on_invalid=on_invalid)
+        return load_records_file(p, columns, require_answer=require_answer, on_invalid=on_invalid, task=task)
     raise DataError(path, f"unknown data format {fmt!r} (auto, tinyllm, json, jsonl, csv, hf)")
 
 

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers.modeling_outputs import BaseModelOutput
 
+from .choice_student import encode_choices, pad_choices
 from .collate import SourceEncoder, TaskItem, TruncationStats, encode_target, pad_causal, pad_seq2seq
 from .data import LETTERS, Example, majority_baseline
 from .losses import sequence_log_likelihood
@@ -41,11 +42,20 @@ def rank_choices(
     answer_style: str, max_answer_length: int, batch_size: int = 32, reduction: str = "sum",
     autocast_dtype: torch.dtype | None = None, progress: bool = False,
 ) -> list[list[float]]:
-    """Score every choice of every example by the student's log-likelihood of its answer target."""
+    """Score every choice of every example: a multiple-choice head's scores, else the student's
+    log-likelihood of each choice's answer target."""
     model, device = student.model, student.model.device
     enc = SourceEncoder(student, max_input_length)
     scores: list[list[float]] = []
     for batch in tqdm(list(_chunks(examples, batch_size)), desc="rank", disable=not progress, leave=False):
+        if student.kind == "multiple_choice":
+            items = [encode_choices(student.tokenizer, ex, prefix, max_input_length)[0] for ex in batch]
+            tensors = {k: v.to(device) for k, v in pad_choices(items, student.pad_token_id).items()}
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                                enabled=autocast_dtype is not None):
+                head = student.choice_scores(tensors).tolist()
+            scores.extend(row[: len(ex.choices)] for row, ex in zip(head, batch, strict=True))
+            continue
         sources = [enc.encode(ex, prefix) for ex in batch]
         owners, targets = [], []
         for b, ex in enumerate(batch):
@@ -93,9 +103,14 @@ def generate_answers(
         else:
             ids = torch.tensor([s + [pad] * (width - len(s)) for s in sources])
             mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sources])
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                             pad_token_id=pad, eos_token_id=student.eos_token_id)
+        if student.kind == "multiple_choice":  # the rationale decoder writes; its stated answer is parsed
+            start = tok.cls_token_id if tok.cls_token_id is not None else pad
+            out = model.generate_rationales(ids.to(device), mask.to(device), start_id=start, pad_id=pad,
+                                            eos_id=student.eos_token_id, max_new_tokens=max_new_tokens)
+        else:
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                 pad_token_id=pad, eos_token_id=student.eos_token_id)
         if student.kind == "causal":
             out = out[:, width:]
         texts.extend(tok.batch_decode(out, skip_special_tokens=True))
@@ -109,7 +124,7 @@ def collapse_metrics(predictions: Sequence[int | None], n_choices: int | None = 
         return {"top_share": 1.0, "entropy_bits": 0.0}
     counts = Counter(valid)
     total = len(valid)
-    entropy = -sum(c / total * math.log2(c / total) for c in counts.values())
+    entropy = max(0.0, -sum(c / total * math.log2(c / total) for c in counts.values()))
     return {"top_share": max(counts.values()) / total, "entropy_bits": entropy}
 
 
@@ -127,9 +142,13 @@ def evaluate_student(
     student: Student, examples: Sequence[Example], *, prefix: str, max_input_length: int,
     answer_style: str, max_answer_length: int, modes: Sequence[str] = ("rank", "generate"),
     batch_size: int = 32, reduction: str = "sum", max_new_tokens: int = 32,
-    autocast_dtype: torch.dtype | None = None, progress: bool = False,
+    autocast_dtype: torch.dtype | None = None, progress: bool = False, rationale_prefix: str | None = None,
 ) -> EvalResult:
-    """Accuracy by ranking and/or generation, collapse metrics, and one prediction row per example."""
+    """Accuracy by ranking and/or generation, collapse metrics, and one prediction row per example.
+
+    A multiple-choice student "generates" by writing a rationale with ``rationale_prefix`` (its first
+    teacher's task prefix) through its rationale decoder; the answer that rationale states is scored.
+    """
     was_training = student.model.training
     student.model.eval()
     kw = dict(prefix=prefix, max_input_length=max_input_length, batch_size=batch_size, progress=progress)
@@ -151,9 +170,13 @@ def evaluate_student(
         for row, p, s in zip(rows, preds, scores, strict=True):
             row.update(rank_prediction=p, rank_scores=[round(x, 4) for x in s])
         primary = preds
-    if "generate" in modes:
-        texts = generate_answers(student, examples, max_new_tokens=max_new_tokens, **kw)
-        preds_g = [parse_answer(t, ex.choices) for t, ex in zip(texts, examples, strict=True)]
+    # a choice student generates through its rationale decoder (if it has one) and states an answer
+    choice_decoder = student.kind == "multiple_choice" and getattr(student.model, "decoder", None) is not None
+    if "generate" in modes and (student.kind != "multiple_choice" or (choice_decoder and rationale_prefix)):
+        gen_kw = dict(kw, prefix=rationale_prefix) if student.kind == "multiple_choice" else kw
+        texts = generate_answers(student, examples, max_new_tokens=max_new_tokens, **gen_kw)
+        parse = stated_answer if student.kind == "multiple_choice" else parse_answer
+        preds_g = [parse(t, ex.choices) for t, ex in zip(texts, examples, strict=True)]
         metrics["generate_accuracy"] = accuracy(preds_g, examples)
         metrics["generate_unparsed"] = sum(p is None for p in preds_g) / max(len(preds_g), 1)
         metrics["generate_distribution"] = distribution(preds_g)

@@ -34,7 +34,7 @@ def clean_rationale(text: str) -> str:
             cut = min(cut, m.start())
     text = text[:cut]
     text = re.sub(r"[ \t]+", " ", text)
-    text = re.sub(r"\n{2,}", "\n", text)
+    text = re.sub(r" ?\n[\n ]*", "\n", text)
     return text.strip()
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import torch
 
 from .checkpoint import write_json_atomic
-from .collate import ANSWER_TASK, TaskSpec, rationale_task, tokenize_tasks
+from .collate import tokenize_tasks
 from .config import DataSourceConfig, RunConfig, dump_config
 from .data import ColumnMap, Example, load_examples
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate_student, evaluate_teacher
-from .prompts import answer_target
+from .methods import build_method
 from .report import write_run_report
-from .students import Student, load_student, save_student
+from .students import Student, load_student, save_student, saved_student_config
 from .teachers.base import Teacher
 from .teachers.factory import build_teacher
 from .trainer import train
@@ -42,10 +42,10 @@ class RunOutcome:
     n_params: int
 
 
-def load_split(src: DataSourceConfig, role: str, seed: int) -> list[Example]:
+def load_split(src: DataSourceConfig, role: str, seed: int, task: str = "mcqa") -> list[Example]:
     """Load one configured split; ``limit`` keeps a seeded random subset (in original order)."""
     examples = load_examples(src.path, src.split or role, fmt=src.format, subset=src.subset,
-                             columns=ColumnMap(**src.columns.model_dump()), on_invalid=src.on_invalid)
+                             columns=ColumnMap(**src.columns.model_dump()), on_invalid=src.on_invalid, task=task)
     if src.limit and src.limit < len(examples):
         keep = sorted(random.Random(seed).sample(range(len(examples)), src.limit))
         examples = [examples[i] for i in keep]
@@ -56,27 +56,6 @@ def build_teachers(cfg: RunConfig, icl_pool: Sequence[Example] = ()) -> dict[str
     """Every configured teacher behind the one Teacher interface; live ones share ``run_dir/cache.sqlite``."""
     cache = cfg.run_dir / "cache.sqlite"
     return {spec.name: build_teacher(spec, cache_path=cache, icl_pool=icl_pool) for spec in cfg.teachers}
-
-
-def build_tasks(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, Teacher]) -> tuple[
-        list[TaskSpec], dict[str, float]]:
-    """The answer task plus one rationale task per active teacher (TinyLLM), with their loss weights."""
-    style, st = cfg.student.answer_target, cfg.student
-    tasks = [TaskSpec(ANSWER_TASK, cfg.answer_prefix,
-                      lambda i, ex: answer_target(ex.choices, ex.answer, style), st.max_answer_length)]
-    weights = {ANSWER_TASK: 1.0}
-    for spec in cfg.active_teachers():
-        teacher = teachers[spec.name]
-        texts = teacher.rationales(train_rows)
-        row_w = getattr(teacher, "rationale_weights", None)
-        row_weights = row_w(train_rows) if row_w else None
-        tasks.append(TaskSpec(
-            rationale_task(spec.name), spec.student_prefix,
-            lambda i, ex, texts=texts: texts[i], st.max_rationale_length,
-            (lambda i, w=row_weights: w[i]) if row_weights is not None else None,
-        ))
-        weights[rationale_task(spec.name)] = spec.alpha_rationale
-    return tasks, weights
 
 
 def _prepare_run_dir(cfg: RunConfig) -> Path:
@@ -98,29 +77,48 @@ def _autocast_dtype(cfg: RunConfig) -> torch.dtype | None:
 
 def evaluate_on(student: Student, cfg: RunConfig, examples: Sequence[Example],
                 modes: Sequence[str] | None = None, progress: bool = False) -> EvalResult:
+    if cfg.data.task == "open":  # no choices: generate, then exact match / token F1
+        from .openqa import evaluate_open
+
+        return evaluate_open(student, examples, prefix=cfg.answer_prefix,
+                             max_input_length=cfg.student.max_input_length, max_new_tokens=cfg.eval.max_new_tokens,
+                             batch_size=cfg.eval.batch_size, progress=progress)
     return evaluate_student(
         student, examples, prefix=cfg.answer_prefix, max_input_length=cfg.student.max_input_length,
         answer_style=cfg.student.answer_target, max_answer_length=cfg.student.max_answer_length,
         modes=modes or cfg.eval.modes, batch_size=cfg.eval.batch_size, reduction=cfg.eval.rank_reduction,
         max_new_tokens=cfg.eval.max_new_tokens, autocast_dtype=_autocast_dtype(cfg), progress=progress,
+        rationale_prefix=cfg.teachers[0].student_prefix if cfg.teachers else None,
     )
 
 
 def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None = None,
         log=print) -> RunOutcome:
-    """Train (unless ``method: inference``), select on valid, then evaluate the best student on valid."""
+    """Train (unless ``method: inference``), select on valid, then evaluate the best student on valid.
+
+    A config with ``stages`` runs each stage in turn (see :mod:`tinydistill.stages`) and returns the last.
+    """
+    if cfg.stages:
+        from .stages import run_stages
+
+        return run_stages(cfg, progress=progress, stop_after_steps=stop_after_steps, log=log)[-1]
     run_dir = _prepare_run_dir(cfg)
     torch.manual_seed(cfg.seed)
-    train_rows = load_split(cfg.data.train, "train", cfg.seed)
-    valid_rows = load_split(cfg.data.valid, "valid", cfg.seed)
+    train_rows = load_split(cfg.data.train, "train", cfg.seed, cfg.data.task)
+    valid_rows = load_split(cfg.data.valid, "valid", cfg.seed, cfg.data.task)
     teachers = build_teachers(cfg, icl_pool=train_rows)
-    student = load_student(cfg.student)
+    student = load_student(cfg.student, with_decoder=bool(cfg.active_teachers()))
     log(f"[{cfg.name}] method={cfg.method} student={cfg.student.model} "
         f"({student.num_parameters() / 1e6:.1f}M params, {student.kind}) train={len(train_rows)} "
         f"valid={len(valid_rows)} teachers={[t.name for t in cfg.active_teachers()]}")
 
-    tasks, weights = build_tasks(cfg, train_rows, teachers)
-    rows, trunc = tokenize_tasks(student, train_rows, tasks, cfg.student.max_input_length)
+    plan = build_method(cfg, train_rows, teachers, student)
+    tasks = plan.tasks
+    for note in plan.notes:
+        log(f"[{cfg.name}] {note}")
+    if plan.eval_rows is not None:  # PINTO: evaluation inputs carry the teacher's rationale too
+        valid_rows = plan.eval_rows(valid_rows)
+    rows, trunc = tokenize_tasks(student, plan.rows or train_rows, tasks, cfg.student.max_input_length)
     truncation = trunc.as_dict()
     if trunc.sources:
         log(f"[{cfg.name}] {trunc.sources} of {len(train_rows)} training inputs exceeded "
@@ -136,22 +134,25 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
 
     best_dir = run_dir / BEST_DIR
     train_seconds = 0.0
-    if cfg.method != "inference":
+    if plan.trains:
         valid_sel = valid_rows[: cfg.eval.valid_limit] if cfg.eval.valid_limit else valid_rows
         sel_mode = "generate" if cfg.train.select_metric == "generate_accuracy" else "rank"
 
         def valid_fn(s: Student) -> dict:
             return evaluate_on(s, cfg, valid_sel, modes=(sel_mode,)).metrics
 
-        result = train(student, rows, weights, cfg.train, seed=cfg.seed, run_dir=run_dir, valid_fn=valid_fn,
-                       on_best=lambda s: save_student(s, best_dir), stop_after_steps=stop_after_steps,
+        if plan.prepare is not None:  # e.g. teacher signals computed once and cached
+            plan.prepare(rows)
+        save = plan.save or save_student
+        result = train(student, rows, plan.objective, cfg.train, seed=cfg.seed, run_dir=run_dir, valid_fn=valid_fn,
+                       on_best=lambda s: save(s, best_dir), stop_after_steps=stop_after_steps,
                        progress=progress)
         train_seconds = result.seconds
         if not result.state.completed:
             raise KeyboardInterrupt(f"stopped after step {result.state.step}")
         if best_dir.exists():
-            student = load_student(cfg.student.model_copy(update={"model": str(best_dir),
-                                                                  "architecture": "auto"}))
+            student = (plan.load_best(best_dir) if plan.load_best
+                       else load_student(saved_student_config(cfg.student, best_dir)))
     else:
         save_student(student, best_dir)
 
@@ -165,8 +166,11 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
     outcome = RunOutcome(cfg, valid, teacher_metrics, train_seconds, eval_seconds, truncation,
                          len(train_rows), student.num_parameters())
     write_run_report(run_dir, outcome)
+    if plan.notes:  # what the method needs and did (PINTO: a teacher at inference) goes into the report
+        with open(run_dir / "report.md", "a", encoding="utf-8") as f:
+            f.write("\n## Method notes\n\n" + "".join(f"- {n}\n" for n in plan.notes))
     write_json_atomic(run_dir / "summary.json", {"valid": valid.metrics, "teachers": teacher_metrics,
-                                                 "train_seconds": train_seconds})
+                                                 "train_seconds": train_seconds, "method_notes": plan.notes})
     return outcome
 
 
@@ -186,9 +190,13 @@ def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str = "valid",
         model_dir = run_dir
     else:
         raise ConfigError(f"{run_dir}: neither a run folder (config.yaml) nor a saved model (config.json)")
-    student = load_student(StudentConfig(**{**cfg.student.model_dump(), "model": str(model_dir),
-                                            "architecture": "auto"}))
-    examples = load_examples(data, split, fmt=fmt)
+    if (model_dir / "adapter_config.json").is_file():  # a LoRA run saved as an adapter
+        from .lora import load_lora_student
+
+        student = load_lora_student(StudentConfig(**cfg.student.model_dump()), model_dir)
+    else:
+        student = load_student(saved_student_config(StudentConfig(**cfg.student.model_dump()), model_dir))
+    examples = load_examples(data, split, fmt=fmt, task=cfg.data.task)
     result = evaluate_on(student, cfg, examples, modes=modes, progress=progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

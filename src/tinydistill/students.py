@@ -20,7 +20,7 @@ from transformers import (
 from .config import MINILM_ALIAS, StudentConfig
 from .errors import TinyDistillError
 
-StudentKind = Literal["seq2seq", "causal"]
+StudentKind = Literal["seq2seq", "causal", "multiple_choice"]
 
 
 @dataclass
@@ -51,6 +51,10 @@ class Student:
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    def choice_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Multiple-choice students: (B, K) scores of each row's choices (padded choices are -inf)."""
+        return self.model.choice_scores(batch)
+
     def target_logits(
         self, batch: dict[str, torch.Tensor], encoder_outputs: object | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,6 +64,9 @@ class Student:
         token t+1, so both are shifted by one.
         """
         labels = batch["labels"]
+        if self.kind == "multiple_choice":  # the rationale decoder reads the shared encoder
+            start = self.tokenizer.cls_token_id if self.tokenizer.cls_token_id is not None else self.pad_token_id
+            return self.model.rationale_logits(batch, start, self.pad_token_id), labels
         if self.kind == "seq2seq":
             decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
             out = self.model(
@@ -107,14 +114,41 @@ def build_bert2bert(encoder_path: str) -> Student:
     return Student(model, tokenizer, "seq2seq", new)
 
 
-def load_student(cfg: StudentConfig) -> Student:
-    """Load the student named in ``cfg`` (a hub name, a local folder, or ``minilm``)."""
+def load_student(cfg: StudentConfig, *, with_decoder: bool = False) -> Student:
+    """Load the student named in ``cfg``, then cut it to ``cfg.layers`` / ``cfg.num_layers`` if asked."""
+    if cfg.config_overrides:
+        from .student_sizes import narrow_student
+
+        return narrow_student(cfg)
+    student = _load_student(cfg, with_decoder)
+    if cfg.layers is not None or cfg.num_layers is not None:
+        from .student_sizes import keep_layers
+
+        keep_layers(student, layers=cfg.layers, num_layers=cfg.num_layers)
+    return student
+
+
+def saved_student_config(cfg: StudentConfig, folder: str | Path) -> StudentConfig:
+    """The config that reloads a saved student as it is (no second layer cut)."""
+    return cfg.model_copy(update={"model": str(folder), "architecture": "auto", "layers": None,
+                                  "num_layers": None, "config_overrides": {}})
+
+
+def _load_student(cfg: StudentConfig, with_decoder: bool = False) -> Student:
     name = resolve_model_name(cfg.model)
     try:
         hf_config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as e:
         raise TinyDistillError(f"student.model: cannot load {cfg.model!r}: {str(e).splitlines()[0]}") from None
     arch = cfg.architecture
+    attn = None if cfg.attn_implementation == "auto" else cfg.attn_implementation
+    if arch == "auto" and any("MultipleChoice" in a for a in (hf_config.architectures or [])):
+        arch = "multiple_choice"
+    if arch == "multiple_choice":  # encoder + choice head (+ a rationale decoder on the same encoder)
+        from .choice_student import load_choice_model
+
+        model, new = load_choice_model(name, with_decoder, attn)
+        return Student(model, AutoTokenizer.from_pretrained(name), "multiple_choice", new)
     if arch == "auto":
         if hf_config.is_encoder_decoder:
             arch = "seq2seq"
@@ -129,11 +163,12 @@ def load_student(cfg: StudentConfig) -> Student:
             return build_bert2bert(name)
     tokenizer = AutoTokenizer.from_pretrained(name)
     if arch == "seq2seq":
-        model = AutoModelForSeq2SeqLM.from_pretrained(name)
+        model = AutoModelForSeq2SeqLM.from_pretrained(name, attn_implementation=attn)
         if model.config.decoder_start_token_id is None:
             _configure_special_tokens(model, tokenizer)
         return Student(model, tokenizer, "seq2seq")
-    model = AutoModelForCausalLM.from_pretrained(name)
+    extra = {"is_decoder": True} if type(hf_config).__name__ in _ENCODER_ONLY else {}  # BERT as a causal LM
+    model = AutoModelForCausalLM.from_pretrained(name, attn_implementation=attn, **extra)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return Student(model, tokenizer, "causal")

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from accelerate import Accelerator
@@ -22,8 +23,18 @@ from transformers import get_scheduler
 from .checkpoint import LoopState, load_latest, save_checkpoint, write_json_atomic
 from .collate import MultiTaskCollator, TaskItem
 from .config import TrainConfig
-from .losses import token_cross_entropy, weighted_total
+from .losses import weighted_total
 from .students import Student
+
+
+class Objective(Protocol):
+    """What a method optimises: named ``(weight, loss)`` terms per batch, and any weights of its own."""
+
+    def terms(self, student: Student, batch: dict[str, dict[str, torch.Tensor]]) -> dict[
+        str, tuple[float, torch.Tensor]]: ...
+
+    def parameters(self) -> list[torch.nn.Parameter]: ...
+
 
 #: Evaluates the current student on valid; returns metrics including ``TrainConfig.select_metric``.
 ValidFn = Callable[[Student], dict]
@@ -76,13 +87,14 @@ def total_optimizer_steps(n_rows: int, cfg: TrainConfig) -> int:
 
 
 def train(
-    student: Student, rows: Sequence[dict[str, TaskItem]], task_weights: dict[str, float], cfg: TrainConfig,
+    student: Student, rows: Sequence[dict[str, TaskItem]], objective: Objective, cfg: TrainConfig,
     *, seed: int, run_dir: Path, valid_fn: ValidFn | None, on_best: Callable[[Student], None] | None = None,
     stop_after_steps: int | None = None, progress: bool = True,
 ) -> TrainResult:
     """Train ``student`` on tokenised multi-task ``rows``; resume from ``run_dir/checkpoints`` if present.
 
-    ``task_weights`` maps a task name (``answer``, ``rationale/<teacher>``) to its loss weight.
+    ``objective.terms(student, batch)`` returns the named, weighted loss terms of one batch
+    (see :mod:`tinydistill.methods`); ``objective.parameters()`` are trained alongside the student.
     ``valid_fn`` scores the student on valid for early stopping and best-checkpoint selection;
     ``on_best`` saves the best student. ``stop_after_steps`` ends the process-equivalent early (tests).
     """
@@ -91,11 +103,18 @@ def train(
     accelerator = make_accelerator(cfg.mixed_precision, cfg.grad_accum_steps)
     model = student.model
     model.train()
-    optimizer = torch.optim.AdamW(_param_groups(student, cfg), lr=cfg.lr)
+    groups = _param_groups(student, cfg)
+    if objective.parameters():
+        groups.append({"params": objective.parameters(), "weight_decay": 0.0,
+                       "lr": cfg.lr * cfg.new_params_lr_scale})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
     total_steps = total_optimizer_steps(len(rows), cfg)
     scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    extra = getattr(objective, "checkpoint_module", None)  # e.g. white-box projections: saved and resumed too
+    if extra is not None:
+        accelerator.register_for_checkpointing(extra)
     student.model = model
     collate = MultiTaskCollator(student.kind, student.pad_token_id)
     ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
@@ -125,13 +144,9 @@ def train(
             batch = collate([rows[i] for i in batch_rows])
             state.batch_in_epoch += 1
             seen += len(batch_rows)
+            batch = {task: {k: v.to(accelerator.device) for k, v in t.items()} for task, t in batch.items()}
             with accelerator.autocast():
-                terms: dict[str, tuple[float, torch.Tensor]] = {}
-                for task, tensors in batch.items():  # one forward per task (answer, each teacher)
-                    tensors = {k: v.to(accelerator.device) for k, v in tensors.items()}
-                    logits, labels = student.target_logits(tensors)
-                    terms[task] = (task_weights.get(task, 0.0),
-                                   token_cross_entropy(logits, labels, tensors["row_weights"]))
+                terms = objective.terms(student, batch)
                 loss = weighted_total(terms)
             accelerator.backward(loss / cfg.grad_accum_steps)
             for task, (_, value) in terms.items():

@@ -1,0 +1,136 @@
+"""Baseline methods (LoRA, step-by-step, PINTO), student sizes and multi-stage runs on tiny models."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoModelForSeq2SeqLM
+
+from tinydistill.config import StudentConfig, config_from_dict
+from tinydistill.errors import ConfigError
+from tinydistill.methods import build_method, with_rationales
+from tinydistill.run import load_split, run
+from tinydistill.student_sizes import evenly_spaced, keep_layers
+from tinydistill.students import load_student, minilm_path
+
+from .conftest import run_config
+
+QUIET = {"progress": False, "log": lambda *_: None}
+FAST = {"train.max_steps": 3, "eval.modes": ["rank"]}
+
+
+def _first_record(run_dir):
+    return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+
+
+def test_evenly_spaced_layers_follow_distilbert():
+    assert evenly_spaced(6, 3) == [0, 2, 4]
+    assert evenly_spaced(6, 2) == [0, 3]
+    assert evenly_spaced(12, 6) == [0, 2, 4, 6, 8, 10]
+
+
+def test_layer_subset_of_minilm_has_three_layers_copied_from_the_teacher():
+    student = load_student(StudentConfig(num_layers=3))  # bert2bert: both sides cut
+    enc, dec = student.model.encoder, student.model.decoder
+    assert len(enc.encoder.layer) == 3 and len(dec.bert.encoder.layer) == 3
+    assert student.model.config.encoder.num_hidden_layers == 3
+    assert student.model.config.decoder.num_hidden_layers == 3
+    full = AutoModel.from_pretrained(str(minilm_path()))
+    for mine, theirs in zip(enc.encoder.layer, [full.encoder.layer[i] for i in (0, 2, 4)], strict=True):
+        torch.testing.assert_close(mine.output.dense.weight, theirs.output.dense.weight)
+    assert [m.layer_idx for m in dec.bert.encoder.layer if hasattr(m, "layer_idx")] in ([], [0, 1, 2])
+
+
+def test_layer_subset_of_t5_both_sides_and_reload(tiny_t5_dir, tmp_path):
+    from tinydistill.students import save_student, saved_student_config
+
+    cfg = StudentConfig(model=str(tiny_t5_dir), layers=(0,))
+    student = load_student(cfg)
+    assert len(student.model.encoder.block) == 1 and len(student.model.decoder.block) == 1
+    save_student(student, tmp_path / "s")
+    again = load_student(saved_student_config(cfg, tmp_path / "s"))
+    assert again.model.config.num_layers == 1 and again.model.config.num_decoder_layers == 1
+    with pytest.raises(Exception, match="layer 0"):
+        keep_layers(load_student(StudentConfig(model=str(tiny_t5_dir))), layers=[1])
+
+
+def test_lora_trains_only_adapter_weights_and_saves_loadable_folders(tiny_t5_dir, synthetic_data, tmp_path):
+    from tinydistill.lora import load_lora_student, save_lora_student
+
+    cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", method="lora",
+                                      lora={"r": 4, "save": "adapter"}, **FAST))
+    run(cfg, **QUIET)
+    best = cfg.run_dir / "best"
+    assert (best / "adapter_config.json").is_file()
+    student = load_lora_student(cfg.student, best)
+    original = load_file(tiny_t5_dir / "model.safetensors")
+    state = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
+             for k, v in student.model.state_dict().items()}
+    lora_b = [v for k, v in state.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # the adapters trained (B starts at zero)
+    for k, v in original.items():
+        if k in state:
+            torch.testing.assert_close(state[k], v, msg=k)  # every base weight is untouched
+    trainable = [n for n, p in student.model.named_parameters() if p.requires_grad]
+    assert trainable == [] or all("lora_" in n for n in trainable)
+    # merged: plain transformers loads it and computes what the adapter model computes
+    save_lora_student(student, tmp_path / "merged", "merged")
+    merged = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "merged").eval()
+    ids = torch.tensor([[101, 2054, 102]])
+    student.model.eval()
+    with torch.no_grad():
+        a = student.model(input_ids=ids, decoder_input_ids=ids).logits
+        b = merged(input_ids=ids, decoder_input_ids=ids).logits
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_step_by_step_mixes_label_and_rationale(tiny_t5_dir, synthetic_data, tmp_path):
+    cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", method="step_by_step",
+                                      rationale_method={"alpha_label": 0.3}, **FAST))
+    run(cfg, **QUIET)
+    assert {"loss/answer", "loss/rationale/synth"} <= _first_record(cfg.run_dir).keys()
+    student = load_student(StudentConfig(model=str(tiny_t5_dir)))
+    from tinydistill.run import build_teachers
+
+    rows = load_split(cfg.data.train, "train", 0)
+    plan = build_method(cfg, rows, build_teachers(cfg), student)
+    assert plan.objective.task_weights == pytest.approx({"answer": 0.3, "rationale/synth": 0.7})
+
+
+def test_pinto_feeds_the_rationale_at_evaluation_and_says_so(tiny_t5_dir, synthetic_data, tmp_path):
+    cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", method="pinto", **FAST))
+    run(cfg, **QUIET)
+    report = (cfg.run_dir / "report.md").read_text()
+    assert "Method notes" in report and "at inference" in report
+    rows = load_split(cfg.data.train, "train", 0)[:2]
+    out = with_rationales(rows, ["because milk", None], "rationale: ")
+    assert out[0].question.endswith("\nrationale: because milk") and out[1] == rows[1]
+
+
+def test_step_by_step_needs_a_teacher(tiny_t5_dir, synthetic_data, tmp_path):
+    with pytest.raises(ConfigError, match="rationale teacher"):
+        config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", method="step_by_step",
+                                    teachers=[]))
+
+
+def test_two_stages_the_second_starting_from_the_firsts_best(tiny_t5_dir, synthetic_data, tmp_path):
+    stages = [{"label": "wino", "method": "finetune", "set": {"train.max_steps": 2}},
+              {"label": "siqa", "method": "inference"}]
+    cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", stages=stages,
+                                      **{"eval.modes": ["rank"]}))
+    run(cfg, **QUIET)
+    first, second = cfg.run_dir / "stage-1-wino", cfg.run_dir / "stage-2-siqa"
+    assert (first / "best" / "config.json").is_file() and (second / "report.md").is_file()
+    assert str(first / "best") in (second / "config.yaml").read_text()
+    a, b = load_file(first / "best" / "model.safetensors"), load_file(second / "best" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert len(json.loads((cfg.run_dir / "stages.json").read_text())) == 2
+
+
+def test_stage_errors_name_the_stage(tiny_t5_dir, synthetic_data, tmp_path):
+    with pytest.raises(ConfigError, match=r"stages\.0 \(a\)"):
+        config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r",
+                                    stages=[{"label": "a", "set": {"train.lr": -1}}]))

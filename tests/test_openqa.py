@@ -1,0 +1,59 @@
+"""Open-answer tasks: SQuAD-normalised exact match and token F1, loading, and a tiny end-to-end run."""
+
+import pytest
+
+from tinydistill.config import config_from_dict
+from tinydistill.data import load_examples
+from tinydistill.errors import DataError
+from tinydistill.openqa import best_over_answers, exact_match, normalize_answer, open_metrics, token_f1
+from tinydistill.run import run
+
+from .conftest import PAIRS, run_config, write_jsonl
+
+
+def test_normalisation_and_exact_match():
+    assert normalize_answer("The  Eiffel-Tower!") == "eiffeltower"
+    assert exact_match("the Paris.", "Paris") == 1.0
+    assert exact_match("Paris France", "Paris") == 0.0
+
+
+def test_token_f1_hand_computed():
+    # prediction "new york city", gold "new york": precision 2/3, recall 1 → F1 = 0.8
+    assert token_f1("new york city", "New York") == pytest.approx(0.8)
+    assert token_f1("london", "paris") == 0.0
+    assert token_f1("a", "the") == 1.0  # both normalise to empty
+
+
+def test_best_over_aliases_and_corpus_average():
+    assert best_over_answers("JFK", ["John F. Kennedy", "JFK"]) == (1.0, 1.0)
+    from tinydistill.data import Example
+
+    rows = [Example("1", "q", (), None, answers=("paris",)), Example("2", "q", (), None, answers=("new york",))]
+    m = open_metrics(["Paris", "new york city"], rows)
+    assert m == pytest.approx({"exact_match": 0.5, "token_f1": (1.0 + 0.8) / 2})
+
+
+def test_open_rows_load_with_aliases_and_mcqa_validation_stays(tmp_path):
+    path = write_jsonl(tmp_path / "o.jsonl", [
+        {"id": "a", "question": "capital of France?", "answer": "Paris"},
+        {"id": "b", "question": "JFK?", "answer": {"value": "John F. Kennedy", "aliases": ["JFK"]}},
+        {"id": "c", "question": "colours?", "answer": ["red", "blue"]},
+    ])
+    rows = load_examples(path, task="open")
+    assert [r.answers for r in rows] == [("Paris",), ("John F. Kennedy", "JFK"), ("red", "blue")]
+    assert all(r.choices == () for r in rows)
+    with pytest.raises(DataError, match="choices"):
+        load_examples(path)  # the same rows are not MCQA
+
+
+def test_tiny_open_answer_run_reports_em_and_f1(tiny_t5_dir, tmp_path):
+    rows = [{"id": f"{i}", "question": f"what goes with a {k}?", "answer": v}
+            for i, (k, v) in enumerate(list(PAIRS.items()) * 4)]
+    data = {"train": write_jsonl(tmp_path / "t.jsonl", rows), "valid": write_jsonl(tmp_path / "v.jsonl", rows[:8]),
+            "rationales": ""}
+    cfg = config_from_dict(run_config(tiny_t5_dir, data, tmp_path / "r", method="finetune", teachers=[],
+                                      **{"data.task": "open", "train.max_steps": 2,
+                                         "train.select_metric": "token_f1"}))
+    outcome = run(cfg, progress=False, log=lambda *_: None)
+    assert {"exact_match", "token_f1"} <= outcome.valid.metrics.keys()
+    assert 0.0 <= outcome.valid.metrics["token_f1"] <= 1.0

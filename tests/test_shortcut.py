@@ -1,0 +1,44 @@
+"""Anti-shortcut penalty: on a skewed task a plain run collapses onto the frequent answer; the penalty stops it."""
+
+import random
+
+from tinydistill.config import config_from_dict
+from tinydistill.evaluate import collapse_metrics
+from tinydistill.run import run
+
+from .conftest import PAIRS, run_config, write_jsonl
+
+
+def skewed_rows(n: int, seed: int, share_a: float = 0.7) -> list[dict]:
+    """'what goes with a cat?' with the gold choice at (a) in ``share_a`` of the rows."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        animal = rng.choice(list(PAIRS))
+        wrong = rng.sample([v for k, v in PAIRS.items() if k != animal], 3)
+        pos = 0 if rng.random() < share_a else rng.randrange(1, 4)
+        choices = wrong[:pos] + [PAIRS[animal]] + wrong[pos:]
+        rows.append({"id": f"k{seed}-{i}", "question": f"what goes with a {animal}?", "choices": choices,
+                     "answer": pos})
+    return rows
+
+
+def _cfg(model_dir, tmp_path, **over):
+    data = {"train": write_jsonl(tmp_path / "train.jsonl", skewed_rows(96, 1)),
+            "valid": write_jsonl(tmp_path / "valid.jsonl", skewed_rows(40, 2)), "rationales": ""}
+    base = {"method": "finetune", "teachers": [], "student.answer_target": "letter_text",
+            "train.max_steps": 30, "train.eval_every": 30, "train.lr": 3e-3, "eval.modes": ["rank"]}
+    return config_from_dict(run_config(model_dir, data, tmp_path / "runs", **{**base, **over}))
+
+
+def test_penalty_prevents_the_collapse_a_plain_run_falls_into(tiny_t5_dir, tmp_path):
+    plain = run(_cfg(tiny_t5_dir, tmp_path, name="plain"), progress=False, log=lambda *_: None)
+    penal = run(_cfg(tiny_t5_dir, tmp_path, name="penalty", shortcut_penalty_weight=1.0), progress=False,
+                log=lambda *_: None)
+    top_plain = collapse_metrics([r["rank_prediction"] for r in plain.valid.predictions])["top_share"]
+    top_penal = collapse_metrics([r["rank_prediction"] for r in penal.valid.predictions])["top_share"]
+    assert top_plain >= 0.95, plain.valid.metrics  # collapsed onto (a)
+    assert top_penal <= 0.85, penal.valid.metrics  # the label prior is 0.7
+    first = (tmp_path / "runs" / "penalty" / "metrics.jsonl").read_text().splitlines()[0]
+    assert '"loss/shortcut"' in first
+    assert top_penal < top_plain
