@@ -16,6 +16,7 @@ from typing import Protocol
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -51,6 +52,10 @@ def make_accelerator(mixed_precision: str, grad_accum: int = 1) -> Accelerator:
     """bf16/fp16 autocast where the device supports it; fp16 falls back to bf16 on CPU."""
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         mixed_precision = "bf16"
+    # one process may hold several runs (quickstart, stages, tests) with different precision or accumulation:
+    # start each from a fresh accelerator state, keeping the process group (PartialState) as it is
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
     return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum)
 
 
