@@ -113,10 +113,12 @@ class ChoiceItem:
 
 def encode_choices(tokenizer, ex: Example, prefix: str, max_length: int) -> tuple[ChoiceItem, int]:
     """Tokenise ``(prefix + question, choice)`` pairs, cutting the question first; returns (item, n_truncated)."""
-    enc = tokenizer([prefix + ex.question] * len(ex.choices), list(ex.choices), truncation="only_first",
-                    max_length=max_length, return_token_type_ids=True)
-    full = tokenizer([prefix + ex.question] * len(ex.choices), list(ex.choices))
-    truncated = sum(len(a) > len(b) for a, b in zip(full["input_ids"], enc["input_ids"], strict=True))
+    firsts, seconds = [prefix + ex.question] * len(ex.choices), list(ex.choices)
+    enc = tokenizer(firsts, seconds, return_token_type_ids=True)
+    truncated = sum(len(ids) > max_length for ids in enc["input_ids"])
+    if truncated:  # the rare long row: cut the question, never the choice
+        enc = tokenizer(firsts, seconds, truncation="only_first", max_length=max_length,
+                        return_token_type_ids=True)
     return ChoiceItem(enc["input_ids"], enc["token_type_ids"], ex.answer if ex.answer is not None else -1), truncated
 
 

@@ -192,10 +192,10 @@ class MultiTaskCollator:
             out[name] = self.pad(items, self.pad_id)
             out[name]["row_index"] = torch.tensor([it.row for it in items], dtype=torch.long)
             if all(it.choice_ids for it in items):
-                out[name].update(self.pad_choices(items))
+                out[name].update(self.pad_choice_targets(items))
         return out
 
-    def pad_choices(self, items: Sequence[TaskItem]) -> dict[str, torch.Tensor]:
+    def pad_choice_targets(self, items: Sequence[TaskItem]) -> dict[str, torch.Tensor]:
         """One (source, choice target) pair per choice: ``choice_*`` tensors (N, ·) plus their row and position."""
         pairs, owner, pos = [], [], []
         for b, it in enumerate(items):

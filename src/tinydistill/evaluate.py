@@ -153,11 +153,15 @@ def evaluate_student(
     student.model.eval()
     kw = dict(prefix=prefix, max_input_length=max_input_length, batch_size=batch_size, progress=progress)
     metrics: dict = {"n": len(examples), "majority_baseline": majority_baseline(examples)}
-    stats = TruncationStats(rows=len(examples))
-    enc = SourceEncoder(student, max_input_length)
-    for ex in examples:
-        enc.encode(ex, prefix, stats)
-    metrics["sources_truncated"] = stats.sources
+    if student.kind == "multiple_choice":  # count what the choice head reads: (question, choice) pairs
+        metrics["sources_truncated"] = sum(
+            bool(encode_choices(student.tokenizer, ex, prefix, max_input_length)[1]) for ex in examples)
+    else:
+        stats = TruncationStats(rows=len(examples))
+        enc = SourceEncoder(student, max_input_length)
+        for ex in examples:
+            enc.encode(ex, prefix, stats)
+        metrics["sources_truncated"] = stats.sources
     rows = [{"id": ex.id, "gold": ex.answer} for ex in examples]
     primary: list[int | None] | None = None
     if "rank" in modes:

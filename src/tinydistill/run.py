@@ -25,7 +25,7 @@ from .report import write_run_report
 from .students import Student, load_student, save_student, saved_student_config
 from .teachers.base import Teacher
 from .teachers.factory import build_teacher
-from .trainer import train
+from .trainer import autocast_dtype, train
 
 BEST_DIR = "best"
 
@@ -70,11 +70,6 @@ def _prepare_run_dir(cfg: RunConfig) -> Path:
     return run_dir
 
 
-def _autocast_dtype(cfg: RunConfig) -> torch.dtype | None:
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.mixed_precision) if (
-        cfg.train.mixed_precision != "fp16" or torch.cuda.is_available()) else torch.bfloat16
-
-
 def evaluate_on(student: Student, cfg: RunConfig, examples: Sequence[Example],
                 modes: Sequence[str] | None = None, progress: bool = False) -> EvalResult:
     if cfg.data.task == "open":  # no choices: generate, then exact match / token F1
@@ -87,7 +82,8 @@ def evaluate_on(student: Student, cfg: RunConfig, examples: Sequence[Example],
         student, examples, prefix=cfg.answer_prefix, max_input_length=cfg.student.max_input_length,
         answer_style=cfg.student.answer_target, max_answer_length=cfg.student.max_answer_length,
         modes=modes or cfg.eval.modes, batch_size=cfg.eval.batch_size, reduction=cfg.eval.rank_reduction,
-        max_new_tokens=cfg.eval.max_new_tokens, autocast_dtype=_autocast_dtype(cfg), progress=progress,
+        max_new_tokens=cfg.eval.max_new_tokens, autocast_dtype=autocast_dtype(cfg.train.mixed_precision),
+        progress=progress,
         rationale_prefix=cfg.teachers[0].student_prefix if cfg.teachers else None,
     )
 

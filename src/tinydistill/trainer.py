@@ -48,10 +48,19 @@ class TrainResult:
     examples_seen: int
 
 
+def effective_precision(mixed_precision: str) -> str:
+    """The precision actually used: fp16 falls back to bf16 without CUDA."""
+    return "bf16" if mixed_precision == "fp16" and not torch.cuda.is_available() else mixed_precision
+
+
+def autocast_dtype(mixed_precision: str) -> torch.dtype | None:
+    """The autocast dtype for ``mixed_precision`` (None: full precision)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(effective_precision(mixed_precision))
+
+
 def make_accelerator(mixed_precision: str, grad_accum: int = 1) -> Accelerator:
-    """bf16/fp16 autocast where the device supports it; fp16 falls back to bf16 on CPU."""
-    if mixed_precision == "fp16" and not torch.cuda.is_available():
-        mixed_precision = "bf16"
+    """bf16/fp16 autocast where the device supports it (see :func:`effective_precision`)."""
+    mixed_precision = effective_precision(mixed_precision)
     # one process may hold several runs (quickstart, stages, tests) with different precision or accumulation:
     # start each from a fresh accelerator state, keeping the process group (PartialState) as it is
     AcceleratorState._reset_state(reset_partial_state=False)
