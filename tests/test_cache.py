@@ -47,8 +47,12 @@ def _writer(tmp: Path, tag: str, n: int, delay: float) -> subprocess.Popen:
 
 
 def _stored_prompts(path: Path) -> set[str]:
+    """Prompts stored so far; none while the writer has created the file but not yet its table."""
     with sqlite3.connect(path) as db:
-        return {row[0] for row in db.execute("SELECT prompt FROM outputs")}
+        try:
+            return {row[0] for row in db.execute("SELECT prompt FROM outputs")}
+        except sqlite3.OperationalError:
+            return set()
 
 
 def _calls(log: Path) -> list[str]:
