@@ -88,3 +88,27 @@ def test_early_stopping_stops_when_valid_stops_improving(tiny_t5_dir, synthetic_
              if '"split"' in line]
     assert len(evals) == 3  # the first sets the best; two without improvement stop the run (of 30 steps)
     assert [e["improved"] for e in evals] == [True, False, False]
+
+
+def test_gradient_accumulation_equals_the_larger_batch(tiny_t5_dir, synthetic_data, tmp_path, monkeypatch):
+    """Batch 16 in one step has the gradient of batch 8 accumulated twice (same rows; up to the per-token mean
+    being taken per micro-batch, ~1% here). Regression: the loss was divided by the accumulation steps twice, by
+    the loop and again by accelerate (a factor 2 here). AdamW hides a gradient's scale: compare the norms."""
+    from accelerate import Accelerator
+
+    norms: list[float] = []
+    clip = Accelerator.clip_grad_norm_
+
+    def recording_clip(self, parameters, max_norm, norm_type=2):
+        norm = clip(self, parameters, max_norm, norm_type)
+        norms.append(float(norm))
+        return norm
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", recording_clip)
+    for name, batch, accum in (("one", 16, 1), ("accum", 8, 2)):
+        over = {"train.max_steps": 1, "train.batch_size": batch, "train.grad_accum_steps": accum,
+                "train.eval_every": 1000, "method": "finetune"}
+        run(config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / name, **over)), progress=False,
+            log=lambda *_: None)
+    assert len(norms) == 2 and norms[0] > 0
+    assert norms[1] == pytest.approx(norms[0], rel=0.03)

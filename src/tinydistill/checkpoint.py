@@ -41,17 +41,27 @@ def write_json_atomic(path: Path, data: object) -> None:
 
 
 def save_checkpoint(accelerator: Accelerator, folder: Path, state: LoopState, keep: int) -> Path:
-    """Write ``folder/step-XXXXXXX`` via a temporary folder and a rename; prune older checkpoints."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``folder/step-XXXXXXX`` via a temporary folder and a rename; prune older checkpoints.
+
+    Collective under several processes: all write into the temporary folder (each its own RNG state), the
+    main process alone clears, renames and prunes (``folder`` must be on a filesystem they share).
+    """
+    main = accelerator.is_main_process
     final = folder / f"step-{state.step:07d}"
     tmp = folder / f".tmp-step-{state.step:07d}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    if main:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
-    write_json_atomic(tmp / STATE_FILE, asdict(state))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in list_checkpoints(folder)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    if main:
+        write_json_atomic(tmp / STATE_FILE, asdict(state))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in list_checkpoints(folder)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
     return final
 
 

@@ -116,9 +116,13 @@ def encode_choices(tokenizer, ex: Example, prefix: str, max_length: int) -> tupl
     firsts, seconds = [prefix + ex.question] * len(ex.choices), list(ex.choices)
     enc = tokenizer(firsts, seconds, return_token_type_ids=True)
     truncated = sum(len(ids) > max_length for ids in enc["input_ids"])
-    if truncated:  # the rare long row: cut the question, never the choice
-        enc = tokenizer(firsts, seconds, truncation="only_first", max_length=max_length,
-                        return_token_type_ids=True)
+    if truncated:  # the rare long row: cut the question first; a choice only if it alone is too long
+        try:
+            enc = tokenizer(firsts, seconds, truncation="only_first", max_length=max_length,
+                            return_token_type_ids=True)
+        except Exception:  # tokenizers raises a bare Exception when the question cannot absorb the cut
+            enc = tokenizer(firsts, seconds, truncation="longest_first", max_length=max_length,
+                            return_token_type_ids=True)
     return ChoiceItem(enc["input_ids"], enc["token_type_ids"], ex.answer if ex.answer is not None else -1), truncated
 
 

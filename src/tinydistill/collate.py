@@ -13,6 +13,7 @@ import torch
 
 from .choice_student import ChoiceItem, encode_choices, pad_choices
 from .data import Example
+from .errors import TinyDistillError
 from .losses import IGNORE_INDEX
 from .prompts import format_choices
 from .students import Student
@@ -55,6 +56,7 @@ class TaskItem:
     weight: float = 1.0
     row: int = -1  # index of the training row (keys cached teacher signals)
     choice_ids: list[list[int]] | None = None  # target ids of every choice, when the task scores choices
+    n_prefix: int = 0  # prefix_side decoder: target_ids start with this many task-prefix tokens (never scored)
 
 
 def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
@@ -111,10 +113,27 @@ def encode_target(student: Student, text: str, max_length: int) -> tuple[list[in
     return ids, truncated
 
 
+def prefix_ids(student: Student, prefix: str) -> list[int]:
+    """A task prefix's tokens for the decoder side (``prefix_side: decoder``)."""
+    return student.tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+
+
+def check_prefix_side(student: Student, prefix_side: str) -> None:
+    if prefix_side == "decoder" and student.kind != "seq2seq":
+        raise TinyDistillError(f"student.prefix_side 'decoder' needs a seq2seq student; this one is {student.kind}")
+
+
 def tokenize_tasks(
-    student: Student, examples: Sequence[Example], tasks: Sequence[TaskSpec], max_input_length: int
+    student: Student, examples: Sequence[Example], tasks: Sequence[TaskSpec], max_input_length: int,
+    prefix_side: str = "encoder",
 ) -> tuple[list[dict[str, TaskItem]], TruncationStats]:
-    """Tokenise every (row, task) pair once. Rows where a task has no target simply lack that task."""
+    """Tokenise every (row, task) pair once. Rows where a task has no target simply lack that task.
+
+    ``prefix_side="decoder"`` (seq2seq): every task reads the same source (no prefix) and its target starts
+    with the task prefix, masked from the loss, so one encoder pass can serve all of a row's tasks.
+    """
+    check_prefix_side(student, prefix_side)
+    in_decoder = prefix_side == "decoder"
     enc = SourceEncoder(student, max_input_length)
     stats = TruncationStats(rows=len(examples))
     rows: list[dict[str, TaskItem]] = []
@@ -135,10 +154,11 @@ def tokenize_tasks(
             target_ids, cut = encode_target(student, text, task.max_target_length)
             if cut:
                 stats.targets[task.name] = stats.targets.get(task.name, 0) + 1
-            choice_ids = ([encode_target(student, c, task.max_target_length)[0] for c in task.choices(i, ex)]
+            head = prefix_ids(student, task.prefix) if in_decoder else []
+            choice_ids = ([head + encode_target(student, c, task.max_target_length)[0] for c in task.choices(i, ex)]
                           if task.choices else None)
-            items[task.name] = TaskItem(enc.encode(ex, task.prefix, stats if task.name == ANSWER_TASK
-                                                   else None), target_ids, weight, i, choice_ids)
+            source = enc.encode(ex, "" if in_decoder else task.prefix, stats if task.name == ANSWER_TASK else None)
+            items[task.name] = TaskItem(source, head + target_ids, weight, i, choice_ids, len(head))
         rows.append(items)
     return rows, stats
 
@@ -153,8 +173,31 @@ def pad_seq2seq(items: Sequence[TaskItem], pad_id: int) -> dict[str, torch.Tenso
         input_ids[b, : len(it.source_ids)] = torch.tensor(it.source_ids)
         attention[b, : len(it.source_ids)] = 1
         labels[b, : len(it.target_ids)] = torch.tensor(it.target_ids)
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
-            "row_weights": torch.tensor([it.weight for it in items], dtype=torch.float)}
+    out = {"input_ids": input_ids, "attention_mask": attention, "labels": labels,
+           "row_weights": torch.tensor([it.weight for it in items], dtype=torch.float)}
+    if any(it.n_prefix for it in items):  # prefix in the decoder: it is read (decoder_targets), never scored
+        out["decoder_targets"] = labels.clone()
+        for b, it in enumerate(items):
+            labels[b, : it.n_prefix] = IGNORE_INDEX
+    return out
+
+
+def shared_sources(rows: Sequence[dict[str, TaskItem]], by_task: dict[str, list[TaskItem]],
+                   pad_id: int) -> dict[str, dict[str, torch.Tensor]]:
+    """One padded source per row plus, per task, which row each of its items reads (``source_index``).
+
+    Empty unless every row's tasks read the same source and there are several tasks (prefix in the decoder).
+    """
+    if len(by_task) < 2 or any(len({tuple(it.source_ids) for it in row.values()}) != 1 for row in rows):
+        return {}
+    firsts = [next(iter(row.values())) for row in rows]
+    padded = pad_seq2seq(firsts, pad_id)
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for name in by_task:
+        index = [b for b, row in enumerate(rows) if name in row]
+        out[name] = {"shared_input_ids": padded["input_ids"], "shared_attention_mask": padded["attention_mask"],
+                     "source_index": torch.tensor(index, dtype=torch.long)}
+    return out
 
 
 def pad_causal(items: Sequence[TaskItem], pad_id: int) -> dict[str, torch.Tensor]:
@@ -176,7 +219,8 @@ class MultiTaskCollator:
     """Turns a list of rows (each ``{task: TaskItem}``) into ``{task: padded batch}``."""
 
     def __init__(self, kind: str, pad_id: int) -> None:
-        self.pad = pad_seq2seq if kind == "seq2seq" else pad_causal
+        # a multiple-choice student's rationale decoder reads its own encoder, like a seq2seq model
+        self.pad = pad_seq2seq if kind in ("seq2seq", "multiple_choice") else pad_causal
         self.pad_id = pad_id
 
     def __call__(self, rows: Sequence[dict[str, TaskItem]]) -> dict[str, dict[str, torch.Tensor]]:
@@ -193,6 +237,9 @@ class MultiTaskCollator:
             out[name]["row_index"] = torch.tensor([it.row for it in items], dtype=torch.long)
             if all(it.choice_ids for it in items):
                 out[name].update(self.pad_choice_targets(items))
+        if self.pad is pad_seq2seq and not any(isinstance(v[0], ChoiceItem) for v in by_task.values()):
+            for name, shared in shared_sources(rows, by_task, self.pad_id).items():
+                out[name].update(shared)
         return out
 
     def pad_choice_targets(self, items: Sequence[TaskItem]) -> dict[str, torch.Tensor]:
@@ -200,7 +247,7 @@ class MultiTaskCollator:
         pairs, owner, pos = [], [], []
         for b, it in enumerate(items):
             for c, ids in enumerate(it.choice_ids or []):
-                pairs.append(TaskItem(it.source_ids, ids))
+                pairs.append(TaskItem(it.source_ids, ids, n_prefix=it.n_prefix))
                 owner.append(b)
                 pos.append(c)
         padded = self.pad(pairs, self.pad_id)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .teachers.specs import ImportedTeacherSpec, TeacherSpec
@@ -44,8 +44,17 @@ class DataSourceConfig(_Strict):
 class DataConfig(_Strict):
     task: Literal["mcqa", "open"] = Field("mcqa", description="multiple choice, or open answer (question → text)")
     train: DataSourceConfig
-    valid: DataSourceConfig
-    test: DataSourceConfig | None = Field(None, description="never read during training")
+    valid: DataSourceConfig | None = Field(None, description="the selection set; or carve it with valid_from_train")
+    valid_from_train: int | None = Field(
+        None, ge=1, description="hold out this many train rows (fixed split, same for every seed) as the selection "
+                                "set, before train.limit applies; for data whose only labelled eval split is test")
+    test: DataSourceConfig | None = Field(None, description="never read during training; scored once at the end")
+
+    @model_validator(mode="after")
+    def _check_valid(self) -> DataConfig:
+        if (self.valid is None) == (self.valid_from_train is None):
+            raise ValueError("give exactly one of data.valid or data.valid_from_train")
+        return self
 
 
 class StudentConfig(_Strict):
@@ -56,6 +65,9 @@ class StudentConfig(_Strict):
     max_rationale_length: int = Field(64, ge=2)
     attn_implementation: Literal["auto", "sdpa", "eager"] = Field(
         "auto", description="auto = the library default (SDPA); eager is faster on CPU for short inputs")
+    prefix_side: Literal["encoder", "decoder"] = Field(
+        "encoder", description="seq2seq: task prefix before the question (paper) or first on the decoder side, "
+        "so one encoder pass serves every task of a row")
     answer_target: Literal["letter_text", "text", "letter"] = Field(
         "letter_text", description="answer target: '(b) iron', 'iron' or '(b)'"
     )
@@ -94,6 +106,14 @@ class TrainConfig(_Strict):
     select_metric: Literal["rank_accuracy", "generate_accuracy", "valid_loss", "exact_match", "token_f1"] = (
         "rank_accuracy")
     num_workers: int = Field(0, ge=0)
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        """YAML reads a bare ``no`` as false; ``mixed_precision: no`` means "no"."""
+        return "no" if value is False else value
+    group_by_length: bool = Field(
+        True, description="batch rows of similar length (sorted within 50-batch windows, batches shuffled)")
 
 
 class EvalConfig(_Strict):
@@ -149,6 +169,8 @@ class RationaleMethodConfig(_Strict):
     teacher: str | None = Field(None, description="name of one of `teachers`; None: the first")
     alpha_label: float = Field(0.5, ge=0, le=1, description="step_by_step: α·L_label + (1-α)·L_rationale")
     rationale_prefix: str = Field("rationale: ", description="pinto: put before the rationale in the input")
+    strip_stated_answer: bool = Field(
+        True, description="pinto: cut the rationale where it states its answer ('Thus, the answer is ...')")
 
 
 class StageConfig(_Strict):
@@ -213,6 +235,10 @@ class RunConfig(_Strict):
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
+
+    def trains_rationales(self) -> bool:
+        """Whether the student learns to write rationales (a choice student then needs its decoder)."""
+        return bool(self.active_teachers()) or self.method == "step_by_step"
 
     def active_teachers(self) -> tuple[TeacherSpec, ...]:
         """Teachers whose rationale loss is trained (TinyLLM only, α > 0)."""

@@ -16,7 +16,15 @@ from tqdm.auto import tqdm
 from transformers.modeling_outputs import BaseModelOutput
 
 from .choice_student import encode_choices, pad_choices
-from .collate import SourceEncoder, TaskItem, TruncationStats, encode_target, pad_causal, pad_seq2seq
+from .collate import (
+    SourceEncoder,
+    TaskItem,
+    TruncationStats,
+    encode_target,
+    pad_causal,
+    pad_seq2seq,
+    prefix_ids,
+)
 from .data import LETTERS, Example, majority_baseline
 from .losses import sequence_log_likelihood
 from .prompts import answer_target, parse_answer
@@ -40,12 +48,15 @@ def _chunks(seq: Sequence, size: int):
 def rank_choices(
     student: Student, examples: Sequence[Example], *, prefix: str, max_input_length: int,
     answer_style: str, max_answer_length: int, batch_size: int = 32, reduction: str = "sum",
-    autocast_dtype: torch.dtype | None = None, progress: bool = False,
+    autocast_dtype: torch.dtype | None = None, progress: bool = False, prefix_side: str = "encoder",
 ) -> list[list[float]]:
     """Score every choice of every example: a multiple-choice head's scores, else the student's
-    log-likelihood of each choice's answer target."""
+    log-likelihood of each choice's answer target (``prefix_side``: where a seq2seq student reads ``prefix``)."""
     model, device = student.model, student.model.device
     enc = SourceEncoder(student, max_input_length)
+    head = prefix_ids(student, prefix) if prefix_side == "decoder" else []
+    if head:
+        prefix = ""
     scores: list[list[float]] = []
     for batch in tqdm(list(_chunks(examples, batch_size)), desc="rank", disable=not progress, leave=False):
         if student.kind == "multiple_choice":
@@ -61,8 +72,8 @@ def rank_choices(
         for b, ex in enumerate(batch):
             for c in range(len(ex.choices)):
                 owners.append(b)
-                targets.append(encode_target(student, answer_target(ex.choices, c, answer_style),
-                                             max_answer_length)[0])
+                targets.append(head + encode_target(student, answer_target(ex.choices, c, answer_style),
+                                                    max_answer_length)[0])
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
             if student.kind == "seq2seq":
@@ -71,8 +82,10 @@ def rank_choices(
                 hidden = model.get_encoder()(input_ids=src["input_ids"],
                                              attention_mask=src["attention_mask"]).last_hidden_state
                 idx = torch.tensor(owners, device=device)
-                tgt = pad_seq2seq([TaskItem([0], t) for t in targets], student.pad_token_id)
+                tgt = pad_seq2seq([TaskItem([0], t, n_prefix=len(head)) for t in targets], student.pad_token_id)
                 pair = {"attention_mask": src["attention_mask"][idx], "labels": tgt["labels"].to(device)}
+                if head:
+                    pair["decoder_targets"] = tgt["decoder_targets"].to(device)
                 logits, labels = student.target_logits(pair, BaseModelOutput(last_hidden_state=hidden[idx]))
             else:
                 pairs = pad_causal([TaskItem(sources[o], t) for o, t in zip(owners, targets, strict=True)],
@@ -87,11 +100,16 @@ def rank_choices(
 @torch.no_grad()
 def generate_answers(
     student: Student, examples: Sequence[Example], *, prefix: str, max_input_length: int,
-    max_new_tokens: int = 32, batch_size: int = 32, progress: bool = False,
+    max_new_tokens: int = 32, batch_size: int = 32, progress: bool = False, prefix_side: str = "encoder",
 ) -> list[str]:
-    """Greedy-decode each example's answer text."""
+    """Greedy-decode each example's answer text (``prefix_side: decoder``: the decoder starts with ``prefix``)."""
     model, device, tok = student.model, student.model.device, student.tokenizer
     enc = SourceEncoder(student, max_input_length)
+    head = prefix_ids(student, prefix) if prefix_side == "decoder" and student.kind == "seq2seq" else []
+    if head:
+        prefix = ""
+        start = model.generation_config.decoder_start_token_id
+        start = model.config.decoder_start_token_id if start is None else start
     texts: list[str] = []
     for batch in tqdm(list(_chunks(examples, batch_size)), desc="generate", disable=not progress, leave=False):
         sources = [enc.encode(ex, prefix) for ex in batch]
@@ -108,11 +126,14 @@ def generate_answers(
             out = model.generate_rationales(ids.to(device), mask.to(device), start_id=start, pad_id=pad,
                                             eos_id=student.eos_token_id, max_new_tokens=max_new_tokens)
         else:
+            forced = {"decoder_input_ids": torch.tensor([[start, *head]] * len(batch), device=device)} if head else {}
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                  max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                 pad_token_id=pad, eos_token_id=student.eos_token_id)
+                                 pad_token_id=pad, eos_token_id=student.eos_token_id, **forced)
         if student.kind == "causal":
             out = out[:, width:]
+        elif head:
+            out = out[:, 1 + len(head):]
         texts.extend(tok.batch_decode(out, skip_special_tokens=True))
     return texts
 
@@ -143,6 +164,7 @@ def evaluate_student(
     answer_style: str, max_answer_length: int, modes: Sequence[str] = ("rank", "generate"),
     batch_size: int = 32, reduction: str = "sum", max_new_tokens: int = 32,
     autocast_dtype: torch.dtype | None = None, progress: bool = False, rationale_prefix: str | None = None,
+    prefix_side: str = "encoder",
 ) -> EvalResult:
     """Accuracy by ranking and/or generation, collapse metrics, and one prediction row per example.
 
@@ -166,7 +188,7 @@ def evaluate_student(
     primary: list[int | None] | None = None
     if "rank" in modes:
         scores = rank_choices(student, examples, answer_style=answer_style, max_answer_length=max_answer_length,
-                              reduction=reduction, autocast_dtype=autocast_dtype, **kw)
+                              reduction=reduction, autocast_dtype=autocast_dtype, prefix_side=prefix_side, **kw)
         preds = [max(range(len(s)), key=s.__getitem__) for s in scores]
         metrics["rank_accuracy"] = accuracy(preds, examples)
         metrics["rank_distribution"] = distribution(preds)
@@ -178,7 +200,7 @@ def evaluate_student(
     choice_decoder = student.kind == "multiple_choice" and getattr(student.model, "decoder", None) is not None
     if "generate" in modes and (student.kind != "multiple_choice" or (choice_decoder and rationale_prefix)):
         gen_kw = dict(kw, prefix=rationale_prefix) if student.kind == "multiple_choice" else kw
-        texts = generate_answers(student, examples, max_new_tokens=max_new_tokens, **gen_kw)
+        texts = generate_answers(student, examples, max_new_tokens=max_new_tokens, prefix_side=prefix_side, **gen_kw)
         parse = stated_answer if student.kind == "multiple_choice" else parse_answer
         preds_g = [parse(t, ex.choices) for t, ex in zip(texts, examples, strict=True)]
         metrics["generate_accuracy"] = accuracy(preds_g, examples)

@@ -27,6 +27,12 @@ def apply_lora(student: Student, cfg: LoraConfig) -> Student:
     from peft import get_peft_model
 
     targets = list(cfg.target_modules) if cfg.target_modules else _default_targets(student)
+    if student.kind == "multiple_choice":  # adapt the scorer's encoder; its (new) choice head trains fully
+        scorer_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
+                                    modules_to_save=["classifier"])
+        student.model.scorer = get_peft_model(student.model.scorer, scorer_cfg)
+        student.new_param_names = frozenset()
+        return student
     modules_to_save = None
     target: list[str] | str = targets
     if student.new_param_names:
@@ -48,6 +54,11 @@ def save_lora_student(student: Student, folder: str | Path, mode: str) -> None:
     if mode == "adapter":
         model.save_pretrained(folder)
         student.tokenizer.save_pretrained(folder)
+        return
+    if student.kind == "multiple_choice":
+        merged_choice = copy.deepcopy(model)
+        merged_choice.scorer = merged_choice.scorer.merge_and_unload()
+        save_student(Student(merged_choice, student.tokenizer, student.kind), folder)
         return
     merged = copy.deepcopy(model).merge_and_unload()
     save_student(Student(merged, student.tokenizer, student.kind), folder)

@@ -97,6 +97,19 @@ def soft_label_kl(
     return (per_token * mask).sum() / denom
 
 
+def choice_kl(student_scores: torch.Tensor, teacher_scores: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Mean over rows of KL(p_teacher ‖ p_student) across each row's choices, both softened by ``temperature``.
+
+    student_scores, teacher_scores: (B, K) with ``-inf`` for absent choices (the same ones on both sides).
+    Not multiplied by T² (the caller weights it). Scalar.
+    """
+    present = torch.isfinite(teacher_scores)
+    log_q = torch.log_softmax(student_scores.float() / temperature, dim=-1)
+    log_p = torch.log_softmax(teacher_scores.float() / temperature, dim=-1)
+    per_choice = torch.where(present, log_p.exp() * (log_p - log_q), torch.zeros_like(log_p))
+    return per_choice.sum(-1).mean()
+
+
 def hidden_mse(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error between hidden states at the valid positions (Scaling Down's hidden-layer loss).
 
@@ -134,6 +147,7 @@ LOSSES = {
     "answer": token_cross_entropy,
     "rationale": token_cross_entropy,
     "kd": soft_label_kl,
+    "choice_kd": choice_kl,
     "hidden_mse": hidden_mse,
     "shortcut": shortcut_penalty,
 }

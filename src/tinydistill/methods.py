@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from transformers.modeling_outputs import BaseModelOutput
 
 from .collate import ANSWER_TASK, TaskSpec, rationale_task
 from .config import RunConfig
@@ -18,6 +19,7 @@ from .data import Example
 from .errors import TinyDistillError
 from .losses import choice_cross_entropy, sequence_log_likelihood, shortcut_penalty, token_cross_entropy
 from .prompts import answer_target
+from .rationales import without_stated_answer
 from .students import Student
 from .teachers.base import Teacher
 
@@ -37,15 +39,33 @@ class MultiTaskObjective:
 
     def terms(self, student: Student, batch: Batch) -> Terms:
         out: Terms = {}
+        encoded = shared_encoding(student, batch)
         for task, tensors in batch.items():  # one forward per task (answer, each teacher)
             weight = self.task_weights.get(task, 0.0)
             if "choice_mask" in tensors:  # a multiple-choice student's answer head
                 scores = student.choice_scores(tensors)
                 out[task] = (weight, choice_cross_entropy(scores, tensors["labels"], tensors.get("row_weights")))
                 continue
+            if encoded is not None:  # this task's rows of the one shared encoder pass
+                idx = tensors["source_index"]
+                reads = {**tensors, "attention_mask": tensors["shared_attention_mask"][idx]}
+                logits, labels = student.target_logits(reads, BaseModelOutput(last_hidden_state=encoded[idx]))
+                out[task] = (weight, token_cross_entropy(logits, labels, tensors.get("row_weights")))
+                continue
             logits, labels = student.target_logits(tensors)
             out[task] = (weight, token_cross_entropy(logits, labels, tensors.get("row_weights")))
         return out
+
+
+def shared_encoding(student: Student, batch: Batch) -> torch.Tensor | None:
+    """(B, S, H) one encoder pass over the batch's rows when the collator found every task reads the same
+    source (``student.prefix_side: decoder``); None otherwise."""
+    first = next(iter(batch.values()), {})
+    if student.kind != "seq2seq" or "shared_input_ids" not in first:
+        return None
+    encoder = student.model.get_encoder()
+    return encoder(input_ids=first["shared_input_ids"],
+                   attention_mask=first["shared_attention_mask"]).last_hidden_state
 
 
 @dataclass
@@ -149,13 +169,25 @@ def _white_box(cfg: RunConfig, train_rows: Sequence[Example], student: Student, 
 
 def build_kd(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, Teacher],
              student: Student) -> MethodPlan:
-    """Standard KD (Hinton): ``(1-α)·CE(gold) + α·T²·KL(teacher ‖ student)`` on the answer target."""
+    """Standard KD (Hinton): ``(1-α)·CE(gold) + α·T²·KL(teacher ‖ student)`` on the answer target.
+
+    A multiple-choice student distils a multiple-choice teacher's distribution over the choices instead."""
+    if student.kind == "multiple_choice":
+        from .choice_kd import ChoiceKDObjective
+
+        wb = cfg.whitebox
+        note = (f"KD over the choices from `{wb.teacher_model}` (online), kd_temperature={wb.kd_temperature}, "
+                f"alpha_kd={wb.alpha_kd}")
+        return MethodPlan([answer_task(cfg)], ChoiceKDObjective(wb, student), notes=[note])  # type: ignore[arg-type]
     return _white_box(cfg, train_rows, student, with_hidden=False)
 
 
 def build_whitebox(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, Teacher],
                    student: Student) -> MethodPlan:
     """Scaling Down: standard KD plus ``hidden_mse_weight`` · MSE of projected hidden states (layer map)."""
+    if student.kind == "multiple_choice":
+        raise TinyDistillError("method 'whitebox' (hidden-state MSE) is not supported for multiple_choice "
+                               "students yet; use method 'kd' for soft labels over the choices")
     return _white_box(cfg, train_rows, student, with_hidden=True)
 
 
@@ -185,10 +217,17 @@ def build_pinto(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[st
     """PINTO-style: the teacher's rationale is part of the student's input, in training and at inference."""
     name, teacher, _ = _rationale_teacher(cfg, teachers)
     prefix = cfg.rationale_method.rationale_prefix
-    rows = with_rationales(train_rows, teacher.rationales(train_rows), prefix)
+
+    def rationales(examples: Sequence[Example]) -> list[str | None]:
+        texts = teacher.rationales(examples)
+        if not cfg.rationale_method.strip_stated_answer:
+            return list(texts)
+        return [without_stated_answer(t) if t else t for t in texts]
+
+    rows = with_rationales(train_rows, rationales(train_rows), prefix)
 
     def eval_rows(examples: Sequence[Example]) -> list[Example]:
-        return with_rationales(examples, teacher.rationales(examples), prefix)
+        return with_rationales(examples, rationales(examples), prefix)
 
     note = (f"PINTO: the student reads teacher `{name}`'s rationale in its input, in training and at evaluation; "
             f"deploying it needs that teacher at inference time")
@@ -227,6 +266,8 @@ def choice_scores(student: Student, batch: dict[str, torch.Tensor], reduction: s
     """(B, C) log-likelihood of every choice's target (``-inf`` past a row's last choice), with gradient."""
     pairs = {"input_ids": batch["choice_input_ids"], "attention_mask": batch["choice_attention_mask"],
              "labels": batch["choice_labels"]}
+    if "choice_decoder_targets" in batch:  # prefix_side decoder
+        pairs["decoder_targets"] = batch["choice_decoder_targets"]
     logits, labels = student.target_logits(pairs)
     ll = sequence_log_likelihood(logits, labels, reduction)  # (N,)
     rows, pos = batch["choice_row"], batch["choice_pos"]

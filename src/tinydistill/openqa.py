@@ -51,12 +51,14 @@ def open_metrics(predictions: Sequence[str], examples: Sequence[Example]) -> dic
 
 
 def evaluate_open(student: Student, examples: Sequence[Example], *, prefix: str, max_input_length: int,
-                  max_new_tokens: int = 32, batch_size: int = 32, progress: bool = False) -> EvalResult:
+                  max_new_tokens: int = 32, batch_size: int = 32, progress: bool = False,
+                  prefix_side: str = "encoder") -> EvalResult:
     """Greedy-generate each answer; report exact match and token F1 over the accepted answers."""
     was_training = student.model.training
     student.model.eval()
     texts = generate_answers(student, examples, prefix=prefix, max_input_length=max_input_length,
-                             max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+                             max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+                             prefix_side=prefix_side)
     student.model.train(was_training)
     metrics: dict = {"n": len(examples), "majority_baseline": None, **open_metrics(texts, examples)}
     rows = []

@@ -53,3 +53,13 @@ def stated_answer(rationale: str, choices: Sequence[str]) -> int | None:
         if len(hits) == 1:
             return hits[0]
     return None
+
+
+_ANSWER_STATEMENT = re.compile(r"(?:\b(?:thus|so|therefore|hence)\b,?\s*)?\bthe (?:correct |best |right )?answer is\b",
+                               re.IGNORECASE)
+
+
+def without_stated_answer(rationale: str) -> str:
+    """The rationale up to where it states its answer ("…. Thus, the answer is (b) iron." → "…."). """
+    m = _ANSWER_STATEMENT.search(rationale)
+    return rationale[: m.start()].rstrip() if m else rationale

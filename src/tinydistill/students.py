@@ -67,8 +67,9 @@ class Student:
         if self.kind == "multiple_choice":  # the rationale decoder reads the shared encoder
             start = self.tokenizer.cls_token_id if self.tokenizer.cls_token_id is not None else self.pad_token_id
             return self.model.rationale_logits(batch, start, self.pad_token_id), labels
-        if self.kind == "seq2seq":
-            decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
+        if self.kind == "seq2seq":  # decoder_targets: labels with the decoder-side task prefix still unmasked
+            decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(
+                labels=batch.get("decoder_targets", labels))
             out = self.model(
                 input_ids=None if encoder_outputs is not None else batch["input_ids"],
                 attention_mask=batch["attention_mask"], decoder_input_ids=decoder_input_ids,
@@ -104,10 +105,11 @@ def _configure_special_tokens(model: PreTrainedModel, tokenizer: PreTrainedToken
             cfg.bos_token_id = start
 
 
-def build_bert2bert(encoder_path: str) -> Student:
+def build_bert2bert(encoder_path: str, attn: str | None = None) -> Student:
     """Warm-start an encoder-decoder from one encoder checkpoint on both sides (Rothe et al., 2020)."""
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
-    model = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_path, encoder_path)
+    sides = {"encoder_attn_implementation": attn, "decoder_attn_implementation": attn} if attn else {}
+    model = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_path, encoder_path, **sides)
     _configure_special_tokens(model, tokenizer)
     enc_names = {f"decoder.{n}" for n, _ in model.encoder.named_parameters()}
     new = frozenset(n for n, _ in model.named_parameters() if n.startswith("decoder.") and n not in enc_names)
@@ -160,7 +162,7 @@ def _load_student(cfg: StudentConfig, with_decoder: bool = False) -> Student:
         if hf_config.is_encoder_decoder:
             arch = "seq2seq"  # a saved bert2bert student loads as a plain seq2seq model
         else:
-            return build_bert2bert(name)
+            return build_bert2bert(name, attn)
     tokenizer = AutoTokenizer.from_pretrained(name)
     if arch == "seq2seq":
         model = AutoModelForSeq2SeqLM.from_pretrained(name, attn_implementation=attn)

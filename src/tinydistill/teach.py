@@ -5,6 +5,10 @@ Outputs go through ``<run_dir>/cache.sqlite`` (so a second run makes zero calls)
 ``{id, rationale, stated_answer, agrees, weight, flags, text}``;
 sample k > 0 goes to ``<name>.sample<k>.<split>.jsonl``. A dropped rationale is written as ``""``, which
 ``ImportedTeacher`` skips, so these files can be read back as imported teachers.
+
+Sharded (``--shard i/n``, or the rank under ``accelerate launch`` / ``torchrun``): process i generates rows
+``i::n``; shard 0 then reads every row from the cache — waiting for rows other live processes hold, generating
+any nobody claimed — and alone writes the files.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from .config import RunConfig, load_config
 from .data import Example
+from .distributed import launched_shard, parse_shard, shard
 from .errors import ConfigError
 from .teachers.factory import build_teacher
 from .teachers.live import LiveTeacher, RationaleRecord
@@ -33,6 +38,8 @@ def configure_teach_parser(p: argparse.ArgumentParser) -> None:
         help="dotted override, e.g. teachers.0.generation.max_new_tokens=64 (repeatable)",
     )
     p.add_argument("--splits", default="train,valid", help="comma-separated data splits (train,valid,test)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="generate rows I::N only (default: the process rank under accelerate launch/torchrun)")
 
 
 def load_split(cfg: RunConfig, split: str) -> list[Example]:
@@ -89,9 +96,13 @@ def summarise(records: Sequence[Sequence[RationaleRecord]]) -> dict[str, float]:
     }
 
 
-def teach(cfg: RunConfig, splits: Sequence[str]) -> list[dict[str, Any]]:
+def teach(cfg: RunConfig, splits: Sequence[str], shard_of: tuple[int, int] = (0, 1)) -> list[dict[str, Any]]:
     """Generate (or fetch from the cache) every live teacher's rationales for ``splits``; one summary per
-    (teacher, split) with this run's calls, hits and tokens and the agreement with gold."""
+    (teacher, split) with this process's calls, hits and tokens and the agreement with gold.
+
+    ``shard_of=(i, n)``: this process generates rows ``i::n``; shard 0 also collects all rows and writes the
+    files (the others summarise their own rows and write nothing)."""
+    index, count = shard_of
     live = [t for t in cfg.teachers if t.kind != "imported"]
     if not live:
         return []
@@ -105,8 +116,10 @@ def teach(cfg: RunConfig, splits: Sequence[str]) -> list[dict[str, Any]]:
         try:
             for split in splits:
                 before = teacher.stats.as_dict()
-                records = teacher.records(data[split])
-                write_outputs(cfg.run_dir / "teachers", spec.name, split, records)
+                records = teacher.records(shard(data[split], index, count))
+                if index == 0:
+                    records = teacher.records(data[split])
+                    write_outputs(cfg.run_dir / "teachers", spec.name, split, records)
                 delta = {k: v - before[k] for k, v in teacher.stats.as_dict().items()}
                 rows.append({"teacher": spec.name, "split": split, **delta, **summarise(records)})
         finally:
@@ -122,7 +135,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     console = Console()
-    rows = teach(cfg, splits)
+    shard_of = parse_shard(args.shard) if args.shard else launched_shard()
+    rows = teach(cfg, splits, shard_of)
     if not rows:
         console.print("no live (hf/http) teachers in the config: nothing to generate")
         return 0
@@ -137,8 +151,9 @@ def cmd_teach(args: argparse.Namespace) -> int:
         )
     console.print(table)
     total = {k: sum(r[k] for r in rows) for k in ("calls", "hits", "prompt_tokens", "completion_tokens")}
+    part = f"shard {shard_of[0]}/{shard_of[1]}: " if shard_of[1] > 1 else ""
     console.print(
-        f"calls {total['calls']}  hits {total['hits']}  tokens {total['prompt_tokens']} prompt + "
+        f"{part}calls {total['calls']}  hits {total['hits']}  tokens {total['prompt_tokens']} prompt + "
         f"{total['completion_tokens']} completion  cache {cfg.run_dir / 'cache.sqlite'}"
     )
     return 0

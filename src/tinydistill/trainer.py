@@ -17,13 +17,15 @@ from typing import Protocol
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import set_seed
+from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from .batching import epoch_batches
 from .checkpoint import LoopState, load_latest, save_checkpoint, write_json_atomic
 from .collate import MultiTaskCollator, TaskItem
 from .config import TrainConfig
+from .distributed import DataParallel, process_state, scale_terms
 from .losses import weighted_total
 from .students import Student
 
@@ -65,7 +67,12 @@ def make_accelerator(mixed_precision: str, grad_accum: int = 1) -> Accelerator:
     # start each from a fresh accelerator state, keeping the process group (PartialState) as it is
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum)
+    process_state()  # the process group, with a timeout long enough for main-only evaluation
+    # split_batches: train.batch_size is the global batch, split across processes (one scheduler step per step)
+    # the loop accumulates itself (it divides each micro-batch loss by grad_accum), so accelerate must not divide
+    # again: gradient_accumulation_steps stays 1 here
+    return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=1,
+                       dataloader_config=DataLoaderConfiguration(split_batches=True))
 
 
 def _param_groups(student: Student, cfg: TrainConfig) -> list[dict]:
@@ -87,6 +94,13 @@ def _param_groups(student: Student, cfg: TrainConfig) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def make_optimizer(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    """AdamW, fused (one kernel for all tensors) where every parameter is a float tensor on CPU or CUDA."""
+    params = [p for g in groups for p in g["params"]]
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """The row order of one epoch: a permutation that depends only on (seed, epoch), so resume can replay it."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -104,13 +118,15 @@ def train(
     student: Student, rows: Sequence[dict[str, TaskItem]], objective: Objective, cfg: TrainConfig,
     *, seed: int, run_dir: Path, valid_fn: ValidFn | None, on_best: Callable[[Student], None] | None = None,
     stop_after_steps: int | None = None, progress: bool = True,
+    on_eval: Callable[[int, dict], None] | None = None,
 ) -> TrainResult:
     """Train ``student`` on tokenised multi-task ``rows``; resume from ``run_dir/checkpoints`` if present.
 
     ``objective.terms(student, batch)`` returns the named, weighted loss terms of one batch
     (see :mod:`tinydistill.methods`); ``objective.parameters()`` are trained alongside the student.
     ``valid_fn`` scores the student on valid for early stopping and best-checkpoint selection;
-    ``on_best`` saves the best student. ``stop_after_steps`` ends the process-equivalent early (tests).
+    ``on_best`` saves the best student; ``on_eval(step, record)`` sees each valid evaluation's logged record
+    (it may raise, e.g. a search's pruner). ``stop_after_steps`` ends the process-equivalent early (tests).
     """
     started = time.perf_counter()
     set_seed(seed)
@@ -121,7 +137,7 @@ def train(
     if objective.parameters():
         groups.append({"params": objective.parameters(), "weight_decay": 0.0,
                        "lr": cfg.lr * cfg.new_params_lr_scale})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    optimizer = make_optimizer(groups, cfg.lr)
     total_steps = total_optimizer_steps(len(rows), cfg)
     scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
@@ -129,48 +145,61 @@ def train(
     extra = getattr(objective, "checkpoint_module", None)  # e.g. white-box projections: saved and resumed too
     if extra is not None:
         accelerator.register_for_checkpointing(extra)
-    student.model = model
+    student.model = accelerator.unwrap_model(model)  # objectives call model methods; gradients synced by `dp`
+    dp = DataParallel(accelerator, {task for row in rows for task in row})
     collate = MultiTaskCollator(student.kind, student.pad_token_id)
     ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
 
     state = load_latest(accelerator, ckpt_dir) or LoopState()
-    _truncate_metrics(metrics_path, state.step)
+    if dp.is_main:
+        _truncate_metrics(metrics_path, state.step)
     if state.completed:
         return TrainResult(state, 0.0, 0)
 
     eval_every = cfg.eval_every or max(1, math.ceil(len(rows) / cfg.batch_size / cfg.grad_accum_steps))
     eval_every = min(eval_every, total_steps)
     checkpoint_every = cfg.checkpoint_every or eval_every
-    bar = tqdm(total=total_steps, initial=state.step, desc="train", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=state.step, desc="train", disable=not (progress and dp.is_main),
+               dynamic_ncols=True)
     running: dict[str, float] = {}
     micro_in_step, seen = 0, 0
     log_every = max(1, min(10, total_steps // 20 or 1))
 
     def log(record: dict) -> None:
+        if not dp.is_main:
+            return
         with open(metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
+    if valid_fn is not None:  # the main process evaluates and saves best/; the others wait for its metrics
+        valid_fn, on_best = dp.main_only(valid_fn), on_best and dp.main_only(on_best)
     while state.step < total_steps and not state.stopped_early:
         order = epoch_order(len(rows), seed, state.epoch)
-        batches = [order[i: i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        batches = epoch_batches(order, rows, cfg.batch_size, group_by_length=cfg.group_by_length, seed=seed,
+                                epoch=state.epoch)
         while state.batch_in_epoch < len(batches) and state.step < total_steps:
-            batch_rows = batches[state.batch_in_epoch]
-            batch = collate([rows[i] for i in batch_rows])
+            batch_rows = dp.shard(batches[state.batch_in_epoch])
+            batch = collate([rows[i] for i in batch_rows]) if batch_rows else {}
             state.batch_in_epoch += 1
             seen += len(batch_rows)
             batch = {task: {k: v.to(accelerator.device) for k, v in t.items()} for task, t in batch.items()}
-            with accelerator.autocast():
-                terms = objective.terms(student, batch)
-                loss = weighted_total(terms)
-            accelerator.backward(loss / cfg.grad_accum_steps)
-            for task, (_, value) in terms.items():
-                running[f"loss/{task}"] = running.get(f"loss/{task}", 0.0) + value.item()
-            running["loss"] = running.get("loss", 0.0) + loss.item()
+            scales, row_share = dp.term_scales(batch)  # several processes: the global batch's gradient, summed
+            if batch:
+                with accelerator.autocast():
+                    terms = objective.terms(student, batch)
+                    if dp.active:
+                        terms = scale_terms(terms, scales, row_share)
+                    loss = weighted_total(terms)
+                accelerator.backward(loss / cfg.grad_accum_steps)
+                for task, (_, value) in terms.items():
+                    running[f"loss/{task}"] = running.get(f"loss/{task}", 0.0) + value.item()
+                running["loss"] = running.get("loss", 0.0) + loss.item()
             running["_n"] = running.get("_n", 0) + 1
             micro_in_step += 1
             if micro_in_step < cfg.grad_accum_steps and state.batch_in_epoch < len(batches):
                 continue
             micro_in_step = 0
+            dp.reduce_gradients([p for g in optimizer.param_groups for p in g["params"]])
             accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -180,12 +209,14 @@ def train(
             if state.step % log_every == 0 or state.step == total_steps:
                 n = running.pop("_n")
                 record = {"step": state.step, "epoch": state.epoch, "lr": scheduler.get_last_lr()[0]}
-                record.update({k: v / n for k, v in running.items()})
+                record.update({k: v / n for k, v in dp.sum_values(running).items()})
                 running.clear()
                 log(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
             if valid_fn is not None and (state.step % eval_every == 0 or state.step == total_steps):
                 _evaluate_and_select(student, valid_fn, cfg, state, on_best, log)
+                if on_eval is not None:
+                    on_eval(state.step, state.history[-1])
             if state.step % checkpoint_every == 0 or state.step == total_steps or state.stopped_early:
                 save_checkpoint(accelerator, ckpt_dir, state, cfg.keep_checkpoints)
             if state.stopped_early or (stop_after_steps is not None and state.step >= stop_after_steps):

@@ -43,7 +43,8 @@ def forward_with_hidden(model_owner: Student, batch: dict[str, torch.Tensor], hi
     labels, model = batch["labels"], model_owner.model
     if model_owner.kind == "seq2seq":
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels=labels),
+                    decoder_input_ids=model.prepare_decoder_input_ids_from_labels(
+                        labels=batch.get("decoder_targets", labels)),  # prefix_side decoder: prefix unmasked
                     output_hidden_states=hidden, use_cache=False)
         hs = {"encoder": out.encoder_hidden_states, "decoder": out.decoder_hidden_states} if hidden else {}
         masks = {"encoder": batch["attention_mask"], "decoder": (labels != IGNORE_INDEX).long()}
@@ -150,7 +151,8 @@ class WhiteBoxObjective:
         device = batch["input_ids"].device
         if next(model.parameters()).device != device:
             model.to(device)
-        fwd = forward_with_hidden(self.teacher, {k: batch[k] for k in ("input_ids", "attention_mask", "labels")},
+        keys = ("input_ids", "attention_mask", "labels", "decoder_targets")
+        fwd = forward_with_hidden(self.teacher, {k: batch[k] for k in keys if k in batch},
                                   hidden=bool(self.pairs))
         values, indices = _top_k(fwd.logits.float(), self.cfg.top_k, self.cfg.kd_temperature)
         hidden = [fwd.hidden[p.side][p.teacher].float() for p in self.pairs]

@@ -35,11 +35,15 @@ def _retryable_status(code: int) -> bool:
 
 
 class HTTPBackend:
-    """Chat or completions requests against ``base_url`` (e.g. ``http://127.0.0.1:8000/v1``)."""
+    """Chat or completions requests against ``base_url`` (e.g. ``http://127.0.0.1:8000/v1``).
+
+    Several URLs (replicas of one model): each attempt goes to the next one, round-robin, so load is spread
+    and a retry lands on another replica.
+    """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         model: str,
         *,
         api: str = "chat",
@@ -54,7 +58,12 @@ class HTTPBackend:
     ) -> None:
         if api not in ("chat", "completions"):
             raise ValueError(f"api must be 'chat' or 'completions', got {api!r}")
-        self.base_url = base_url.rstrip("/")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("base_url: at least one endpoint is needed")
+        self.base_urls = [u.rstrip("/") for u in urls]
+        self.base_url = self.base_urls[0]
+        self._next_url = 0
         self.model = model
         self.revision: str | None = None
         self.api = api
@@ -96,7 +105,7 @@ class HTTPBackend:
         )
 
     def __repr__(self) -> str:  # no headers: the key must never reach a log
-        return f"HTTPBackend({self.base_url!r}, model={self.model!r}, api={self.api!r})"
+        return f"HTTPBackend({', '.join(self.base_urls)!r}, model={self.model!r}, api={self.api!r})"
 
     def close(self) -> None:
         self._client.close()
@@ -172,12 +181,20 @@ class HTTPBackend:
                 delay = max(delay, min(self.backoff_max_s, float(response.headers.get("retry-after", ""))))
         return delay
 
+    def endpoint(self) -> str:
+        """The next base URL, round-robin (thread-safe)."""
+        with self._lock:
+            url = self.base_urls[self._next_url % len(self.base_urls)]
+            self._next_url += 1
+        return url
+
     def request(self, prompt: str, sample: int) -> Generation:
-        """One completion with retries."""
-        url = f"{self.base_url}/{'chat/completions' if self.api == 'chat' else 'completions'}"
+        """One completion with retries (each attempt on the next endpoint)."""
+        path = "chat/completions" if self.api == "chat" else "completions"
         body = self.body(prompt, sample)
         last = ""
         for attempt in range(self.max_retries + 1):
+            url = f"{self.endpoint()}/{path}"
             response: httpx.Response | None = None
             try:
                 response = self._client.post(url, json=body)

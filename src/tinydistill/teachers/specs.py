@@ -109,7 +109,9 @@ class HTTPTeacherSpec(_TeacherBase):
     """An OpenAI-compatible endpoint (vLLM, TGI, llama.cpp server, hosted APIs)."""
 
     kind: Literal["http"] = "http"
-    base_url: str
+    base_url: str | tuple[str, ...] = Field(
+        description="endpoint, or a list of endpoints serving the same model (requests go round-robin)"
+    )
     model: str
     api: Literal["chat", "completions"] = "chat"
     api_key_env: str | None = Field(None, description="name of the environment variable holding the key")

@@ -1,0 +1,222 @@
+"""Scale-out: two CPU processes (gloo) train exactly like one; sharded teaching fills the cache once; the
+shipped accelerate configs parse."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from tinydistill.config import config_from_dict
+from tinydistill.distributed import parse_shard, shard, task_units
+from tinydistill.errors import ConfigError
+from tinydistill.losses import IGNORE_INDEX, token_cross_entropy
+from tinydistill.run import run
+
+from .conftest import run_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(n: int, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``torchrun`` ``n`` CPU processes of ``tinydistill.cli`` (what ``accelerate launch`` does on GPUs)."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n),
+           "--master_port", str(_free_port()), "-m", "tinydistill.cli", *args]
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def _records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# ------------------------------------------------------------------------------------------- pure pieces
+def test_shards_partition_a_batch_and_parse() -> None:
+    batch = list(range(5))
+    parts = [shard(batch, i, 2) for i in range(2)]
+    assert parts == [[0, 2, 4], [1, 3]]
+    assert shard([7], 1, 2) == []  # a last batch smaller than the process count leaves a process idle
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "x", "1/0"):
+        with pytest.raises(ConfigError):
+            parse_shard(bad)
+
+
+def test_unit_scaling_makes_shard_losses_sum_to_the_global_mean() -> None:
+    """Σ_k (units_k / units) · loss_k equals the loss of the whole batch, with ragged targets and row weights."""
+    torch.manual_seed(0)
+    logits = torch.randn(5, 4, 11)
+    labels = torch.randint(0, 11, (5, 4))
+    labels[0, 2:] = IGNORE_INDEX
+    labels[3, 1:] = IGNORE_INDEX
+    weights = torch.tensor([1.0, 0.5, 1.0, 0.25, 1.0])
+    whole = token_cross_entropy(logits, labels, weights)
+    total_units = task_units({"t": {"labels": labels, "row_weights": weights}})["t"]
+    summed = torch.tensor(0.0)
+    for idx in ([0, 2, 4], [1, 3]):
+        part = {"labels": labels[idx], "row_weights": weights[idx]}
+        units = task_units({"t": part})["t"]
+        summed = summed + units / total_units * token_cross_entropy(logits[idx], labels[idx], weights[idx])
+    torch.testing.assert_close(summed, whole, rtol=1e-6, atol=0)
+    choice = task_units({"a": {"labels": torch.tensor([0, 2, 1]), "choice_mask": torch.ones(3, 4)}})
+    assert choice == {"a": 3.0}
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_two_processes_train_like_one_and_resume(tiny_t5_dir, synthetic_data, tmp_path) -> None:
+    """25 rows, global batch 12: each epoch ends with a 1-row batch, so one process has nothing to do there.
+    Some rows have no rationale (task units differ by process). A one-process run stopped after step 3 is
+    resumed by two processes; every logged loss and valid metric, and the final weights, match the
+    uninterrupted one-process run."""
+    ids = [json.loads(line)["id"] for line in synthetic_data["rationales"].read_text().splitlines()]
+    sparse = tmp_path / "sparse.jsonl"  # every third row has no rationale
+    sparse.write_text("".join(line + "\n" for i, line in enumerate(
+        synthetic_data["rationales"].read_text().splitlines()) if i % 3))
+    assert len(ids) > 25
+    over = {"data.train.limit": 25, "train.batch_size": 12, "train.epochs": 2, "train.checkpoint_every": 3,
+            "train.keep_checkpoints": 5, "eval.modes": ["rank"], "data.valid.limit": 16,
+            "teachers": [{"name": "synth", "kind": "imported", "path": str(sparse), "alpha_rationale": 0.5}]}
+    one = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", name="one", **over))
+    run(one, progress=False, log=lambda *_: None)
+
+    two_dict = run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", name="two", **over)
+    two = config_from_dict(two_dict)
+    with pytest.raises(KeyboardInterrupt):
+        run(two, progress=False, log=lambda *_: None, stop_after_steps=3)
+    cfg_path = tmp_path / "two.yaml"
+    cfg_path.write_text(yaml.safe_dump(two_dict))
+    out = _launch(2, ["train", str(cfg_path), "--no-progress"], tmp_path)
+    assert out.stdout.count("run folder:") == 1  # one summary, from the main process
+
+    a, b = _records(one.run_dir), _records(two.run_dir)
+    assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) == 8  # 6 steps + 2 evals, no duplicates
+    for ra, rb in zip(a, b, strict=True):
+        assert ra.keys() == rb.keys()
+        for k, v in ra.items():
+            assert rb[k] == (pytest.approx(v, rel=1e-4, abs=1e-6) if isinstance(v, float) else v), (ra["step"], k)
+    last_a, last_b = (sorted((r / "checkpoints").glob("step-*"))[-1] for r in (one.run_dir, two.run_dir))
+    assert last_a.name == last_b.name == "step-0000006"
+    wa, wb = (load_file(d / "model.safetensors") for d in (last_a, last_b))  # same keys at any world size
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=1e-4, msg=k)
+    assert {p.name for p in last_b.glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
+    assert json.loads((two.run_dir / "summary.json").read_text())["valid"]["n"] == 16
+
+
+# --------------------------------------------------------------------------------------------- teaching
+def _teach_config(tmp_path: Path) -> tuple[Path, int]:
+    from tests.teacher_helpers import make_examples, minilm_tokenizer, tiny_gpt2
+
+    model_dir = tmp_path / "teacher"
+    tiny_gpt2().save_pretrained(model_dir)
+    minilm_tokenizer().save_pretrained(model_dir)
+    n = {"train": 7, "valid": 4}
+    for split, k in n.items():
+        rows = [{"id": e.id, "question": e.question, "choices": list(e.choices), "answer": e.choices[e.answer]}
+                for e in make_examples(k, split)]
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = {"name": "sharded", "output_dir": str(tmp_path / "runs"),
+           "data": {"train": {"path": str(tmp_path / "train.jsonl")}, "valid": {"path": str(tmp_path / "valid.jsonl")}},
+           "teachers": [{"name": "local", "kind": "hf", "model": str(model_dir), "dtype": "float32",
+                         "generation": {"max_new_tokens": 3, "batch_size": 4}}]}
+    path = tmp_path / "teach.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, sum(n.values())
+
+
+def test_teach_shards_split_the_rows_and_shard_zero_collects(tmp_path) -> None:
+    from tinydistill.cache import TeacherCache
+    from tinydistill.config import load_config
+    from tinydistill.teach import teach
+
+    path, n_rows = _teach_config(tmp_path)
+    cfg = load_config(path)
+    second = teach(cfg, ["train", "valid"], (1, 2))
+    assert [r["calls"] for r in second] == [3, 2]  # rows 1::2 of 7 and of 4
+    assert not (cfg.run_dir / "teachers").exists()  # only shard 0 writes files
+    first = teach(cfg, ["train", "valid"], (0, 2))
+    assert [r["calls"] for r in first] == [4, 2] and [r["hits"] for r in first] == [3, 2]  # shard 1's rows
+    for split, k in (("train", 7), ("valid", 4)):
+        lines = (cfg.run_dir / "teachers" / f"local.{split}.jsonl").read_text().splitlines()
+        ids = [json.loads(x)["id"] for x in lines]
+        assert ids == [f"{split}{i}" for i in range(k)]
+    with TeacherCache(cfg.run_dir / "cache.sqlite") as cache:
+        assert len(cache) == n_rows
+
+
+def test_two_teach_processes_fill_the_cache_once(tmp_path) -> None:
+    """``tinydistill teach`` under a launcher: each process takes its rank's rows of one shared cache."""
+    from tinydistill.cache import TeacherCache
+
+    path, n_rows = _teach_config(tmp_path)
+    out = _launch(2, ["teach", str(path)], tmp_path)
+    assert "shard 0/2" in out.stdout and "shard 1/2" in out.stdout
+    run_dir = tmp_path / "runs" / "sharded"
+    with TeacherCache(run_dir / "cache.sqlite") as cache:
+        assert len(cache) == n_rows
+        assert cache.totals()["outputs"] == n_rows
+    for split, k in (("train", 7), ("valid", 4)):
+        assert len((run_dir / "teachers" / f"local.{split}.jsonl").read_text().splitlines()) == k
+
+
+def test_http_teacher_spreads_requests_over_endpoints_and_retries_on_the_next() -> None:
+    import httpx
+
+    from tinydistill.teachers.http import HTTPBackend
+    from tinydistill.teachers.specs import HTTPTeacherSpec
+
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.host == "down.invalid":
+            return httpx.Response(503, text="overloaded")
+        return httpx.Response(200, json={"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]})
+
+    spec = HTTPTeacherSpec(name="r", base_url=["http://a.invalid/v1", "http://b.invalid/v1/"], model="m")
+    assert spec.base_url == ("http://a.invalid/v1", "http://b.invalid/v1/")
+    b = HTTPBackend(spec.base_url, "m", concurrency=1, transport=httpx.MockTransport(handler))
+    prompt = json.dumps([{"role": "user", "content": "hi"}])
+    assert [g.text for _, g in b.generate([prompt] * 4, [0] * 4)] == ["ok"] * 4
+    assert sorted(hosts) == ["a.invalid", "a.invalid", "b.invalid", "b.invalid"]
+    hosts.clear()
+    b = HTTPBackend(["http://down.invalid/v1", "http://up.invalid/v1"], "m", backoff_s=0.001,
+                    transport=httpx.MockTransport(handler))
+    assert b.request(prompt, 0).text == "ok" and hosts == ["down.invalid", "up.invalid"] and b.retries == 1
+
+
+# ---------------------------------------------------------------------------------------------- configs
+@pytest.mark.parametrize("name,kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed_zero2", "DEEPSPEED")])
+def test_accelerate_configs_load_with_accelerate(name: str, kind: str) -> None:
+    """Each shipped config loads as accelerate's ClusterConfig; its plugin keys are ``accelerate launch`` options."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.commands.launch import launch_command_parser
+
+    cfg = load_config_from_file(str(REPO / "configs" / "accelerate" / f"{name}.yaml"))
+    assert cfg.distributed_type.value == kind and cfg.mixed_precision == "bf16"
+    options = {a.dest for a in launch_command_parser()._actions}
+    plugin = {**cfg.fsdp_config, **cfg.deepspeed_config}
+    assert set(plugin) <= options
+    if kind == "FSDP":
+        assert plugin["fsdp_sharding_strategy"] == "FULL_SHARD"
+        assert plugin["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    if kind == "DEEPSPEED":
+        assert plugin["zero_stage"] == 2

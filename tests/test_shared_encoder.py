@@ -1,0 +1,91 @@
+"""``student.prefix_side: decoder``: the task prefix opens the decoder side, so one encoder pass serves the
+answer and every teacher's rationale of a row; the per-task losses keep the prefix-in-encoder form's shape."""
+
+import json
+
+import pytest
+import torch
+
+from tinydistill.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
+from tinydistill.config import StudentConfig, config_from_dict
+from tinydistill.data import Example
+from tinydistill.errors import TinyDistillError
+from tinydistill.losses import IGNORE_INDEX
+from tinydistill.methods import MultiTaskObjective
+from tinydistill.run import run
+from tinydistill.students import load_student
+
+from .conftest import run_config
+
+EXAMPLES = [Example(f"r{i}", f"what goes with a {a}?", ("milk", "bone", "seed"), i % 3,
+                    rationales={"t1": f"a {a} likes it", "t2": "because" if i != 1 else ""})
+            for i, a in enumerate(["cat", "dog", "bird", "cow"])]
+TASKS = [TaskSpec("answer", "answer: ", lambda i, ex: ex.choices[ex.answer], 8),
+         TaskSpec("rationale/t1", "explain t1: ", lambda i, ex: ex.rationales["t1"], 16),
+         TaskSpec("rationale/t2", "explain t2: ", lambda i, ex: ex.rationales["t2"] or None, 16)]
+
+
+@pytest.fixture(scope="module")
+def t5(tiny_t5_dir):
+    torch.manual_seed(0)
+    return load_student(StudentConfig(model=str(tiny_t5_dir)))
+
+
+def test_decoder_prefix_items_share_one_source_and_mask_the_prefix(t5):
+    enc_rows, _ = tokenize_tasks(t5, EXAMPLES, TASKS, 64)
+    dec_rows, _ = tokenize_tasks(t5, EXAMPLES, TASKS, 64, prefix_side="decoder")
+    assert [r.keys() for r in dec_rows] == [r.keys() for r in enc_rows]  # row 1 lacks t2 in both forms
+    for enc, dec in zip(enc_rows, dec_rows, strict=True):
+        assert len({tuple(it.source_ids) for it in dec.values()}) == 1
+        for name, item in dec.items():
+            prefix = t5.tokenizer(TASKS[[t.name for t in TASKS].index(name)].prefix,
+                                  add_special_tokens=False)["input_ids"]
+            assert item.n_prefix == len(prefix) and item.target_ids == prefix + enc[name].target_ids
+            assert len(item.source_ids) == len(enc[name].source_ids) - len(prefix)
+    batch = MultiTaskCollator("seq2seq", t5.pad_token_id)(dec_rows)
+    t2 = batch["rationale/t2"]
+    assert t2["source_index"].tolist() == [0, 2, 3] and t2["shared_input_ids"].shape[0] == 4
+    n = dec_rows[0]["rationale/t2"].n_prefix
+    assert (t2["labels"][:, :n] == IGNORE_INDEX).all() and (t2["decoder_targets"][:, :n] != IGNORE_INDEX).all()
+    enc_batch = MultiTaskCollator("seq2seq", t5.pad_token_id)(enc_rows)
+    assert "shared_input_ids" not in enc_batch["answer"]  # different sources: nothing to share
+
+
+def test_shared_encoder_pass_gives_the_per_task_losses_of_separate_passes(t5):
+    rows, _ = tokenize_tasks(t5, EXAMPLES, TASKS, 64, prefix_side="decoder")
+    batch = MultiTaskCollator("seq2seq", t5.pad_token_id)(rows)
+    objective = MultiTaskObjective({"answer": 1.0, "rationale/t1": 0.5, "rationale/t2": 0.5})
+    t5.model.eval()
+    shared = objective.terms(t5, batch)
+    separate = objective.terms(t5, {k: {n: v for n, v in t.items() if not n.startswith(("shared_", "source_"))}
+                                    for k, t in batch.items()})
+    enc_rows, _ = tokenize_tasks(t5, EXAMPLES, TASKS, 64)
+    paper = objective.terms(t5, MultiTaskCollator("seq2seq", t5.pad_token_id)(enc_rows))
+    assert shared.keys() == separate.keys() == paper.keys() == {"answer", "rationale/t1", "rationale/t2"}
+    for name in shared:
+        assert shared[name][0] == paper[name][0]
+        torch.testing.assert_close(shared[name][1], separate[name][1], rtol=1e-4, atol=1e-5)
+    loss = sum(w * v for w, v in shared.values())
+    loss.backward()
+    assert t5.model.get_encoder().block[0].layer[0].SelfAttention.q.weight.grad.abs().sum() > 0
+
+
+def test_decoder_prefix_needs_a_seq2seq_student(tiny_gpt2_dir):
+    gpt2 = load_student(StudentConfig(model=str(tiny_gpt2_dir)))
+    with pytest.raises(TinyDistillError, match="prefix_side"):
+        tokenize_tasks(gpt2, EXAMPLES, TASKS, 64, prefix_side="decoder")
+
+
+def test_shared_encoder_training_learns(tiny_t5_dir, synthetic_data, tmp_path):
+    cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs",
+                                      **{"student.prefix_side": "decoder"}))
+    outcome = run(cfg, progress=False, log=lambda *_: None)
+    lines = [json.loads(x) for x in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r for r in lines if "loss" in r]
+    assert {"loss/answer", "loss/rationale/synth"} <= losses[0].keys()
+    assert losses[-1]["loss"] < 0.5 * losses[0]["loss"]
+    m = outcome.valid.metrics
+    assert m["rank_accuracy"] >= 0.8, m  # chance is 0.25; evaluation reads the prefix on the decoder side too
+    assert m["generate_accuracy"] >= 0.6, m
+    generated = [json.loads(x)["generated"] for x in (cfg.run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert not any(g.startswith("answer") for g in generated)  # the forced prefix is not part of the answer
