@@ -23,11 +23,13 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .console import print_outcome
+    from .distributed import is_main_process
     from .run import run
 
     cfg = load_config(args.config, args.overrides)
     outcome = run(cfg, progress=not args.no_progress)
-    print_outcome(outcome)
+    if is_main_process():  # under `accelerate launch`, one summary
+        print_outcome(outcome)
     return 0
 
 
@@ -99,6 +101,12 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
     "data": ("inspect and validate data", _configure_data, _cmd_data),
     "teach": ("generate teacher rationales into the cache", _lazy("teach", "configure_teach_parser"),
               _lazy("teach", "cmd_teach")),
+    "reproduce": ("the TinyLLM paper's tables: methods × datasets × seeds, ablations, fractions, α, sizes",
+                  _lazy("reproduce", "configure_reproduce_parser"), _lazy("reproduce", "cmd_reproduce")),
+    "analyze": ("error analysis of a run's predictions: per class/domain, confusion, student vs. teachers",
+                _lazy("analysis", "configure_analyze_parser"), _lazy("analysis", "cmd_analyze")),
+    "search": ("hyperparameter search (optuna: random or TPE, pruning, resumable SQLite study)",
+               _lazy("search", "configure_search_parser"), _lazy("search", "cmd_search")),
     "serve": ("serve a local model over an OpenAI-compatible HTTP API", _lazy("serve", "configure_serve_parser"),
               _lazy("serve", "cmd_serve")),
 }

@@ -89,6 +89,8 @@ def write_run_report(run_dir: Path, outcome: RunOutcome) -> None:
         "train_seconds": round(outcome.train_seconds, 1), "eval_seconds": round(outcome.eval_seconds, 1),
         "truncation": outcome.truncation, "plot": str(plot.relative_to(run_dir)) if plot else None,
     }
+    if outcome.test is not None:
+        report.update(test=outcome.test.metrics, test_teachers=outcome.test_teachers)
     write_json_atomic(run_dir / "report.json", report)
     rows = [summary_row(f"student ({cfg.method})", m)]
     rows += [{"method": f"teacher {n}", "rank_accuracy": t["accuracy"], "top_share": t["top_share"],
@@ -106,6 +108,13 @@ def write_run_report(run_dir: Path, outcome: RunOutcome) -> None:
         f"Valid prediction distribution (rank): `{m.get('rank_distribution')}`; "
         f"(generate): `{m.get('generate_distribution')}`.", "",
     ]
+    if outcome.test is not None:
+        t = outcome.test.metrics
+        test_rows = [summary_row(f"student ({cfg.method})", t)]
+        test_rows += [{"method": f"teacher {n}", "rank_accuracy": r["accuracy"], "top_share": r["top_share"],
+                       "majority_baseline": t.get("majority_baseline")} for n, r in outcome.test_teachers.items()]
+        lines += [f"## Test ({t['n']} rows), scored once with the student selected on valid", "",
+                  markdown_table(test_rows, [(k, h.replace("valid", "test")) for k, h in cols]), ""]
     if plot:
         lines += ["![loss](plots/loss.png)", ""]
     (run_dir / "report.md").write_text("\n".join(lines))

@@ -8,20 +8,23 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .analysis import dataset_label
 from .checkpoint import write_json_atomic
 from .collate import tokenize_tasks
 from .config import DataSourceConfig, RunConfig, dump_config
 from .data import ColumnMap, Example, load_examples
+from .distributed import is_main_process, main_process_first, share_from_main
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate_student, evaluate_teacher
 from .methods import build_method
 from .report import write_run_report
+from .run_extras import write_run_extras
 from .students import Student, load_student, save_student, saved_student_config
 from .teachers.base import Teacher
 from .teachers.factory import build_teacher
@@ -40,16 +43,48 @@ class RunOutcome:
     truncation: dict
     n_train: int
     n_params: int
+    test: EvalResult | None = None
+    test_teachers: dict[str, dict] = field(default_factory=dict)
 
 
-def load_split(src: DataSourceConfig, role: str, seed: int, task: str = "mcqa") -> list[Example]:
+def _write_predictions(path: Path, result: EvalResult) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for row in result.predictions:
+            f.write(json.dumps(row) + "\n")
+
+
+#: The seed of the train/selection split made by ``data.valid_from_train``: one split for every run and seed.
+HOLDOUT_SEED = 20240601
+
+
+def _subset(examples: list[Example], n: int | None, seed: int) -> list[Example]:
+    if not n or n >= len(examples):
+        return examples
+    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
+
+
+def load_split(src: DataSourceConfig, role: str, seed: int, task: str = "mcqa", *,
+               apply_limit: bool = True) -> list[Example]:
     """Load one configured split; ``limit`` keeps a seeded random subset (in original order)."""
     examples = load_examples(src.path, src.split or role, fmt=src.format, subset=src.subset,
                              columns=ColumnMap(**src.columns.model_dump()), on_invalid=src.on_invalid, task=task)
-    if src.limit and src.limit < len(examples):
-        keep = sorted(random.Random(seed).sample(range(len(examples)), src.limit))
-        examples = [examples[i] for i in keep]
-    return examples
+    return _subset(examples, src.limit, seed) if apply_limit else examples
+
+
+def load_train_valid(cfg: RunConfig) -> tuple[list[Example], list[Example]]:
+    """The training rows and the selection rows (``data.valid``, or a fixed hold-out of train)."""
+    data = cfg.data
+    if data.valid is not None:
+        return (load_split(data.train, "train", cfg.seed, data.task),
+                load_split(data.valid, "valid", cfg.seed, data.task))
+    rows = load_split(data.train, "train", cfg.seed, data.task, apply_limit=False)
+    n = int(data.valid_from_train or 0)
+    if n >= len(rows):
+        raise ConfigError(f"data.valid_from_train: {n} rows asked but train has only {len(rows)}")
+    held = set(random.Random(HOLDOUT_SEED).sample(range(len(rows)), n))
+    rest = [ex for i, ex in enumerate(rows) if i not in held]
+    return _subset(rest, data.train.limit, cfg.seed), [ex for i, ex in enumerate(rows) if i in held]
 
 
 def build_teachers(cfg: RunConfig, icl_pool: Sequence[Example] = ()) -> dict[str, Teacher]:
@@ -66,7 +101,8 @@ def _prepare_run_dir(cfg: RunConfig) -> Path:
     if path.exists() and path.read_text() != resolved and (run_dir / "checkpoints").exists():
         raise ConfigError(f"{path}: this run folder was made with a different config; "
                           f"choose another name (--set name=...) or delete the folder")
-    path.write_text(resolved)
+    if not path.exists() or path.read_text() != resolved:  # unchanged: not rewritten (parallel processes read it)
+        path.write_text(resolved)
     return run_dir
 
 
@@ -77,7 +113,8 @@ def evaluate_on(student: Student, cfg: RunConfig, examples: Sequence[Example],
 
         return evaluate_open(student, examples, prefix=cfg.answer_prefix,
                              max_input_length=cfg.student.max_input_length, max_new_tokens=cfg.eval.max_new_tokens,
-                             batch_size=cfg.eval.batch_size, progress=progress)
+                             batch_size=cfg.eval.batch_size, progress=progress,
+                             prefix_side=cfg.student.prefix_side)
     return evaluate_student(
         student, examples, prefix=cfg.answer_prefix, max_input_length=cfg.student.max_input_length,
         answer_style=cfg.student.answer_target, max_answer_length=cfg.student.max_answer_length,
@@ -85,12 +122,16 @@ def evaluate_on(student: Student, cfg: RunConfig, examples: Sequence[Example],
         max_new_tokens=cfg.eval.max_new_tokens, autocast_dtype=autocast_dtype(cfg.train.mixed_precision),
         progress=progress,
         rationale_prefix=cfg.teachers[0].student_prefix if cfg.teachers else None,
+        prefix_side=cfg.student.prefix_side,
     )
 
 
 def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None = None,
-        log=print) -> RunOutcome:
+        log=print, on_valid: Callable[[int, dict], None] | None = None) -> RunOutcome:
     """Train (unless ``method: inference``), select on valid, then evaluate the best student on valid.
+
+    ``on_valid(step, metrics)`` is called after each in-training valid evaluation (e.g. a search's pruner; it
+    may raise to stop the run). Not passed to the stages of a multi-stage config.
 
     A config with ``stages`` runs each stage in turn (see :mod:`tinydistill.stages`) and returns the last.
     """
@@ -99,11 +140,11 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
 
         return run_stages(cfg, progress=progress, stop_after_steps=stop_after_steps, log=log)[-1]
     run_dir = _prepare_run_dir(cfg)
+    log = log if is_main_process() else (lambda *_: None)
     torch.manual_seed(cfg.seed)
-    train_rows = load_split(cfg.data.train, "train", cfg.seed, cfg.data.task)
-    valid_rows = load_split(cfg.data.valid, "valid", cfg.seed, cfg.data.task)
+    train_rows, valid_rows = load_train_valid(cfg)
     teachers = build_teachers(cfg, icl_pool=train_rows)
-    student = load_student(cfg.student, with_decoder=bool(cfg.active_teachers()))
+    student = load_student(cfg.student, with_decoder=cfg.trains_rationales())
     log(f"[{cfg.name}] method={cfg.method} student={cfg.student.model} "
         f"({student.num_parameters() / 1e6:.1f}M params, {student.kind}) train={len(train_rows)} "
         f"valid={len(valid_rows)} teachers={[t.name for t in cfg.active_teachers()]}")
@@ -114,7 +155,9 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
         log(f"[{cfg.name}] {note}")
     if plan.eval_rows is not None:  # PINTO: evaluation inputs carry the teacher's rationale too
         valid_rows = plan.eval_rows(valid_rows)
-    rows, trunc = tokenize_tasks(student, plan.rows or train_rows, tasks, cfg.student.max_input_length)
+    eval_rows = plan.eval_rows or list
+    rows, trunc = tokenize_tasks(student, plan.rows or train_rows, tasks, cfg.student.max_input_length,
+                                 cfg.student.prefix_side)
     truncation = trunc.as_dict()
     if trunc.sources:
         log(f"[{cfg.name}] {trunc.sources} of {len(train_rows)} training inputs exceeded "
@@ -138,36 +181,50 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
             return evaluate_on(s, cfg, valid_sel, modes=(sel_mode,)).metrics
 
         if plan.prepare is not None:  # e.g. teacher signals computed once and cached
-            plan.prepare(rows)
+            main_process_first(lambda: plan.prepare(rows))
         save = plan.save or save_student
         result = train(student, rows, plan.objective, cfg.train, seed=cfg.seed, run_dir=run_dir, valid_fn=valid_fn,
                        on_best=lambda s: save(s, best_dir), stop_after_steps=stop_after_steps,
-                       progress=progress)
+                       progress=progress, on_eval=on_valid)
         train_seconds = result.seconds
         if not result.state.completed:
             raise KeyboardInterrupt(f"stopped after step {result.state.step}")
         if best_dir.exists():
             student = (plan.load_best(best_dir) if plan.load_best
                        else load_student(saved_student_config(cfg.student, best_dir)))
-    else:
+    elif is_main_process():
         save_student(student, best_dir)
+    if not is_main_process():  # the main process evaluates and reports; the others receive its outcome
+        return share_from_main(lambda: None)
 
     started = time.perf_counter()
     valid = evaluate_on(student, cfg, valid_rows, progress=progress)
     eval_seconds = time.perf_counter() - started
     teacher_metrics = {name: evaluate_teacher(t, valid_rows) for name, t in teachers.items()}
-    with open(run_dir / "predictions.jsonl", "w", encoding="utf-8") as f:
-        for row in valid.predictions:
-            f.write(json.dumps(row) + "\n")
+    _write_predictions(run_dir / "predictions.jsonl", valid)
+    test, test_teachers = None, {}
+    if cfg.data.test is not None:  # the selected student, scored on test once; nothing was chosen on it
+        test_rows = eval_rows(load_split(cfg.data.test, "test", cfg.seed, cfg.data.task))
+        test = evaluate_on(student, cfg, test_rows, progress=progress)
+        test_teachers = {name: evaluate_teacher(t, test_rows) for name, t in teachers.items()}
+        _write_predictions(run_dir / "test_predictions.jsonl", test)
+        log(f"[{cfg.name}] test ({test.metrics['n']} rows): " + ", ".join(
+            f"{k} {100 * v:.1f}" for k, v in test.metrics.items() if k.endswith("accuracy")))
     outcome = RunOutcome(cfg, valid, teacher_metrics, train_seconds, eval_seconds, truncation,
-                         len(train_rows), student.num_parameters())
+                         len(train_rows), student.num_parameters(), test, test_teachers)
     write_run_report(run_dir, outcome)
     if plan.notes:  # what the method needs and did (PINTO: a teacher at inference) goes into the report
         with open(run_dir / "report.md", "a", encoding="utf-8") as f:
             f.write("\n## Method notes\n\n" + "".join(f"- {n}\n" for n in plan.notes))
-    write_json_atomic(run_dir / "summary.json", {"valid": valid.metrics, "teachers": teacher_metrics,
-                                                 "train_seconds": train_seconds, "method_notes": plan.notes})
-    return outcome
+    summary = {"valid": valid.metrics, "teachers": teacher_metrics, "train_seconds": train_seconds,
+               "eval_seconds": eval_seconds, "n_train": len(train_rows), "n_params": student.num_parameters(),
+               "method_notes": plan.notes}
+    if test is not None:
+        summary.update(test=test.metrics, test_teachers=test_teachers)
+    write_json_atomic(run_dir / "summary.json", summary)
+    write_run_extras(run_dir, valid.predictions, valid_rows, teachers, log=log,  # analysis, report.html, card
+                     dataset=dataset_label(cfg.data.valid.path if cfg.data.valid else cfg.data.train.path))
+    return share_from_main(lambda: outcome)
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str = "valid", fmt: str = "auto",

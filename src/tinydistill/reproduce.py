@@ -1,0 +1,450 @@
+"""``tinydistill reproduce``: the TinyLLM paper's tables and figures as a grid of ordinary runs.
+
+A suite expands to cells (dataset × variant × seed); each cell is one run folder
+``<output>/<suite>/<dataset>/<variant>/seed<k>/`` made by :func:`tinydistill.run.run`: selected on a validation
+set held out of train (``data.valid_from_train``), then scored once on the evaluation split (``data.test``).
+A cell whose ``summary.json`` holds test metrics is done and never re-run, so an interrupted sweep resumes cell by
+cell (and a half-trained cell resumes from its checkpoint). Results: mean ± std over seeds, the paper's published
+figure and the majority-class baseline beside ours, in ``report.md``, ``report.json``, ``report.html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .checkpoint import write_json_atomic
+from .config import apply_overrides, config_from_dict
+from .console import console
+from .data import load_examples
+from .errors import ConfigError, TinyDistillError
+
+DATASETS = ("obqa", "arc", "piqa", "riddle", "pubmedqa", "bioasq")
+PAPER_NAMES = {"obqa": "OBQA", "arc": "ARC", "piqa": "PIQA", "riddle": "Riddle", "pubmedqa": "PQA",
+               "bioasq": "BioASQ"}
+TABLE1_METHODS = ("inference", "pinto", "lora", "finetune", "kd", "step_by_step", "tinyllm")
+METHOD_LABELS = {"inference": "Inference", "pinto": "PINTO", "lora": "LoRA", "finetune": "Full fine-tuning",
+                 "kd": "Standard KD", "step_by_step": "Distill-step-by-step", "tinyllm": "TinyLLM"}
+
+#: TinyLLM paper, Table 1 (test accuracy, FLAN-T5 students), by student size → method → dataset.
+PAPER_TABLE1: dict[str, dict[str, dict[str, float]]] = {
+    "80M": {
+        "inference": dict(obqa=16.60, arc=19.31, piqa=20.78, riddle=13.33, pubmedqa=38.00, bioasq=47.97),
+        "pinto": dict(obqa=46.40, arc=26.87, piqa=48.10, riddle=25.29, pubmedqa=60.00, bioasq=80.49),
+        "lora": dict(obqa=37.80, arc=27.12, piqa=39.93, riddle=39.80, pubmedqa=53.75, bioasq=78.05),
+        "finetune": dict(obqa=41.60, arc=27.47, piqa=42.33, riddle=42.75, pubmedqa=56.25, bioasq=78.86),
+        "kd": dict(obqa=45.80, arc=29.53, piqa=49.29, riddle=36.27, pubmedqa=58.00, bioasq=81.30),
+        "step_by_step": dict(obqa=46.40, arc=30.47, piqa=50.38, riddle=36.67, pubmedqa=59.00, bioasq=81.30),
+        "tinyllm": dict(obqa=49.40, arc=33.05, piqa=53.65, riddle=51.18, pubmedqa=62.00, bioasq=85.37),
+    },
+    "250M": {
+        "finetune": dict(obqa=56.60, arc=38.88, piqa=47.55, riddle=52.55, pubmedqa=64.75, bioasq=89.43),
+        "step_by_step": dict(obqa=56.80, arc=43.86, piqa=56.37, riddle=45.69, pubmedqa=64.75, bioasq=86.18),
+        "tinyllm": dict(obqa=64.20, arc=48.50, piqa=60.17, riddle=60.78, pubmedqa=66.25, bioasq=90.24),
+    },
+}
+PAPER_TEACHERS = {"FLAN-T5 xlarge (3B)": dict(obqa=69.20, arc=68.24, piqa=58.43, riddle=53.73, pubmedqa=71.50,
+                                              bioasq=65.85),
+                  "LLaMA 2 (7B)": dict(obqa=58.60, arc=45.90, piqa=78.80, riddle=47.65, pubmedqa=54.50,
+                                       bioasq=73.75)}
+
+SUITES = ("table1", "ablations", "fractions", "alpha", "sizes")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a suite's table: a method plus dotted config overrides (``after``: cells it depends on)."""
+
+    name: str
+    label: str
+    method: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    uses_finetuned_teacher: bool = False
+
+
+@dataclass
+class Cell:
+    suite: str
+    dataset: str
+    variant: Variant
+    seed: int
+    run_dir: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.suite}/{self.dataset}/{self.variant.name}/seed{self.seed}"
+
+
+# ------------------------------------------------------------------------------------------------- suites
+def table1_variants(methods: Sequence[str]) -> list[Variant]:
+    per_method: dict[str, dict[str, Any]] = {
+        "lora": {"train.lr": 1e-3},  # adapters need a larger step than full fine-tuning
+        "step_by_step": {"rationale_method.teacher": "flan_t5"},
+        "pinto": {"rationale_method.teacher": "flan_t5"},
+    }
+    return [Variant(m, METHOD_LABELS[m], m, per_method.get(m, {}), uses_finetuned_teacher=m == "kd")
+            for m in methods]
+
+
+def ablation_variants() -> list[Variant]:
+    """Table 2's variants that the shipped teacher outputs allow (the rest need a live teacher: see notes)."""
+    return [Variant("tinyllm", "TinyLLM", "tinyllm"),
+            Variant("wo_llama", "w/o LLaMA", "tinyllm", {"teachers.1.alpha_rationale": 0.0}),
+            Variant("wo_t5", "w/o T5", "tinyllm", {"teachers.0.alpha_rationale": 0.0})]
+
+
+ABLATIONS_NEEDING_TEACHERS = {
+    "w/o in-context": "rationales generated without in-context examples (`tinydistill teach` with icl.k: 0)",
+    "w/o teacher-forcing": "rationales generated without the gold answer (`template: cot`)",
+    "w/o diverse teachers": "several sampled rationales from the stronger teacher (`samples: 2`)",
+}
+
+
+def fraction_variants(fractions: Sequence[float], n_train: int) -> list[Variant]:
+    out = []
+    for frac in fractions:
+        limit = max(8, round(frac * n_train))
+        for method in ("finetune", "step_by_step", "tinyllm"):
+            extra = {"rationale_method.teacher": "flan_t5"} if method == "step_by_step" else {}
+            out.append(Variant(f"{method}_{frac:g}", f"{METHOD_LABELS[method]} @ {frac:.0%}", method,
+                               {"data.train.limit": limit, **extra}))
+    return out
+
+
+def alpha_variants(grid: Sequence[float]) -> list[Variant]:
+    return [Variant(f"a{a_t5:g}_{a_llama:g}", f"α_T5={a_t5:g}, α_LLaMA={a_llama:g}", "tinyllm",
+                    {"teachers.0.alpha_rationale": a_t5, "teachers.1.alpha_rationale": a_llama})
+            for a_t5 in grid for a_llama in grid]
+
+
+def size_variants(layers: Sequence[int]) -> list[Variant]:
+    return [Variant(f"{method}_L{n}", f"{METHOD_LABELS[method]}, {n} layers", method, {"student.num_layers": n})
+            for n in layers for method in ("finetune", "tinyllm")]
+
+
+# --------------------------------------------------------------------------------------------- configs
+def base_config(data_root: Path, dataset: str, *, train_limit: int | None, valid_rows: int, epochs: float,
+                output_dir: Path, seed: int, overrides: Sequence[str]) -> dict:
+    """The quickstart recipe (MiniLM + choice head, both teachers) pointed at one dataset of the TinyLLM layout."""
+    text = (resources.files("tinydistill") / "configs" / "quickstart.yaml").read_text()
+    raw = yaml.safe_load(text.replace("{data_dir}", str(data_root / dataset)))
+    raw["data"] = {"train": {"path": str(data_root / dataset), "on_invalid": "skip", "limit": train_limit},
+                   "valid_from_train": valid_rows,
+                   "test": {"path": str(data_root / dataset), "split": "valid"}}
+    raw["train"]["epochs"] = epochs
+    raw.update(seed=seed, output_dir=str(output_dir))
+    return apply_overrides(raw, list(overrides))
+
+
+def cell_config(cell: Cell, base: dict, finetuned: Path | None) -> dict:
+    raw = json.loads(json.dumps(base))
+    raw.update(name=f"seed{cell.seed}", method=cell.variant.method, output_dir=str(cell.run_dir.parent))
+    items = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in cell.variant.overrides.items()]
+    raw = apply_overrides(raw, items)
+    if cell.variant.uses_finetuned_teacher:
+        if finetuned is None:
+            raise ConfigError(f"{cell.key}: method kd distils the fine-tuned student; add finetune to --methods")
+        raw.setdefault("whitebox", {})["teacher_model"] = str(finetuned)
+    return raw
+
+
+def _train_size(data_root: Path, dataset: str, valid_rows: int, train_limit: int | None) -> int:
+    n = len(load_examples(data_root / dataset, "train", on_invalid="skip")) - valid_rows
+    return min(n, train_limit) if train_limit else n
+
+
+def plan_cells(args: argparse.Namespace) -> list[Cell]:
+    """Every cell of the suite, seed-major (all of seed 0 first), so a cut-short sweep has whole seeds."""
+    root = Path(args.output_dir) / args.suite
+    cells = []
+    for seed in args.seeds:
+        for ds in args.datasets:
+            if args.suite == "table1":
+                variants = table1_variants(args.methods)
+            elif args.suite == "ablations":
+                variants = ablation_variants()
+            elif args.suite == "fractions":
+                variants = fraction_variants(args.fractions, _train_size(Path(args.data_root), ds, args.valid_rows,
+                                                                        args.train_limit))
+            elif args.suite == "alpha":
+                variants = alpha_variants(args.alphas)
+            else:
+                variants = size_variants(args.layers)
+            cells += [Cell(args.suite, ds, v, seed, root / ds / v.name / f"seed{seed}") for v in variants]
+    return cells
+
+
+# ---------------------------------------------------------------------------------------------- running
+def cell_done(cell: Cell) -> dict | None:
+    path = cell.run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if "test" in summary else None
+
+
+def run_cells(cells: Sequence[Cell], base_for: Callable[[str, int], dict], *, progress: bool,
+              log: Callable[[str], None], keep_models: bool = False) -> dict[str, dict]:
+    """Run every cell not yet done; a failing cell is recorded in ``error.txt`` and the sweep goes on.
+
+    Unless ``keep_models``, a finished cell keeps its reports and predictions but not its checkpoints or model
+    (a fine-tuned model stays: Standard KD distils it)."""
+    from .run import run
+
+    results: dict[str, dict] = {}
+    for i, cell in enumerate(cells, 1):
+        done = cell_done(cell)
+        if done is not None:
+            results[cell.key] = done
+            continue
+        console.rule(f"[bold]{i}/{len(cells)} {cell.key}")
+        finetuned = cell.run_dir.parents[1] / "finetune" / f"seed{cell.seed}" / "best"
+        try:
+            raw = cell_config(cell, base_for(cell.dataset, cell.seed), finetuned if finetuned.is_dir() else None)
+            cfg = config_from_dict(raw, source=f"reproduce:{cell.key}")
+            run(cfg, progress=progress, log=log)
+        except TinyDistillError as e:
+            cell.run_dir.mkdir(parents=True, exist_ok=True)
+            (cell.run_dir / "error.txt").write_text(f"{e}\n")
+            log(f"[{cell.key}] failed: {e}")
+            continue
+        except Exception as e:  # noqa: BLE001 — one broken cell must not cost the sweep; keep the trace
+            cell.run_dir.mkdir(parents=True, exist_ok=True)
+            (cell.run_dir / "error.txt").write_text(traceback.format_exc())
+            log(f"[{cell.key}] failed: {type(e).__name__}: {e} (trace in {cell.run_dir / 'error.txt'})")
+            continue
+        results[cell.key] = cell_done(cell) or {}
+        if not keep_models:
+            prune_cell(cell)
+    return results
+
+
+def prune_cell(cell: Cell) -> None:
+    """Free a finished cell's disk: its checkpoints, and its model unless a later cell distils it (finetune)."""
+    shutil.rmtree(cell.run_dir / "checkpoints", ignore_errors=True)
+    if cell.variant.method != "finetune":
+        shutil.rmtree(cell.run_dir / "best", ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- aggregating
+def _metric(summary: dict, split: str) -> float | None:
+    m = summary.get(split) or {}
+    value = m.get("rank_accuracy", m.get("accuracy"))
+    return None if value is None else 100 * float(value)
+
+
+def aggregate(cells: Sequence[Cell]) -> dict[str, Any]:
+    """Per (variant, dataset): test mean ± std over seeds, valid mean, majority baseline, seconds."""
+    table: dict[str, dict[str, dict]] = {}
+    for cell in cells:
+        summary = cell_done(cell)
+        entry = table.setdefault(cell.variant.name, {}).setdefault(cell.dataset, {
+            "test": [], "valid": [], "majority": None, "seconds": 0.0, "seeds": [], "failed": []})
+        if summary is None:
+            if (cell.run_dir / "error.txt").is_file():
+                entry["failed"].append(cell.seed)
+            continue
+        entry["test"].append(_metric(summary, "test"))
+        entry["valid"].append(_metric(summary, "valid"))
+        entry["seeds"].append(cell.seed)
+        entry["majority"] = 100 * summary["test"].get("majority_baseline", 0.0)
+        entry["top_share"] = 100 * summary["test"].get("rank_top_share", summary["test"].get("top_share", 0.0))
+        entry["seconds"] += summary.get("train_seconds", 0.0) + summary.get("eval_seconds", 0.0)
+    for per_ds in table.values():
+        for entry in per_ds.values():
+            vals = [v for v in entry["test"] if v is not None]
+            entry["mean"] = statistics.fmean(vals) if vals else None
+            entry["std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else None)
+            valid = [v for v in entry["valid"] if v is not None]
+            entry["valid_mean"] = statistics.fmean(valid) if valid else None
+    return table
+
+
+def _fmt(entry: dict | None) -> str:
+    if not entry or entry.get("mean") is None:
+        return "failed" if entry and entry.get("failed") else "—"
+    n = len(entry["test"])
+    return f"{entry['mean']:.1f} ± {entry['std']:.1f}" + ("" if n >= 3 else f" (n={n})")
+
+
+def _average(entries: Sequence[dict | None]) -> float | None:
+    means = [e["mean"] for e in entries if e and e.get("mean") is not None]
+    return statistics.fmean(means) if len(means) == len(entries) and means else None
+
+
+def _paper_row(label: str, paper: dict[str, float], datasets: Sequence[str]) -> str:
+    vals = [paper.get(d) for d in datasets]
+    avg = statistics.fmean(vals) if all(v is not None for v in vals) else None  # type: ignore[arg-type]
+    return (f"| {label} | " + " | ".join("—" if x is None else f"{x:.2f}" for x in vals) +
+            f" | {'—' if avg is None else f'{avg:.2f}'} |")
+
+
+def markdown_report(suite: str, variants: Sequence[Variant], datasets: Sequence[str], table: dict,
+                    meta: dict) -> str:
+    heads = [PAPER_NAMES.get(d, d) for d in datasets]
+    lines = [f"# reproduce: {suite}", "", meta["protocol"], "",
+             "| method | " + " | ".join(heads) + " | avg |", "|---|" + "---|" * (len(heads) + 1)]
+    for v in variants:
+        entries = [table.get(v.name, {}).get(d) for d in datasets]
+        avg = _average(entries)
+        lines.append(f"| {v.label} | " + " | ".join(_fmt(e) for e in entries) +
+                     f" | {'—' if avg is None else f'{avg:.1f}'} |")
+    majority = [next((table[v.name][d]["majority"] for v in variants
+                      if table.get(v.name, {}).get(d, {}).get("majority") is not None), None) for d in datasets]
+    if any(m is not None for m in majority):
+        avg = statistics.fmean(m for m in majority if m is not None)
+        lines.append("| majority class | " + " | ".join("—" if m is None else f"{m:.1f}" for m in majority) +
+                     f" | {avg:.1f} |")
+    if suite == "table1":
+        lines += ["", "The paper (Table 1, 80M FLAN-T5 student, its test split):", "",
+                  "| method | " + " | ".join(heads) + " | avg |", "|---|" + "---|" * (len(heads) + 1)]
+        for v in variants:
+            paper = PAPER_TABLE1["80M"].get(v.method)
+            if paper:
+                lines.append(_paper_row(v.label, paper, datasets))
+        lines += [_paper_row(f"teacher {name}", paper, datasets) for name, paper in PAPER_TEACHERS.items()]
+    lines += ["", *meta.get("notes", []), "", f"Compute: {meta['seconds'] / 60:.0f} min of train + eval over "
+              f"{meta['cells_done']} cells ({meta['cells_total']} planned); command: `{meta['command']}`.", ""]
+    return "\n".join(lines)
+
+
+def plot_table(variants: Sequence[Variant], datasets: Sequence[str], table: dict, out: Path) -> Path | None:
+    """Grouped bars: test accuracy per dataset and method, with the seed std as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(datasets)), 3.6))
+    width = 0.8 / max(1, len(variants))
+    for i, v in enumerate(variants):
+        means = [(table.get(v.name, {}).get(d) or {}).get("mean") or 0.0 for d in datasets]
+        stds = [(table.get(v.name, {}).get(d) or {}).get("std") or 0.0 for d in datasets]
+        ax.bar([j + i * width for j in range(len(datasets))], means, width, yerr=stds, label=v.label, capsize=2)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(datasets))], [PAPER_NAMES.get(d, d) for d in datasets])
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def write_reports(root: Path, suite: str, variants: Sequence[Variant], datasets: Sequence[str], cells: Sequence[Cell],
+                  meta: dict) -> str:
+    table = aggregate(cells)
+    meta = dict(meta, seconds=sum(e["seconds"] for per in table.values() for e in per.values()),
+                cells_done=sum(cell_done(c) is not None for c in cells), cells_total=len(cells))
+    text = markdown_report(suite, variants, datasets, table, meta)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "report.md").write_text(text)
+    write_json_atomic(root / "report.json", {"suite": suite, "datasets": list(datasets), **meta,
+                                             "variants": [v.__dict__ for v in variants], "table": table})
+    plot = plot_table(variants, datasets, table, root / "plots" / "accuracy.png")
+    try:
+        from .html_report import html_page
+
+        sections = [("Results", text), ("Test accuracy by dataset", plot)]
+        (root / "report.html").write_text(html_page(f"reproduce: {suite}", sections))
+    except (ImportError, TypeError, ValueError) as e:  # the HTML is a convenience; the markdown is the record
+        console.print(f"report.html not written: {e}", markup=False)
+    return text
+
+
+# --------------------------------------------------------------------------------------------------- cli
+def configure_reproduce_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="table1", choices=SUITES,
+                   help="table1: methods × datasets; ablations (Table 2); fractions (Fig. 2); alpha (Fig. 3); "
+                        "sizes (student layers)")
+    p.add_argument("--data-root", default=str(Path("..") / "shared" / "data" / "tinyllm"),
+                   help="folder holding <dataset>/ in the TinyLLM layout")
+    p.add_argument("--datasets", default=",".join(DATASETS), help="comma list (default: all six)")
+    p.add_argument("--methods", default=",".join(TABLE1_METHODS), help="table1 only: comma list of methods")
+    p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
+    p.add_argument("--train-limit", type=int, default=None, help="seeded subsample of each training set")
+    p.add_argument("--valid-rows", type=int, default=100, help="train rows held out for selection (default 100)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--fractions", default="0.125,0.25,0.5,1", help="fractions suite: training-set fractions")
+    p.add_argument("--alphas", default="0.1,0.5,1", help="alpha suite: the grid for α_T5 and α_LLaMA")
+    p.add_argument("--layers", default="2,4,6", help="sizes suite: student layer counts (of MiniLM's 6)")
+    p.add_argument("--output-dir", default=str(Path("runs") / "reproduce"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override applied to every cell, e.g. --set train.batch_size=16")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and which are done; train nothing")
+    p.add_argument("--report-only", action="store_true", help="rebuild the reports from finished cells")
+    p.add_argument("--keep-models", action="store_true",
+                   help="keep every cell's checkpoints/ and best/ (default: only reports, predictions and the "
+                        "fine-tuned models that Standard KD distils)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _split(text: str, cast: Callable[[str], Any] = str) -> list:
+    return [cast(x.strip()) for x in text.split(",") if x.strip()]
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    args.datasets, args.methods = _split(args.datasets), _split(args.methods)
+    args.seeds, args.fractions = _split(args.seeds, int), _split(args.fractions, float)
+    args.alphas, args.layers = _split(args.alphas, float), _split(args.layers, int)
+    data_root = Path(args.data_root)
+    for ds in args.datasets:
+        if not (data_root / ds).is_dir():
+            raise ConfigError(f"--data-root {data_root}: no folder {ds}/ (expected the TinyLLM layout)")
+    for m in args.methods:
+        if m not in METHOD_LABELS:
+            raise ConfigError(f"--methods: unknown method {m!r} (one of {', '.join(TABLE1_METHODS)})")
+    if "kd" in args.methods and "finetune" in args.methods and args.methods.index("kd") < args.methods.index(
+            "finetune"):
+        args.methods.remove("kd")
+        args.methods.insert(args.methods.index("finetune") + 1, "kd")
+    cells = plan_cells(args)
+    root = Path(args.output_dir) / args.suite
+    variants = list({c.variant.name: c.variant for c in cells}.values())
+    if args.dry_run:
+        for c in cells:
+            console.print(f"{'done ' if cell_done(c) else 'todo '} {c.key}", markup=False)
+        return 0
+
+    def base_for(dataset: str, seed: int) -> dict:
+        return base_config(data_root, dataset, train_limit=args.train_limit, valid_rows=args.valid_rows,
+                           epochs=args.epochs, output_dir=root, seed=seed, overrides=args.overrides)
+
+    started = time.perf_counter()
+    if not args.report_only:
+        run_cells(cells, base_for, progress=not args.no_progress, keep_models=args.keep_models,
+                  log=lambda m: console.print(m, markup=False, highlight=False))
+    notes = [f"- test = each dataset's shipped `valid` split ({', '.join(args.datasets)}); the benchmarks' own test "
+             f"splits are held back. Selection: {args.valid_rows} rows held out of train (one fixed split for all "
+             f"methods and seeds); test scored once per cell.",
+             "- Student: all-MiniLM-L6-v2 (22.7M) + multiple-choice head (+ rationale decoder for the rationale "
+             "methods); the paper's students are FLAN-T5 80M/250M/780M.",
+             "- Standard KD distils the fine-tuned student of the same seed (born-again KD): no larger "
+             "multiple-choice teacher ships offline.",
+             "- PINTO reads FLAN-T5's rationale (its answer statement cut) at test time; those rationales were "
+             "written with the gold answer in the prompt, so PINTO's figure here is an upper bound."]
+    if args.suite == "ablations":
+        notes += [f"- not run ({name}): needs {why}" for name, why in ABLATIONS_NEEDING_TEACHERS.items()]
+    protocol = (f"Seeds {args.seeds}; train limit {args.train_limit or 'all'}; {args.epochs:g} epoch(s); "
+                f"mean ± std of test accuracy (%) over seeds.")
+    command = "tinydistill reproduce " + " ".join(
+        f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in vars(args).items() if k in ("suite", "datasets", "methods", "seeds", "train_limit", "epochs",
+                                               "valid_rows") and v is not None)
+    text = write_reports(root, args.suite, variants, args.datasets, cells,
+                         {"protocol": protocol, "notes": notes, "command": command,
+                          "wall_seconds_this_invocation": round(time.perf_counter() - started, 1)})
+    console.print(text, markup=False, highlight=False)
+    console.print(f"reports in {root}/ (report.md, report.json, report.html, plots/)", markup=False)
+    return 0

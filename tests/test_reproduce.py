@@ -1,0 +1,191 @@
+"""Selection on a held-out slice of train, test scored once, choice-student KD/LoRA, and `tinydistill reproduce`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForMultipleChoice
+
+from tinydistill.cli import main
+from tinydistill.collate import ANSWER_TASK, MultiTaskCollator, TaskSpec, tokenize_tasks
+from tinydistill.config import StudentConfig, config_from_dict
+from tinydistill.data import Example
+from tinydistill.losses import choice_kl
+from tinydistill.rationales import without_stated_answer
+from tinydistill.run import HOLDOUT_SEED, load_train_valid, run
+from tinydistill.students import load_student
+
+from .conftest import synthetic_rows
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    """A 2-layer BERT (width 32) with the MiniLM vocabulary: a choice student, and a decoder for rationales."""
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0)
+    out = tmp_path_factory.mktemp("bert")
+    BertForMultipleChoice(cfg).base_model.save_pretrained(out)  # a bare encoder, as all-MiniLM-L6-v2 ships
+    tok.save_pretrained(out)
+    return out
+
+
+def tinyllm_folder(root: Path, name: str = "toy", n_train: int = 96, n_valid: int = 40) -> Path:
+    """A dataset in the TinyLLM layout: JSON splits and llm/<split>_CoT_0.json with both teachers' rationales."""
+    folder = root / name
+    (folder / "llm").mkdir(parents=True)
+    for split, n, seed in (("train", n_train, 11), ("valid", n_valid, 12)):
+        rows = synthetic_rows(n, seed)
+        (folder / f"{name}_{split}.json").write_text(json.dumps(rows))
+        cot = []
+        for r in rows:
+            letter = "abcd"[r["choices"].index(r["answer"])]
+            animal = r["question"].split()[-1].rstrip("?")
+            cot.append(f"A {animal} likes {r['answer']}. Thus, the answer is ({letter}) {r['answer']}.\n\nQ: x"
+                       f" llama rationale: {r['answer']} suits a {animal}.")
+        (folder / "llm" / f"{split}_CoT_0.json").write_text(json.dumps(cot))
+    return folder
+
+
+def choice_config(model: Path, data: Path, out: Path, method: str = "finetune", **extra) -> dict:
+    cfg = {
+        "name": method, "output_dir": str(out), "seed": 0, "method": method, "answer_prefix": "",
+        "data": {"train": {"path": str(data)}, "valid_from_train": 24, "test": {"path": str(data), "split": "valid"}},
+        "student": {"model": str(model), "architecture": "multiple_choice", "max_input_length": 48,
+                    "max_rationale_length": 12},
+        "teachers": [{"name": "flan_t5", "kind": "imported", "alpha_rationale": 0.5, "prefix": "explain flan: "},
+                     {"name": "llama2", "kind": "imported", "alpha_rationale": 0.5, "prefix": "explain llama: "}],
+        "train": {"epochs": 6, "batch_size": 8, "lr": 1e-2, "mixed_precision": "no", "warmup_ratio": 0.0},
+        "eval": {"modes": ["rank"], "batch_size": 64},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def test_valid_from_train_is_one_fixed_holdout_disjoint_from_train(tmp_path, tiny_bert_dir):
+    data = tinyllm_folder(tmp_path)
+    splits = {}
+    for seed in (0, 1):
+        raw = choice_config(tiny_bert_dir, data, tmp_path / "runs", seed=seed)
+        raw["data"]["train"]["limit"] = 40
+        splits[seed] = load_train_valid(config_from_dict(raw))
+    (train0, valid0), (train1, valid1) = splits[0], splits[1]
+    assert [e.id for e in valid0] == [e.id for e in valid1] and len(valid0) == 24  # same for every seed
+    assert not {e.id for e in valid0} & {e.id for e in train0} and len(train0) == 40
+    assert {e.id for e in train0} != {e.id for e in train1}  # the train subsample is the seed's
+    assert HOLDOUT_SEED  # documented constant, not the run seed
+
+
+def test_valid_and_valid_from_train_are_exclusive(tmp_path, tiny_bert_dir):
+    raw = choice_config(tiny_bert_dir, tmp_path, tmp_path / "runs")
+    raw["data"]["valid"] = {"path": str(tmp_path)}
+    with pytest.raises(Exception, match="exactly one of data.valid or data.valid_from_train"):
+        config_from_dict(raw)
+
+
+def test_choice_student_rationale_batch_reads_only_the_source(tiny_bert_dir):
+    """Regression: the rationale decoder's encoder input must not contain the rationale it is asked to write."""
+    student = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice"), with_decoder=True)
+    ex = Example("1", "what goes with a cat?", ("milk", "bone"), 0)
+    tasks = [TaskSpec(ANSWER_TASK, "", lambda i, e: "milk", 8),
+             TaskSpec("rationale/t", "explain: ", lambda i, e: "cats drink milk every day", 16)]
+    rows, _ = tokenize_tasks(student, [ex], tasks, 48)
+    batch = MultiTaskCollator(student.kind, student.pad_token_id)(rows)["rationale/t"]
+    target = student.tokenizer("cats drink milk every day", add_special_tokens=False)["input_ids"]
+    source = batch["input_ids"][0].tolist()
+    assert batch["labels"][0].tolist()[: len(target)] == target
+    assert not any(source[i: i + 3] == target[:3] for i in range(len(source)))  # the target is not in the input
+    logits, labels = student.target_logits(batch)
+    assert logits.shape[:2] == labels.shape  # one decoder position per target token
+
+
+def test_choice_kl_is_zero_for_equal_scores_and_ignores_absent_choices():
+    s = torch.tensor([[1.0, 0.5, float("-inf")], [0.2, 0.1, 0.0]])
+    assert choice_kl(s, s.clone(), 2.0).item() == pytest.approx(0.0, abs=1e-7)
+    t = torch.tensor([[3.0, -1.0, float("-inf")], [0.0, 0.0, 2.0]])
+    value = choice_kl(s, t, 1.0)
+    p = torch.softmax(t[0, :2], -1)
+    q = torch.softmax(s[0, :2], -1)
+    p2, q2 = torch.softmax(t[1], -1), torch.softmax(s[1], -1)
+    expected = ((p * (p / q).log()).sum() + (p2 * (p2 / q2).log()).sum()) / 2
+    assert math.isfinite(value.item()) and value.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_without_stated_answer_cuts_the_answer_statement():
+    assert without_stated_answer("Iron is a metal. Thus, the answer is (b) iron.") == "Iron is a metal."
+    assert without_stated_answer("So the answer is (a).") == ""
+    assert without_stated_answer("no statement here") == "no statement here"
+
+
+def test_run_scores_test_once_then_kd_and_lora_train_a_choice_student(tmp_path, tiny_bert_dir):
+    data = tinyllm_folder(tmp_path)
+    out = tmp_path / "runs"
+    ft = run(config_from_dict(choice_config(tiny_bert_dir, data, out)), progress=False, log=lambda m: None)
+    summary = json.loads((out / "finetune" / "summary.json").read_text())
+    assert summary["test"]["n"] == 40 and summary["valid"]["n"] == 24 and summary["n_train"] == 72
+    assert ft.test is not None and ft.test.metrics["rank_accuracy"] > 0.4  # chance is 25%
+    assert len((out / "finetune" / "test_predictions.jsonl").read_text().splitlines()) == 40
+    assert "## Test (40 rows)" in (out / "finetune" / "report.md").read_text()
+
+    kd_cfg = choice_config(tiny_bert_dir, data, out, "kd", whitebox={"teacher_model": str(out / "finetune" / "best"),
+                                                                       "alpha_kd": 0.5, "kd_temperature": 2.0})
+    kd = run(config_from_dict(kd_cfg), progress=False, log=lambda m: None)
+    logged = [json.loads(line) for line in (out / "kd" / "metrics.jsonl").read_text().splitlines()]
+    assert kd.test is not None and all(math.isfinite(m["loss/kd"]) for m in logged if "loss" in m)
+
+    # the KD term itself: zero against a copy of the student, positive (with a gradient) against another model
+    from tinydistill.choice_kd import ChoiceKDObjective
+    from tinydistill.config import WhiteboxConfig
+
+    student = load_student(StudentConfig(model=str(out / "finetune" / "best")))
+    ex = Example("1", "what goes with a cat?", ("milk", "bone", "seed"), 0)
+    rows, _ = tokenize_tasks(student, [ex, ex], [TaskSpec(ANSWER_TASK, "", lambda i, e: "milk", 8)], 48)
+    batch = MultiTaskCollator(student.kind, student.pad_token_id)(rows)
+    same = ChoiceKDObjective(WhiteboxConfig(teacher_model=str(out / "finetune" / "best")), student)
+    assert same.terms(student, batch)["kd"][1].item() == pytest.approx(0.0, abs=1e-6)
+    other = ChoiceKDObjective(WhiteboxConfig(teacher_model=str(tiny_bert_dir)), student)
+    weight, term = other.terms(student, batch)["kd"]
+    term.backward()
+    assert term.item() > 0 and weight == pytest.approx(0.5 * 2.0 ** 2)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.model.parameters())
+
+    lora = run(config_from_dict(choice_config(tiny_bert_dir, data, out, "lora", lora={"r": 4, "alpha": 8})),
+               progress=False, log=lambda m: None)
+    assert lora.test is not None
+    reloaded = load_student(StudentConfig(model=str(out / "lora" / "best")))  # merged: a plain choice model
+    assert reloaded.kind == "multiple_choice" and not any("lora" in n for n, _ in reloaded.model.named_parameters())
+
+
+def test_reproduce_runs_cells_reports_mean_std_and_resumes_cell_by_cell(tmp_path, tiny_bert_dir, monkeypatch,
+                                                                         capsys):
+    monkeypatch.chdir(tmp_path)
+    tinyllm_folder(tmp_path / "data")
+    args = ["reproduce", "--data-root", str(tmp_path / "data"), "--datasets", "toy", "--methods", "kd,finetune",
+            "--seeds", "0,1", "--valid-rows", "24", "--train-limit", "48", "--epochs", "2", "--no-progress",
+            "--set", f"student.model={tiny_bert_dir}", "--set", "student.max_input_length=48",
+            "--set", "train.lr=1e-2", "--set", "train.mixed_precision=no"]
+    assert main([*args, "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("todo ") == 4
+    assert main(args) == 0
+    root = tmp_path / "runs" / "reproduce" / "table1"
+    report = (root / "report.md").read_text()
+    assert "| Full fine-tuning | " in report and "| Standard KD | " in report and " ± " in report
+    assert "| majority class |" in report and "The paper (Table 1, 80M" in report
+    table = json.loads((root / "report.json").read_text())["table"]
+    assert len(table["finetune"]["toy"]["test"]) == 2 and table["finetune"]["toy"]["std"] is not None
+    assert not (root / "toy" / "kd" / "seed0" / "checkpoints").exists()  # pruned once done
+    assert (root / "toy" / "finetune" / "seed0" / "best").is_dir()  # kept: KD distils it
+
+    # an interrupted sweep: one cell lost its result; the rerun redoes that cell only
+    stamps = {p: p.stat().st_mtime_ns for p in root.glob("toy/*/seed*/summary.json")}
+    lost = root / "toy" / "kd" / "seed1" / "summary.json"
+    lost.unlink()
+    assert main(args) == 0
+    assert lost.is_file()
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p != lost)
