@@ -112,3 +112,26 @@ def test_kd_needs_a_teacher_model(tiny_t5_dir, synthetic_data, tmp_path):
 
     with pytest.raises(ConfigError, match="whitebox.teacher_model"):
         _cfg(tiny_t5_dir, synthetic_data, tmp_path / "r", method="kd")
+
+
+def test_cached_signals_match_online_ones_and_release_the_teacher(tiny_t5_dir, teacher_dir, synthetic_data,
+                                                                   tmp_path):
+    wb = {"teacher_model": str(teacher_dir), "kd_temperature": 2.0, "alpha_kd": 0.5, "top_k": 0,
+          "layer_map": [{"side": "encoder", "teacher": -1, "student": -1}]}
+    cfg = _cfg(tiny_t5_dir, synthetic_data, tmp_path / "r", method="whitebox", whitebox=wb)
+    student = load_student(cfg.student)
+    student.model.eval()
+    rows = load_split(cfg.data.train, "train", 0)[:6]
+    items, _ = tokenize_tasks(student, rows, [answer_task(cfg)], 64)
+    batch = MultiTaskCollator("seq2seq", student.pad_token_id)(items)
+    ids = [r.id for r in rows]
+    online = WhiteBoxObjective(cfg.whitebox, student, with_hidden=True, row_ids=ids, cache_dir=tmp_path / "c")
+    cached_cfg = cfg.whitebox.model_copy(update={"signals": "cached"})
+    cached = WhiteBoxObjective(cached_cfg, student, with_hidden=True, row_ids=ids, cache_dir=tmp_path / "c")
+    cached.projections.load_state_dict(online.projections.state_dict())
+    cached.prepare(items)
+    assert cached.teacher is None  # training reads the cache alone: the teacher's weights are let go
+    want, got = online.terms(student, batch), cached.terms(student, batch)
+    assert set(want) == set(got)
+    for name in want:
+        assert got[name][1].item() == pytest.approx(want[name][1].item(), rel=1e-4, abs=1e-6), name

@@ -9,6 +9,7 @@ the mapped hidden states are kept).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections.abc import Sequence
@@ -127,7 +128,7 @@ class WhiteBoxObjective:
     def __init__(self, cfg: WhiteboxConfig, student: Student, *, with_hidden: bool, row_ids: Sequence[str],
                  cache_dir: Path, teacher: Student | None = None) -> None:
         self.cfg, self.with_hidden, self.row_ids = cfg, with_hidden, list(row_ids)
-        self.teacher = teacher or load_teacher(cfg, student)
+        self.teacher: Student | None = teacher or load_teacher(cfg, student)
         self.pairs = resolve_layer_map(cfg, student) if with_hidden else []
         s_sizes, t_sizes = hidden_sizes(student), hidden_sizes(self.teacher)
         self.projections = torch.nn.ModuleList([
@@ -147,6 +148,7 @@ class WhiteBoxObjective:
     # ------------------------------------------------------------------------------------------ teacher side
     @torch.no_grad()
     def _online(self, batch: dict[str, torch.Tensor]) -> TeacherSignals:
+        assert self.teacher is not None, "the teacher was released after caching its signals"
         model = self.teacher.model
         device = batch["input_ids"].device
         if next(model.parameters()).device != device:
@@ -159,9 +161,15 @@ class WhiteBoxObjective:
         return TeacherSignals(values, indices, hidden)
 
     def prepare(self, rows: Sequence[dict[str, TaskItem]], batch_size: int = 16) -> None:
-        """``signals: cached``: run the teacher once over every training row; reuse a matching cache."""
+        """``signals: cached``: run the teacher once over every training row (reusing a matching cache), then
+        let the teacher go: training reads only the cache, so its weights need not stay in memory."""
         if self.cfg.signals != "cached":
             return
+        self._write_cache(rows, batch_size)
+        self.teacher = None
+        gc.collect()
+
+    def _write_cache(self, rows: Sequence[dict[str, TaskItem]], batch_size: int) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         path, meta_path = self.cache_dir / "signals.safetensors", self.cache_dir / "meta.json"
         items = [(row[ANSWER_TASK]) for row in rows if ANSWER_TASK in row]
