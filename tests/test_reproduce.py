@@ -189,3 +189,9 @@ def test_reproduce_runs_cells_reports_mean_std_and_resumes_cell_by_cell(tmp_path
     assert main(args) == 0
     assert lost.is_file()
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p != lost)
+
+    # the same folder under other settings: refused in one line before anything trains, nothing overwritten
+    assert main([*args[:-2], "--set", "train.mixed_precision=bf16"]) == 2
+    err = capsys.readouterr().err
+    assert "config.yaml" in err and "--output-dir" in err and "Traceback" not in err
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p != lost)

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from .checkpoint import write_json_atomic
-from .config import apply_overrides, config_from_dict
+from .config import RunConfig, apply_overrides, config_from_dict, dump_config
 from .console import console
 from .data import load_examples
 from .errors import ConfigError, TinyDistillError
@@ -194,6 +194,21 @@ def cell_done(cell: Cell) -> dict | None:
     return summary if "test" in summary else None
 
 
+def config_for(cell: Cell, base_for: Callable[[str, int], dict]) -> RunConfig:
+    """The cell's run config (Standard KD reads the same seed's fine-tuned student, when it exists)."""
+    finetuned = cell.run_dir.parents[1] / "finetune" / f"seed{cell.seed}" / "best"
+    raw = cell_config(cell, base_for(cell.dataset, cell.seed), finetuned if finetuned.is_dir() else None)
+    return config_from_dict(raw, source=f"reproduce:{cell.key}")
+
+
+def check_same_protocol(cell: Cell, cfg: RunConfig) -> None:
+    """A finished cell counts only for the config that made it (not one of another --train-limit, say)."""
+    saved = cell.run_dir / "config.yaml"
+    if saved.is_file() and saved.read_text() != dump_config(cfg):
+        raise ConfigError(f"{saved}: this finished cell was made with different settings than this command's; "
+                          f"use another --output-dir (or delete {cell.run_dir})")
+
+
 def run_cells(cells: Sequence[Cell], base_for: Callable[[str, int], dict], *, progress: bool,
               log: Callable[[str], None], keep_models: bool = False) -> dict[str, dict]:
     """Run every cell not yet done; a failing cell is recorded in ``error.txt`` and the sweep goes on.
@@ -203,17 +218,17 @@ def run_cells(cells: Sequence[Cell], base_for: Callable[[str, int], dict], *, pr
     from .run import run
 
     results: dict[str, dict] = {}
+    for cell in cells:  # before any training: a finished cell from another protocol must not be mixed in
+        if cell_done(cell) is not None:
+            check_same_protocol(cell, config_for(cell, base_for))
     for i, cell in enumerate(cells, 1):
         done = cell_done(cell)
         if done is not None:
             results[cell.key] = done
             continue
         console.rule(f"[bold]{i}/{len(cells)} {cell.key}")
-        finetuned = cell.run_dir.parents[1] / "finetune" / f"seed{cell.seed}" / "best"
         try:
-            raw = cell_config(cell, base_for(cell.dataset, cell.seed), finetuned if finetuned.is_dir() else None)
-            cfg = config_from_dict(raw, source=f"reproduce:{cell.key}")
-            run(cfg, progress=progress, log=log)
+            run(config_for(cell, base_for), progress=progress, log=log)
         except TinyDistillError as e:
             cell.run_dir.mkdir(parents=True, exist_ok=True)
             (cell.run_dir / "error.txt").write_text(f"{e}\n")
