@@ -106,14 +106,16 @@ class TrainConfig(_Strict):
     select_metric: Literal["rank_accuracy", "generate_accuracy", "valid_loss", "exact_match", "token_f1"] = (
         "rank_accuracy")
     num_workers: int = Field(0, ge=0)
+    group_by_length: bool = Field(
+        True, description="batch rows of similar length (sorted within 50-batch windows, batches shuffled)")
+    reuse_host_memory: bool = Field(
+        True, description="CPU: keep freed large blocks for the next step instead of returning them to the OS")
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
     def _yaml_no(cls, value: Any) -> Any:
         """YAML reads a bare ``no`` as false; ``mixed_precision: no`` means "no"."""
         return "no" if value is False else value
-    group_by_length: bool = Field(
-        True, description="batch rows of similar length (sorted within 50-batch windows, batches shuffled)")
 
 
 class EvalConfig(_Strict):

@@ -26,6 +26,7 @@ from .checkpoint import LoopState, load_latest, save_checkpoint, write_json_atom
 from .collate import MultiTaskCollator, TaskItem
 from .config import TrainConfig
 from .distributed import DataParallel, process_state, scale_terms
+from .host_memory import keep_freed_host_memory
 from .losses import weighted_total
 from .students import Student
 
@@ -131,6 +132,8 @@ def train(
     started = time.perf_counter()
     set_seed(seed)
     accelerator = make_accelerator(cfg.mixed_precision, cfg.grad_accum_steps)
+    if cfg.reuse_host_memory and accelerator.device.type == "cpu":
+        keep_freed_host_memory()  # no page faults for each step's large gradients and logits (host_memory.py)
     model = student.model
     model.train()
     groups = _param_groups(student, cfg)
