@@ -195,3 +195,41 @@ def test_reproduce_runs_cells_reports_mean_std_and_resumes_cell_by_cell(tmp_path
     err = capsys.readouterr().err
     assert "config.yaml" in err and "--output-dir" in err and "Traceback" not in err
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p != lost)
+
+
+@pytest.mark.parametrize("suite, extra, expected", [
+    ("ablations", [], {"tinyllm", "wo_llama", "wo_t5"}),
+    ("fractions", ["--fractions", "0.5,1"], {f"{m}_{f}" for m in ("finetune", "step_by_step", "tinyllm")
+                                             for f in ("0.5", "1")}),
+    ("alpha", ["--alphas", "0.1,1"], {"a0.1_0.1", "a0.1_1", "a1_0.1", "a1_1"}),
+    ("sizes", ["--layers", "1,2"], {"finetune_L1", "tinyllm_L1", "finetune_L2", "tinyllm_L2"}),
+])
+def test_every_suite_plans_its_variants(tmp_path, monkeypatch, capsys, suite, extra, expected):
+    monkeypatch.chdir(tmp_path)
+    tinyllm_folder(tmp_path / "data")
+    assert main(["reproduce", "--suite", suite, "--data-root", str(tmp_path / "data"), "--datasets", "toy",
+                 "--seeds", "0", "--valid-rows", "24", *extra, "--dry-run"]) == 0
+    planned = {line.split("/")[2] for line in capsys.readouterr().out.splitlines() if line.startswith("todo")}
+    assert planned == expected
+
+
+def test_ablation_and_fraction_cells_train_what_they_name(tmp_path, tiny_bert_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tinyllm_folder(tmp_path / "data")
+    common = ["--data-root", str(tmp_path / "data"), "--datasets", "toy", "--seeds", "0", "--valid-rows", "24",
+              "--no-progress", "--set", f"student.model={tiny_bert_dir}", "--set", "student.max_input_length=48",
+              "--set", "student.max_rationale_length=8", "--set", "train.mixed_precision=no"]
+    assert main(["reproduce", "--suite", "ablations", *common]) == 0
+    root = tmp_path / "runs" / "reproduce" / "ablations" / "toy"
+    first = {v: json.loads((root / v / "seed0" / "metrics.jsonl").read_text().splitlines()[0])
+             for v in ("tinyllm", "wo_llama", "wo_t5")}
+    assert "loss/rationale/llama2" in first["tinyllm"] and "loss/rationale/flan_t5" in first["tinyllm"]
+    assert "loss/rationale/llama2" not in first["wo_llama"] and "loss/rationale/flan_t5" in first["wo_llama"]
+    assert "loss/rationale/flan_t5" not in first["wo_t5"] and "loss/rationale/llama2" in first["wo_t5"]
+    report = (root.parent / "report.md").read_text()
+    assert "| w/o LLaMA |" in report and "not run (w/o teacher-forcing)" in report
+
+    assert main(["reproduce", "--suite", "fractions", "--fractions", "0.25", *common]) == 0
+    summary = json.loads((root.parents[0].parent / "fractions" / "toy" / "finetune_0.25" / "seed0" /
+                          "summary.json").read_text())
+    assert summary["n_train"] == 18  # a quarter of the 72 train rows left after the 24 held out
