@@ -1,12 +1,14 @@
 """White-box KD: cached top-k teacher logits against an online teacher (speed, peak memory, accuracy).
 
 Teacher: the offline bert2bert warm-started from all-MiniLM-L6-v2 (6 layers a side), fine-tuned here on a small
-learnable task (``what goes with a cat?`` → ``milk``, 4 shuffled choices, chance 25%). Student: the same
-model cut to ``student.num_layers`` evenly spaced layers. ``method: kd`` with ``whitebox.signals: online``
-(the teacher runs every batch, full vocabulary) against ``signals: cached`` (one teacher pass before training,
-top-k log-probabilities on disk). Each run is a separate process (its own peak RSS); time counts the whole
-``tinydistill`` run (teacher caching included for ``cached``) and the training alone. Prints a table;
-``--json`` writes it with a top-level ``ratio`` = online training seconds ÷ cached training seconds.
+learnable task (``what goes with a cat?`` → ``milk``, 4 shuffled choices, chance 25%). Student: the fine-tuned
+teacher cut to ``student.num_layers`` evenly spaced layers a side (DistilBERT's initialisation), so it starts
+with a trained output layer and both runs can learn the task in a few epochs. ``method: kd`` with
+``whitebox.signals: online`` (the teacher runs every batch, full vocabulary) against ``signals: cached`` (one
+teacher pass before training, top-k log-probabilities on disk, the teacher then released). Each run is a separate
+process (its own peak RSS); time counts the whole ``tinydistill`` run (teacher caching included for ``cached``)
+and the training alone. Prints a table; ``--json`` writes it with a top-level ``ratio`` = online training seconds
+÷ cached training seconds.
 
     python bench/whitebox_signals.py [--quick] [--json PATH] [--threads N] [--top-k K]
 """
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {"teacher": spawn({"config": specs["teacher"], "threads": args.threads})}
         teacher_dir = str(work / "runs" / "teacher" / "best")
         for signals in ("online", "cached"):
-            cfg = config(work, f"kd-{signals}", "kd", "minilm", **{
+            cfg = config(work, f"kd-{signals}", "kd", teacher_dir, **{  # student: the teacher's layer subset
                 "train.epochs": epochs, "train.lr": 3e-4, "student.num_layers": args.student_layers,
                 "whitebox.teacher_model": teacher_dir, "whitebox.signals": signals,
                 "whitebox.top_k": args.top_k if signals == "cached" else 0})
