@@ -233,3 +233,15 @@ def test_ablation_and_fraction_cells_train_what_they_name(tmp_path, tiny_bert_di
     summary = json.loads((root.parents[0].parent / "fractions" / "toy" / "finetune_0.25" / "seed0" /
                           "summary.json").read_text())
     assert summary["n_train"] == 18  # a quarter of the 72 train rows left after the 24 held out
+    fractions_root = tmp_path / "runs" / "reproduce" / "fractions"
+    assert (fractions_root / "plots" / "fractions.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Figure 2" in (fractions_root / "report.html").read_text()
+
+
+def test_alpha_heatmap_marks_cells_not_run_yet(tmp_path):
+    from tinydistill.reproduce import alpha_variants, plot_alpha
+
+    variants = alpha_variants([0.1, 1.0])
+    table = {variants[0].name: {"toy": {"mean": 40.0, "std": 1.0}}, variants[3].name: {"toy": {"mean": 55.0}}}
+    out = plot_alpha(variants, ["toy"], table, tmp_path / "alpha.png")
+    assert out.read_bytes()[:4] == b"\x89PNG" and {v.coords["alpha_t5"] for v in variants} == {0.1, 1.0}

@@ -71,6 +71,7 @@ class Variant:
     method: str
     overrides: dict[str, Any] = field(default_factory=dict)
     uses_finetuned_teacher: bool = False
+    coords: dict[str, float] = field(default_factory=dict)  # where the cell sits in a figure (fraction, α…)
 
 
 @dataclass
@@ -118,13 +119,14 @@ def fraction_variants(fractions: Sequence[float], n_train: int) -> list[Variant]
         for method in ("finetune", "step_by_step", "tinyllm"):
             extra = {"rationale_method.teacher": "flan_t5"} if method == "step_by_step" else {}
             out.append(Variant(f"{method}_{frac:g}", f"{METHOD_LABELS[method]} @ {frac:.0%}", method,
-                               {"data.train.limit": limit, **extra}))
+                               {"data.train.limit": limit, **extra}, coords={"fraction": frac}))
     return out
 
 
 def alpha_variants(grid: Sequence[float]) -> list[Variant]:
     return [Variant(f"a{a_t5:g}_{a_llama:g}", f"α_T5={a_t5:g}, α_LLaMA={a_llama:g}", "tinyllm",
-                    {"teachers.0.alpha_rationale": a_t5, "teachers.1.alpha_rationale": a_llama})
+                    {"teachers.0.alpha_rationale": a_t5, "teachers.1.alpha_rationale": a_llama},
+                    coords={"alpha_t5": a_t5, "alpha_llama": a_llama})
             for a_t5 in grid for a_llama in grid]
 
 
@@ -357,6 +359,72 @@ def plot_table(variants: Sequence[Variant], datasets: Sequence[str], table: dict
     return out
 
 
+def _mean_std(table: dict, variant: Variant, dataset: str) -> tuple[float, float] | None:
+    entry = table.get(variant.name, {}).get(dataset) or {}
+    return None if entry.get("mean") is None else (entry["mean"], entry.get("std") or 0.0)
+
+
+def plot_fractions(variants: Sequence[Variant], datasets: Sequence[str], table: dict, out: Path) -> Path:
+    """Figure 2: test accuracy against the training-set fraction, one line per method, a panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 3.0), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for method in dict.fromkeys(v.method for v in variants):
+            points = sorted((v.coords["fraction"], *ms) for v in variants if v.method == method
+                            and (ms := _mean_std(table, v, dataset)) is not None)
+            if points:
+                x, y, err = zip(*points, strict=True)
+                ax.errorbar(x, y, yerr=err, marker="o", capsize=2, label=METHOD_LABELS.get(method, method))
+        ax.set_xscale("log", base=2)
+        ax.set_title(PAPER_NAMES.get(dataset, dataset))
+        ax.set_xlabel("training-set fraction")
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_alpha(variants: Sequence[Variant], datasets: Sequence[str], table: dict, out: Path) -> Path:
+    """Figure 3: test accuracy over the α_T5 × α_LLaMA grid, a heatmap per dataset (blank: not run yet)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t5 = sorted({v.coords["alpha_t5"] for v in variants})
+    llama = sorted({v.coords["alpha_llama"] for v in variants})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.4 * len(datasets), 3.0), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        grid = [[float("nan")] * len(llama) for _ in t5]
+        for v in variants:
+            ms = _mean_std(table, v, dataset)
+            if ms is not None:
+                grid[t5.index(v.coords["alpha_t5"])][llama.index(v.coords["alpha_llama"])] = ms[0]
+        image = ax.imshow(grid, cmap="viridis", origin="lower")
+        for i, row in enumerate(grid):
+            for j, value in enumerate(row):
+                if value == value:  # not NaN
+                    ax.text(j, i, f"{value:.1f}", ha="center", va="center", color="w", fontsize=8)
+        ax.set_xticks(range(len(llama)), [f"{a:g}" for a in llama])
+        ax.set_yticks(range(len(t5)), [f"{a:g}" for a in t5])
+        ax.set_xlabel("α LLaMA")
+        ax.set_ylabel("α T5")
+        ax.set_title(PAPER_NAMES.get(dataset, dataset))
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def write_reports(root: Path, suite: str, variants: Sequence[Variant], datasets: Sequence[str], cells: Sequence[Cell],
                   meta: dict) -> str:
     table = aggregate(cells)
@@ -368,10 +436,17 @@ def write_reports(root: Path, suite: str, variants: Sequence[Variant], datasets:
     write_json_atomic(root / "report.json", {"suite": suite, "datasets": list(datasets), **meta,
                                              "variants": [v.__dict__ for v in variants], "table": table})
     plot = plot_table(variants, datasets, table, root / "plots" / "accuracy.png")
+    figures = []
+    if suite == "fractions":
+        figures.append(("Accuracy against the training-set fraction (Figure 2)",
+                        plot_fractions(variants, datasets, table, root / "plots" / "fractions.png")))
+    elif suite == "alpha":
+        figures.append(("Accuracy over the α grid (Figure 3)",
+                        plot_alpha(variants, datasets, table, root / "plots" / "alpha.png")))
     try:
         from .html_report import html_page
 
-        sections = [("Results", text), ("Test accuracy by dataset", plot)]
+        sections = [("Results", text), ("Test accuracy by dataset", plot), *figures]
         (root / "report.html").write_text(html_page(f"reproduce: {suite}", sections))
     except (ImportError, TypeError, ValueError) as e:  # the HTML is a convenience; the markdown is the record
         console.print(f"report.html not written: {e}", markup=False)
