@@ -342,18 +342,23 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", text: str = 
         raise ConfigError(_format_validation(e, source, _line_index(text))) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML run config, apply dotted overrides and validate. Relative data paths stay as written."""
+def read_yaml(path: str | Path, what: str = "config") -> tuple[Any, str]:
+    """(parsed YAML, its text); a missing file or malformed YAML is a one-line error naming file and line."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {what} file not found")
     text = path.read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text), text
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{line}: malformed YAML: {getattr(e, 'problem', e)}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML run config, apply dotted overrides and validate. Relative data paths stay as written."""
+    raw, text = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
     raw = apply_overrides(raw, overrides or [])
@@ -367,5 +372,5 @@ def dump_config(cfg: RunConfig) -> str:
 __all__ = [
     "RunConfig", "DataConfig", "DataSourceConfig", "StudentConfig", "TrainConfig", "EvalConfig",
     "ImportedTeacherSpec", "LoraConfig", "WhiteboxConfig", "LayerPair", "RationaleMethodConfig", "StageConfig",
-    "load_config", "config_from_dict", "apply_overrides", "dump_config",
+    "load_config", "config_from_dict", "apply_overrides", "dump_config", "read_yaml",
 ]

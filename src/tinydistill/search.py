@@ -25,10 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .checkpoint import write_json_atomic
-from .config import RunConfig, _line_index, apply_overrides, config_from_dict, load_config
+from .config import RunConfig, _line_index, apply_overrides, config_from_dict, load_config, read_yaml
 from .errors import ConfigError, TinyDistillError
 
 DIST_TYPES = ("uniform", "loguniform", "int", "categorical")
@@ -108,15 +106,7 @@ def _dist(key: str, spec: Any, fail: Callable[[str], ConfigError]) -> Dist:
 def load_space(path: str | Path) -> list[Dist]:
     """Read a search space; every error names the file, the line and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: search space file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"{path}{f':{mark.line + 1}' if mark else ''}: malformed YAML: "
-                          f"{getattr(e, 'problem', e)}") from None
+    raw, text = read_yaml(path, "search space")
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{path}: expected a mapping of dotted config keys to distributions")
     lines = _line_index(text)
@@ -231,8 +221,7 @@ def run_search(config: str | Path, space_path: str | Path, *, trials: int, sampl
     if trials < 1:
         raise ConfigError(f"--trials {trials}: must be at least 1")
     base = load_config(config, list(overrides))
-    raw = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
-    raw = apply_overrides(raw, list(overrides))
+    raw = apply_overrides(read_yaml(config)[0], list(overrides))
     space = load_space(space_path)
     study_dir = Path(study_dir) if study_dir is not None else default_study_dir(base)
     check_space(raw, space, space_path, study_dir)
