@@ -24,13 +24,13 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from worker_process import report, run_worker
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyllm" / "arc"
 TEACHERS = ("flan_t5", "llama2")
@@ -205,7 +205,7 @@ def worker(name: str, n: int, threads: int) -> None:
     result = run_baseline(n) if name == "baseline" else run_ours(n, settings)
     result["rows"] = n
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps(result), flush=True)
+    report(result)
 
 
 # -------------------------------------------------------------------------------------------------- main
@@ -226,13 +226,7 @@ def bf16_peak(threads: int, size: int = 1024, seconds: float = 2.0) -> float:
 
 
 def spawn(name: str, n: int, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", name, "--rows", str(n), "--threads", str(threads)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if proc.returncode or line is None:
-        raise RuntimeError(f"variant {name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(line[len("RESULT "):])
+    return run_worker(__file__, ["--worker", name, "--rows", str(n), "--threads", str(threads)], f"variant {name}")
 
 
 def main(argv: list[str] | None = None) -> int:

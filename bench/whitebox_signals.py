@@ -21,13 +21,13 @@ import os
 import platform
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from worker_process import report, run_worker
 
 PAIRS = {"cat": "milk", "dog": "bone", "bird": "seed", "cow": "grass", "bee": "honey", "fish": "water",
          "horse": "hay", "frog": "fly"}
@@ -74,20 +74,14 @@ def worker(spec: dict) -> None:
     t0 = time.perf_counter()
     outcome = run(config_from_dict(spec["config"]), progress=False, log=lambda *a: None)
     m = outcome.valid.metrics
-    print("RESULT " + json.dumps({
+    report({
         "total_seconds": time.perf_counter() - t0, "train_seconds": outcome.train_seconds,
         "rank_accuracy": m["rank_accuracy"], "n_valid": m["n"], "n_train": outcome.n_train,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
 def spawn(spec: dict) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                          env=env)
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if proc.returncode or line is None:
-        raise RuntimeError(f"{spec['config']['name']} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(line[len("RESULT "):])
+    return run_worker(__file__, ["--worker", json.dumps(spec)], spec["config"]["name"])
 
 
 def main(argv: list[str] | None = None) -> int:
