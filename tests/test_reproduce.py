@@ -175,8 +175,9 @@ def test_reproduce_runs_cells_reports_mean_std_and_resumes_cell_by_cell(tmp_path
     assert main(args) == 0
     root = tmp_path / "runs" / "reproduce" / "table1"
     report = (root / "report.md").read_text()
-    assert "| Full fine-tuning | " in report and "| Standard KD | " in report and " ± " in report
+    assert "| Full fine-tuning | " in report and "| Standard KD‡ | " in report and " ± " in report
     assert "| majority class |" in report and "The paper (Table 1, 80M" in report
+    assert "Collapse check" in report
     table = json.loads((root / "report.json").read_text())["table"]
     assert len(table["finetune"]["toy"]["test"]) == 2 and table["finetune"]["toy"]["std"] is not None
     assert not (root / "toy" / "kd" / "seed0" / "checkpoints").exists()  # pruned once done

@@ -94,8 +94,9 @@ def table1_variants(methods: Sequence[str]) -> list[Variant]:
         "step_by_step": {"rationale_method.teacher": "flan_t5"},
         "pinto": {"rationale_method.teacher": "flan_t5"},
     }
-    return [Variant(m, METHOD_LABELS[m], m, per_method.get(m, {}), uses_finetuned_teacher=m == "kd")
-            for m in methods]
+    marks = {"pinto": "†", "kd": "‡"}  # footnoted under the table: what these cells read that others do not
+    return [Variant(m, METHOD_LABELS[m] + marks.get(m, ""), m, per_method.get(m, {}),
+                    uses_finetuned_teacher=m == "kd") for m in methods]
 
 
 def ablation_variants() -> list[Variant]:
@@ -267,7 +268,7 @@ def aggregate(cells: Sequence[Cell]) -> dict[str, Any]:
     for cell in cells:
         summary = cell_done(cell)
         entry = table.setdefault(cell.variant.name, {}).setdefault(cell.dataset, {
-            "test": [], "valid": [], "majority": None, "seconds": 0.0, "seeds": [], "failed": []})
+            "test": [], "valid": [], "majority": None, "seconds": 0.0, "seeds": [], "failed": [], "top_shares": []})
         if summary is None:
             if (cell.run_dir / "error.txt").is_file():
                 entry["failed"].append(cell.seed)
@@ -276,7 +277,7 @@ def aggregate(cells: Sequence[Cell]) -> dict[str, Any]:
         entry["valid"].append(_metric(summary, "valid"))
         entry["seeds"].append(cell.seed)
         entry["majority"] = 100 * summary["test"].get("majority_baseline", 0.0)
-        entry["top_share"] = 100 * summary["test"].get("rank_top_share", summary["test"].get("top_share", 0.0))
+        entry["top_shares"].append(100 * summary["test"].get("rank_top_share", summary["test"].get("top_share", 0.0)))
         entry["seconds"] += summary.get("train_seconds", 0.0) + summary.get("eval_seconds", 0.0)
     for per_ds in table.values():
         for entry in per_ds.values():
@@ -285,6 +286,7 @@ def aggregate(cells: Sequence[Cell]) -> dict[str, Any]:
             entry["std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else None)
             valid = [v for v in entry["valid"] if v is not None]
             entry["valid_mean"] = statistics.fmean(valid) if valid else None
+            entry["top_share"] = statistics.fmean(entry["top_shares"]) if entry["top_shares"] else None
     return table
 
 
@@ -323,6 +325,12 @@ def markdown_report(suite: str, variants: Sequence[Variant], datasets: Sequence[
         avg = statistics.fmean(m for m in majority if m is not None)
         lines.append("| majority class | " + " | ".join("—" if m is None else f"{m:.1f}" for m in majority) +
                      f" | {avg:.1f} |")
+    lines += ["", "Collapse check — share of test rows given the most frequent answer (%, mean over seeds; a "
+              "student that always answers one letter sits at 100):", "",
+              "| method | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+    for v in variants:
+        shares = [(table.get(v.name, {}).get(d) or {}).get("top_share") for d in datasets]
+        lines.append(f"| {v.label} | " + " | ".join("—" if x is None else f"{x:.0f}" for x in shares) + " |")
     if suite == "table1":
         lines += ["", "The paper (Table 1, 80M FLAN-T5 student, its test split):", "",
                   "| method | " + " | ".join(heads) + " | avg |", "|---|" + "---|" * (len(heads) + 1)]
@@ -520,10 +528,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
              f"methods and seeds); test scored once per cell.",
              "- Student: all-MiniLM-L6-v2 (22.7M) + multiple-choice head (+ rationale decoder for the rationale "
              "methods); the paper's students are FLAN-T5 80M/250M/780M.",
-             "- Standard KD distils the fine-tuned student of the same seed (born-again KD): no larger "
+             "- ‡ Standard KD distils the fine-tuned student of the same seed (born-again KD): no larger "
              "multiple-choice teacher ships offline.",
-             "- PINTO reads FLAN-T5's rationale (its answer statement cut) at test time; those rationales were "
-             "written with the gold answer in the prompt, so PINTO's figure here is an upper bound."]
+             "- † PINTO reads FLAN-T5's rationale (its answer statement cut) at test time; those rationales were "
+             "written with the gold answer in the prompt, so they leak it and PINTO's figure here is an upper "
+             "bound, not comparable with the other rows."]
     if args.suite == "ablations":
         notes += [f"- not run ({name}): needs {why}" for name, why in ABLATIONS_NEEDING_TEACHERS.items()]
     protocol = (f"Seeds {args.seeds}; train limit {args.train_limit or 'all'}; {args.epochs:g} epoch(s); "
