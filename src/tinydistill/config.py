@@ -110,6 +110,8 @@ class TrainConfig(_Strict):
         True, description="batch rows of similar length (sorted within 50-batch windows, batches shuffled)")
     reuse_host_memory: bool = Field(
         True, description="CPU: keep freed large blocks for the next step instead of returning them to the OS")
+    shard_optimizer_state: bool = Field(
+        False, description="several processes: split AdamW's moments across them (ZeRO stage 1)")
 
     @field_validator("mixed_precision", mode="before")
     @classmethod

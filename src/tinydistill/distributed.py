@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedType, broadcast_object_list, parse_flag_from_env
+from torch.distributed.optim import ZeroRedundancyOptimizer
 
 from .errors import ConfigError
 from .losses import IGNORE_INDEX
@@ -166,6 +167,24 @@ class DataParallel:
             return box[0]
 
         return wrapped
+
+
+class ShardedAdamW(ZeroRedundancyOptimizer):
+    """AdamW whose moments are split across the processes (ZeRO stage 1, on PyTorch's ZeroRedundancyOptimizer):
+    each process keeps and updates its share of the parameters, then broadcasts them. Gradients are still summed
+    in full by :meth:`DataParallel.reduce_gradients`, so training is the same as with plain AdamW; only the
+    optimizer's memory (8 bytes a parameter) is divided by the process count.
+
+    ``state_dict`` is collective — accelerate calls it on every process when it saves — and gathers the whole
+    state on the main process in AdamW's own format, so a checkpoint resumes with or without sharding, at any
+    process count."""
+
+    def __init__(self, groups: list[dict], lr: float, **adamw: Any) -> None:
+        super().__init__(groups, optimizer_class=torch.optim.AdamW, lr=lr, **adamw)
+
+    def state_dict(self) -> dict[str, Any]:
+        self.consolidate_state_dict(to=0)
+        return super().state_dict() if self.rank == 0 else {}  # only the main process writes it
 
 
 def _buckets(tensors: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
+import torch.distributed as dist
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, set_seed
@@ -25,7 +26,7 @@ from .batching import epoch_batches
 from .checkpoint import LoopState, load_latest, save_checkpoint, write_json_atomic
 from .collate import MultiTaskCollator, TaskItem
 from .config import TrainConfig
-from .distributed import DataParallel, process_state, scale_terms
+from .distributed import DataParallel, ShardedAdamW, process_state, scale_terms
 from .host_memory import keep_freed_host_memory
 from .losses import weighted_total
 from .students import Student
@@ -95,11 +96,22 @@ def _param_groups(student: Student, cfg: TrainConfig) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def make_optimizer(groups: list[dict], lr: float) -> torch.optim.Optimizer:
-    """AdamW, fused (one kernel for all tensors) where every parameter is a float tensor on CPU or CUDA."""
+def make_optimizer(groups: list[dict], lr: float, shard_state: bool = False) -> torch.optim.Optimizer:
+    """AdamW, fused (one kernel for all tensors) where every parameter is a float tensor on CPU or CUDA;
+    with ``shard_state`` under several processes, its moments split across them (:class:`ShardedAdamW`)."""
     params = [p for g in groups for p in g["params"]]
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    if shard_state and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return ShardedAdamW(groups, lr=lr, fused=fused or None)
     return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
+
+
+def optimizer_state_share(optimizer: torch.optim.Optimizer) -> float:
+    """The fraction of the parameters whose AdamW moments this process keeps (1.0 unless sharded)."""
+    if not isinstance(optimizer, ShardedAdamW):
+        return 1.0
+    local = sum(p.numel() for g in optimizer.optim.param_groups for p in g["params"])
+    return local / sum(p.numel() for g in optimizer.param_groups for p in g["params"])
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -140,11 +152,14 @@ def train(
     if objective.parameters():
         groups.append({"params": objective.parameters(), "weight_decay": 0.0,
                        "lr": cfg.lr * cfg.new_params_lr_scale})
-    optimizer = make_optimizer(groups, cfg.lr)
+    optimizer = make_optimizer(groups, cfg.lr, cfg.shard_optimizer_state)
     total_steps = total_optimizer_steps(len(rows), cfg)
     scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # a sharded optimizer's state_dict is collective and main-only: accelerate must not round-trip it to place it
+    sharded = isinstance(optimizer, ShardedAdamW)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler,
+                                                      device_placement=[True, not sharded, True])
     extra = getattr(objective, "checkpoint_module", None)  # e.g. white-box projections: saved and resumed too
     if extra is not None:
         accelerator.register_for_checkpointing(extra)
@@ -166,6 +181,7 @@ def train(
                dynamic_ncols=True)
     running: dict[str, float] = {}
     micro_in_step, seen = 0, 0
+    state_share: float | None = optimizer_state_share(optimizer.optimizer)
     log_every = max(1, min(10, total_steps // 20 or 1))
 
     def log(record: dict) -> None:
@@ -214,6 +230,8 @@ def train(
                 record = {"step": state.step, "epoch": state.epoch, "lr": scheduler.get_last_lr()[0]}
                 record.update({k: v / n for k, v in dp.sum_values(running).items()})
                 running.clear()
+                if state_share is not None:  # once per process start: did optimizer-state sharding take effect?
+                    record["optimizer_state_share"], state_share = state_share, None
                 log(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
             if valid_fn is not None and (state.step % eval_every == 0 or state.step == total_steps):
