@@ -336,8 +336,8 @@ def markdown_report(suite: str, variants: Sequence[Variant], datasets: Sequence[
                   "| method | " + " | ".join(heads) + " | avg |", "|---|" + "---|" * (len(heads) + 1)]
         for v in variants:
             paper = PAPER_TABLE1["80M"].get(v.method)
-            if paper:
-                lines.append(_paper_row(v.label, paper, datasets))
+            if paper:  # the paper's own rows: none of our footnotes apply to them
+                lines.append(_paper_row(METHOD_LABELS.get(v.method, v.label), paper, datasets))
         lines += [_paper_row(f"teacher {name}", paper, datasets) for name, paper in PAPER_TEACHERS.items()]
     lines += ["", *meta.get("notes", []), "", f"Compute: {meta['seconds'] / 60:.0f} min of train + eval over "
               f"{meta['cells_done']} cells ({meta['cells_total']} planned); command: `{meta['command']}`.", ""]
