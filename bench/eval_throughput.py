@@ -12,14 +12,13 @@ Prints a table; ``--json`` writes it with a top-level ``ratio`` = rank rows/s ÷
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+from bench_io import write_results
 
 from tinydistill.config import StudentConfig
 from tinydistill.data import Example, load_examples
@@ -77,14 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     ratio = rates["rank"] / rates["loop"]
     print(f"\n{n} ARC valid rows (loop: {n_loop}), {args.max_new_tokens} new tokens, {args.threads} threads; "
           f"{same}/{n_loop} batched generations identical to the loop's; ratio (rank / loop) = {ratio:.1f}x")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "ratio": ratio, "generate_vs_loop": rates["generate"] / rates["loop"], "rows": n, "loop_rows": n_loop,
-            "rows_per_s": rates, "identical_generations": same, "threads": args.threads,
-            "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
-            "python": sys.version.split()[0], "torch": torch.__version__, "machine": platform.machine(),
-        }, indent=2) + "\n")
+    write_results(args.json, {
+        "ratio": ratio, "generate_vs_loop": rates["generate"] / rates["loop"], "rows": n, "loop_rows": n_loop,
+        "rows_per_s": rates, "identical_generations": same, "threads": args.threads,
+        "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+    })
     return 0
 
 

@@ -11,7 +11,6 @@ table and writes JSON with a top-level ``ratio`` = hf backend rows/s / loop rows
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import socket
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_io import write_results
 
 from tinydistill.data import Example, load_examples
 from tinydistill.teachers.hf import HFBackend
@@ -190,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{n} rows, {same}/{n} hf outputs identical to the loop's; ratio (hf/loop) = {results['ratio']:.2f}x "
         f"(goal 5x)"
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.json, results)
     return 0
 
 

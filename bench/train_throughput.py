@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from worker_process import report, run_worker
+from bench_io import report, run_worker, write_results
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyllm" / "arc"
 TEACHERS = ("flan_t5", "llama2")
@@ -265,13 +264,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} threads; ratio (ours, all steps / baseline) = "
           f"{ratio if ratio is None else f'{ratio:.2f}x'} (goal 3x); product defaults "
           f"(prefix in encoder) = {default if default is None else f'{default:.2f}x'}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "ratio": ratio, "ratio_default_config": default, "rows": n, "threads": args.threads,
-            "bf16_peak_gflops": peak, "variants": {k: {"label": VARIANTS[k][0], **v} for k, v in results.items()},
-            "python": sys.version.split()[0], "torch": torch.__version__, "machine": platform.machine(),
-        }, indent=2) + "\n")
+    write_results(args.json, {
+        "ratio": ratio, "ratio_default_config": default, "rows": n, "threads": args.threads,
+        "bf16_peak_gflops": peak, "variants": {k: {"label": VARIANTS[k][0], **v} for k, v in results.items()},
+    })
     return 0
 
 

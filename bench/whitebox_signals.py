@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import resource
 import sys
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from worker_process import report, run_worker
+from bench_io import report, run_worker, write_results
 
 PAIRS = {"cat": "milk", "dog": "bone", "bird": "seed", "cow": "grass", "bee": "honey", "fish": "water",
          "horse": "hay", "frog": "fly"}
@@ -124,15 +123,12 @@ def main(argv: list[str] | None = None) -> int:
           f"training speed ratio (online / cached) = {ratio:.2f}x; peak RSS ratio = "
           f"{on['peak_rss_mb'] / ca['peak_rss_mb']:.2f}x; accuracy difference (cached - online) = "
           f"{100 * (ca['rank_accuracy'] - on['rank_accuracy']):+.1f} points")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "ratio": ratio, "total_time_ratio": on["total_seconds"] / ca["total_seconds"],
-            "peak_rss_ratio": on["peak_rss_mb"] / ca["peak_rss_mb"],
-            "accuracy_delta_points": 100 * (ca["rank_accuracy"] - on["rank_accuracy"]),
-            "top_k": args.top_k, "epochs": epochs, "threads": args.threads, "runs": results,
-            "python": sys.version.split()[0], "torch": torch.__version__, "machine": platform.machine(),
-        }, indent=2) + "\n")
+    write_results(args.json, {
+        "ratio": ratio, "total_time_ratio": on["total_seconds"] / ca["total_seconds"],
+        "peak_rss_ratio": on["peak_rss_mb"] / ca["peak_rss_mb"],
+        "accuracy_delta_points": 100 * (ca["rank_accuracy"] - on["rank_accuracy"]),
+        "top_k": args.top_k, "epochs": epochs, "threads": args.threads, "runs": results,
+    })
     return 0
 
 
