@@ -62,7 +62,7 @@ def autocast_dtype(mixed_precision: str) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(effective_precision(mixed_precision))
 
 
-def make_accelerator(mixed_precision: str, grad_accum: int = 1) -> Accelerator:
+def make_accelerator(mixed_precision: str) -> Accelerator:
     """bf16/fp16 autocast where the device supports it (see :func:`effective_precision`)."""
     mixed_precision = effective_precision(mixed_precision)
     # one process may hold several runs (quickstart, stages, tests) with different precision or accumulation:
@@ -143,7 +143,7 @@ def train(
     """
     started = time.perf_counter()
     set_seed(seed)
-    accelerator = make_accelerator(cfg.mixed_precision, cfg.grad_accum_steps)
+    accelerator = make_accelerator(cfg.mixed_precision)
     if cfg.reuse_host_memory and accelerator.device.type == "cpu":
         keep_freed_host_memory()  # no page faults for each step's large gradients and logits (host_memory.py)
     model = student.model
