@@ -113,9 +113,12 @@ def encode_target(student: Student, text: str, max_length: int) -> tuple[list[in
     return ids, truncated
 
 
-def prefix_ids(student: Student, prefix: str) -> list[int]:
-    """A task prefix's tokens for the decoder side (``prefix_side: decoder``)."""
-    return student.tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+def place_prefix(student: Student, prefix: str, prefix_side: str) -> tuple[str, list[int]]:
+    """Where a task prefix goes: ``(text before the source, token ids opening the decoder side)``.
+    ``prefix_side: decoder`` (seq2seq only) moves it to the decoder; otherwise it stays in the source."""
+    if prefix_side != "decoder" or student.kind != "seq2seq" or not prefix:
+        return prefix, []
+    return "", student.tokenizer(prefix, add_special_tokens=False)["input_ids"]
 
 
 def check_prefix_side(student: Student, prefix_side: str) -> None:
@@ -133,8 +136,8 @@ def tokenize_tasks(
     with the task prefix, masked from the loss, so one encoder pass can serve all of a row's tasks.
     """
     check_prefix_side(student, prefix_side)
-    in_decoder = prefix_side == "decoder"
     enc = SourceEncoder(student, max_input_length)
+    placed = {task.name: place_prefix(student, task.prefix, prefix_side) for task in tasks}  # tokenised once
     stats = TruncationStats(rows=len(examples))
     rows: list[dict[str, TaskItem]] = []
     for i, ex in enumerate(examples):
@@ -154,10 +157,10 @@ def tokenize_tasks(
             target_ids, cut = encode_target(student, text, task.max_target_length)
             if cut:
                 stats.targets[task.name] = stats.targets.get(task.name, 0) + 1
-            head = prefix_ids(student, task.prefix) if in_decoder else []
+            source_prefix, head = placed[task.name]
             choice_ids = ([head + encode_target(student, c, task.max_target_length)[0] for c in task.choices(i, ex)]
                           if task.choices else None)
-            source = enc.encode(ex, "" if in_decoder else task.prefix, stats if task.name == ANSWER_TASK else None)
+            source = enc.encode(ex, source_prefix, stats if task.name == ANSWER_TASK else None)
             items[task.name] = TaskItem(source, head + target_ids, weight, i, choice_ids, len(head))
         rows.append(items)
     return rows, stats

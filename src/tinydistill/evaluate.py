@@ -23,7 +23,7 @@ from .collate import (
     encode_target,
     pad_causal,
     pad_seq2seq,
-    prefix_ids,
+    place_prefix,
 )
 from .data import LETTERS, Example, majority_baseline
 from .losses import sequence_log_likelihood
@@ -54,9 +54,7 @@ def rank_choices(
     log-likelihood of each choice's answer target (``prefix_side``: where a seq2seq student reads ``prefix``)."""
     model, device = student.model, student.model.device
     enc = SourceEncoder(student, max_input_length)
-    head = prefix_ids(student, prefix) if prefix_side == "decoder" else []
-    if head:
-        prefix = ""
+    prefix, head = place_prefix(student, prefix, prefix_side)
     scores: list[list[float]] = []
     for batch in tqdm(list(_chunks(examples, batch_size)), desc="rank", disable=not progress, leave=False):
         if student.kind == "multiple_choice":
@@ -105,9 +103,8 @@ def generate_answers(
     """Greedy-decode each example's answer text (``prefix_side: decoder``: the decoder starts with ``prefix``)."""
     model, device, tok = student.model, student.model.device, student.tokenizer
     enc = SourceEncoder(student, max_input_length)
-    head = prefix_ids(student, prefix) if prefix_side == "decoder" and student.kind == "seq2seq" else []
+    prefix, head = place_prefix(student, prefix, prefix_side)
     if head:
-        prefix = ""
         start = model.generation_config.decoder_start_token_id
         start = model.config.decoder_start_token_id if start is None else start
     texts: list[str] = []

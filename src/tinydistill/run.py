@@ -153,9 +153,8 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
     tasks = plan.tasks
     for note in plan.notes:
         log(f"[{cfg.name}] {note}")
-    if plan.eval_rows is not None:  # PINTO: evaluation inputs carry the teacher's rationale too
-        valid_rows = plan.eval_rows(valid_rows)
-    eval_rows = plan.eval_rows or list
+    eval_rows = plan.eval_rows or list  # PINTO: evaluation inputs carry the teacher's rationale too
+    valid_rows = eval_rows(valid_rows)
     rows, trunc = tokenize_tasks(student, plan.rows or train_rows, tasks, cfg.student.max_input_length,
                                  cfg.student.prefix_side)
     truncation = trunc.as_dict()
