@@ -150,3 +150,28 @@ def test_two_processes_share_one_cache(tmp_path: Path) -> None:
     assert outs[0]["rationales"] == outs[1]["rationales"]
     assert outs[0]["calls"] + outs[1]["calls"] == n
     assert len(_stored_prompts(tmp_path / "cache.sqlite")) == n
+
+
+def _open_cache_at_barrier(path: str, barrier: object) -> None:
+    barrier.wait()  # type: ignore[attr-defined]
+    with TeacherCache(path) as cache:
+        assert len(cache) == 0
+
+
+def test_many_processes_opening_a_new_cache_at_once_all_succeed(tmp_path: Path) -> None:
+    """Processes that create one file together race to switch it to WAL; none may fail."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    failures = 0
+    for trial in range(10):
+        path = str(tmp_path / f"race{trial}" / "cache.sqlite")
+        Path(path).parent.mkdir()
+        barrier = ctx.Barrier(6)
+        procs = [ctx.Process(target=_open_cache_at_barrier, args=(path, barrier)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        failures += sum(p.exitcode != 0 for p in procs)
+    assert failures == 0

@@ -73,6 +73,24 @@ def make_key(
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def _retry_while_busy(statement: Any, deadline_s: float = 60.0) -> Any:
+    """Run ``statement()`` again while SQLite answers "locked".
+
+    Several processes opening a new file at once race to switch it to WAL; SQLite then answers
+    ``database is locked`` at once, without waiting on the busy timeout, so the wait is done here.
+    """
+    give_up = time.monotonic() + deadline_s
+    pause = 0.005
+    while True:
+        try:
+            return statement()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > give_up:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -98,11 +116,11 @@ class TeacherCache:
             str(self.path), timeout=60.0, isolation_level=None, check_same_thread=False
         )
         self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.execute("PRAGMA journal_mode=WAL")
+        _retry_while_busy(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
         # NORMAL in WAL mode: every commit survives a process crash (kill -9); power loss may lose the last
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
-            self._db.executescript(_SCHEMA)
+            _retry_while_busy(lambda: self._db.executescript(_SCHEMA))
 
     # ------------------------------------------------------------------------------------------- reads
     def get_many(self, keys: Sequence[str]) -> dict[str, CachedOutput]:
