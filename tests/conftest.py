@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForMultipleChoice,
+    GPT2Config,
+    GPT2LMHeadModel,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 from tinydistill.students import minilm_path
 
@@ -50,6 +58,20 @@ def tiny_gpt2_dir(tmp_path_factory, tokenizer_dir) -> Path:
     model = GPT2LMHeadModel(cfg)
     out = tmp_path_factory.mktemp("gpt2")
     model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    """A 2-layer BERT (width 32) with the MiniLM vocabulary: a choice student, and a decoder for rationales."""
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0)
+    out = tmp_path_factory.mktemp("bert")
+    BertForMultipleChoice(cfg).base_model.save_pretrained(out)  # a bare encoder, as all-MiniLM-L6-v2 ships
     tok.save_pretrained(out)
     return out
 

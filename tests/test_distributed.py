@@ -21,6 +21,7 @@ from tinydistill.distributed import parse_shard, shard, task_units
 from tinydistill.errors import ConfigError
 from tinydistill.losses import IGNORE_INDEX, token_cross_entropy
 from tinydistill.run import run
+from tinydistill.students import load_student, saved_student_config
 
 from .conftest import run_config
 
@@ -33,12 +34,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(n: int, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``torchrun`` ``n`` CPU processes of ``tinydistill.cli`` (what ``accelerate launch`` does on GPUs)."""
+def _launch(n: int, args: list[str], cwd: Path, accelerate_config: str | None = None) -> subprocess.CompletedProcess:
+    """``torchrun`` ``n`` CPU processes of ``tinydistill.cli`` (what ``accelerate launch`` does on GPUs); with
+    ``accelerate_config``, through ``accelerate launch --config_file configs/accelerate/<name>.yaml``."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n),
-           "--master_port", str(_free_port()), "-m", "tinydistill.cli", *args]
+    launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(n)]
+    if accelerate_config:
+        launcher = ["-m", "accelerate.commands.launch", "--config_file",
+                    str(REPO / "configs" / "accelerate" / f"{accelerate_config}.yaml"), "--num_processes", str(n),
+                    "--mixed_precision", "no"]
+    port = ["--main_process_port" if accelerate_config else "--master_port", str(_free_port())]
+    cmd = [sys.executable, *launcher, *port, "-m", "tinydistill.cli", *args]
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
@@ -109,8 +116,11 @@ def test_two_processes_train_like_one_and_resume(tiny_t5_dir, synthetic_data, tm
     a, b = _records(one.run_dir), _records(two.run_dir)
     assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) == 8  # 6 steps + 2 evals, no duplicates
     for ra, rb in zip(a, b, strict=True):
-        assert ra.keys() - {"optimizer_state_share"} == rb.keys() - {"optimizer_state_share"}  # logged at starts
+        started = {"optimizer_state_share", "data_parallel", "parameter_share"}  # logged once per process start
+        assert ra.keys() - started == rb.keys() - started
         for k, v in ra.items():
+            if k in started:
+                continue
             assert rb[k] == (pytest.approx(v, rel=1e-4, abs=1e-6) if isinstance(v, float) else v), (ra["step"], k)
     last_a, last_b = (sorted((r / "checkpoints").glob("step-*"))[-1] for r in (one.run_dir, two.run_dir))
     assert last_a.name == last_b.name == "step-0000006"
@@ -157,6 +167,80 @@ def test_sharded_optimizer_state_trains_like_one_process_and_its_checkpoint_resu
                                                                                            resumed.run_dir))
     for k in wa:
         torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=1e-4, msg=k)
+
+
+def test_fsdp_two_processes_train_like_one_and_resume_from_sharded_checkpoints(
+        tiny_t5_dir, synthetic_data, tmp_path) -> None:
+    """``accelerate launch --config_file configs/accelerate/fsdp.yaml`` (FSDP2, every T5 block its own unit) on
+    two CPU processes: the epochs end with a 1-row batch (one process borrows the rows it lacks) and a third of
+    the rows have no rationale. Every logged loss and valid metric matches one process, ``best/`` is a plain
+    Hugging Face folder with the same weights, and a run resumed from the sharded step-3 checkpoint ends the same."""
+    sparse = tmp_path / "sparse.jsonl"
+    sparse.write_text("".join(line + "\n" for i, line in enumerate(
+        synthetic_data["rationales"].read_text().splitlines()) if i % 3))
+    over = {"data.train.limit": 25, "train.batch_size": 12, "train.epochs": 2, "train.checkpoint_every": 3,
+            "train.keep_checkpoints": 5, "eval.modes": ["rank"], "data.valid.limit": 16,
+            "teachers": [{"name": "synth", "kind": "imported", "path": str(sparse), "alpha_rationale": 0.5}]}
+    one = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", name="one", **over))
+    run(one, progress=False, log=lambda *_: None)
+    fsdp = run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", name="fsdp", **over)
+    (tmp_path / "fsdp.yaml").write_text(yaml.safe_dump(fsdp))
+    out = _launch(2, ["train", str(tmp_path / "fsdp.yaml"), "--no-progress"], tmp_path, accelerate_config="fsdp")
+    assert out.stdout.count("run folder:") == 1
+    fsdp_dir = tmp_path / "runs" / "fsdp"
+    first_record = _records(fsdp_dir)[0]
+    assert first_record["data_parallel"] == "fsdp"
+    assert 0.45 < first_record["parameter_share"] < 0.55  # each process stores half of every sharded tensor
+    assert first_record["optimizer_state_share"] == first_record["parameter_share"]
+    assert (fsdp_dir / "checkpoints" / "step-0000003" / "fsdp" / ".metadata").is_file()
+
+    def assert_same_records(a: list[dict], b: list[dict]) -> None:
+        assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) == 8
+        for ra, rb in zip(a, b, strict=True):
+            for k, v in ra.items():
+                if k not in ("optimizer_state_share", "data_parallel", "parameter_share"):
+                    assert rb[k] == (pytest.approx(v, rel=1e-4, abs=1e-6) if isinstance(v, float) else v), (
+                        ra["step"], k)
+
+    assert_same_records(_records(one.run_dir), _records(fsdp_dir))
+    wa, wb = (load_file(d / "best" / "model.safetensors") for d in (one.run_dir, fsdp_dir))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=1e-4, msg=k)
+    first = json.loads((fsdp_dir / "summary.json").read_text())["valid"]
+
+    # resume: drop the last checkpoint and everything after step 3, as if the run had died there
+    shutil.rmtree(fsdp_dir / "checkpoints" / "step-0000006")
+    (fsdp_dir / "summary.json").unlink()
+    _launch(2, ["train", str(tmp_path / "fsdp.yaml"), "--no-progress"], tmp_path, accelerate_config="fsdp")
+    assert_same_records(_records(one.run_dir), _records(fsdp_dir))
+    assert json.loads((fsdp_dir / "summary.json").read_text())["valid"] == first
+
+
+def test_fsdp_trains_a_choice_student_whose_objective_calls_its_submodules_like_one_process(
+        tiny_bert_dir, tmp_path) -> None:
+    """TinyLLM on a multiple-choice student: the objective calls the choice scorer and, for each teacher, the
+    shared encoder and the rationale decoder directly, never ``model.forward``. Under FSDP (two processes) the
+    losses and the valid metric still match one process, and best/ is a plain loadable folder."""
+    from .test_reproduce import choice_config, tinyllm_folder
+
+    data = tinyllm_folder(tmp_path, n_train=48)
+    over = {"train": {"epochs": 1, "batch_size": 10, "lr": 1e-2, "mixed_precision": "no", "warmup_ratio": 0.0}}
+    one = config_from_dict(choice_config(tiny_bert_dir, data, tmp_path / "runs", method="tinyllm", name="one",
+                                         **over))
+    run(one, progress=False, log=lambda *_: None)
+    raw = choice_config(tiny_bert_dir, data, tmp_path / "runs", method="tinyllm", name="fsdp", **over)
+    (tmp_path / "fsdp.yaml").write_text(yaml.safe_dump(raw))
+    _launch(2, ["train", str(tmp_path / "fsdp.yaml"), "--no-progress"], tmp_path, accelerate_config="fsdp")
+    a, b = _records(one.run_dir), _records(tmp_path / "runs" / "fsdp")
+    assert b[0]["data_parallel"] == "fsdp" and [r["step"] for r in a] == [r["step"] for r in b]
+    assert any(k.startswith("loss/rationale") for k in a[0])
+    for ra, rb in zip(a, b, strict=True):
+        for k, v in ra.items():
+            if k.startswith("loss") or k == "rank_accuracy":
+                assert rb[k] == pytest.approx(v, rel=1e-4, abs=1e-6), (ra["step"], k)
+    reloaded = load_student(saved_student_config(one.student, tmp_path / "runs" / "fsdp" / "best"))
+    assert reloaded.kind == "multiple_choice"
 
 
 # --------------------------------------------------------------------------------------------- teaching
@@ -242,7 +326,7 @@ def test_http_teacher_spreads_requests_over_endpoints_and_retries_on_the_next() 
 
 
 # ---------------------------------------------------------------------------------------------- configs
-@pytest.mark.parametrize("name,kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed_zero2", "DEEPSPEED")])
+@pytest.mark.parametrize("name,kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP")])
 def test_accelerate_configs_load_with_accelerate(name: str, kind: str) -> None:
     """Each shipped config loads as accelerate's ClusterConfig; its plugin keys are ``accelerate launch`` options."""
     from accelerate.commands.config.config_args import load_config_from_file
@@ -251,10 +335,26 @@ def test_accelerate_configs_load_with_accelerate(name: str, kind: str) -> None:
     cfg = load_config_from_file(str(REPO / "configs" / "accelerate" / f"{name}.yaml"))
     assert cfg.distributed_type.value == kind and cfg.mixed_precision == "bf16"
     options = {a.dest for a in launch_command_parser()._actions}
-    plugin = {**cfg.fsdp_config, **cfg.deepspeed_config}
-    assert set(plugin) <= options
+    assert set(cfg.fsdp_config) <= options
     if kind == "FSDP":
-        assert plugin["fsdp_sharding_strategy"] == "FULL_SHARD"
-        assert plugin["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
-    if kind == "DEEPSPEED":
-        assert plugin["zero_stage"] == 2
+        assert cfg.fsdp_config["fsdp_version"] == 2
+        assert cfg.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+
+
+def test_deepspeed_and_fsdp1_are_refused_with_a_pointer_to_what_works(monkeypatch) -> None:
+    from accelerate.utils import DistributedType
+
+    from tinydistill.distributed import DataParallel
+    from tinydistill.fsdp import fsdp_plugin
+
+    class Fake:
+        distributed_type = DistributedType.DEEPSPEED
+        num_processes = 1
+
+    with pytest.raises(ConfigError, match="fsdp.yaml"):
+        DataParallel(Fake(), ["answer"])  # type: ignore[arg-type]
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    Fake.distributed_type = DistributedType.MULTI_CPU
+    with pytest.raises(ConfigError, match="fsdp_version: 2"):
+        fsdp_plugin(Fake())  # type: ignore[arg-type]

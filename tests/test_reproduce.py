@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForMultipleChoice
 
 from tinydistill.cli import main
 from tinydistill.collate import ANSWER_TASK, MultiTaskCollator, TaskSpec, tokenize_tasks
@@ -20,20 +19,6 @@ from tinydistill.run import HOLDOUT_SEED, load_train_valid, run
 from tinydistill.students import load_student
 
 from .conftest import synthetic_rows
-
-
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory, tokenizer_dir) -> Path:
-    """A 2-layer BERT (width 32) with the MiniLM vocabulary: a choice student, and a decoder for rationales."""
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
-                     attention_probs_dropout_prob=0.0)
-    out = tmp_path_factory.mktemp("bert")
-    BertForMultipleChoice(cfg).base_model.save_pretrained(out)  # a bare encoder, as all-MiniLM-L6-v2 ships
-    tok.save_pretrained(out)
-    return out
 
 
 def tinyllm_folder(root: Path, name: str = "toy", n_train: int = 96, n_valid: int = 40) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,8 +41,10 @@ def write_json_atomic(path: Path, data: object) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(accelerator: Accelerator, folder: Path, state: LoopState, keep: int) -> Path:
+def save_checkpoint(accelerator: Accelerator, folder: Path, state: LoopState, keep: int,
+                    save_extra: Callable[[Path], None] | None = None) -> Path:
     """Write ``folder/step-XXXXXXX`` via a temporary folder and a rename; prune older checkpoints.
+    ``save_extra(folder)`` writes what accelerate does not hold (FSDP's sharded model and optimizer).
 
     Collective under several processes: all write into the temporary folder (each its own RNG state), the
     main process alone clears, renames and prunes (``folder`` must be on a filesystem they share).
@@ -54,6 +57,8 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, state: LoopState, ke
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
+    if save_extra is not None:
+        save_extra(tmp)
     accelerator.wait_for_everyone()
     if main:
         write_json_atomic(tmp / STATE_FILE, asdict(state))
@@ -71,12 +76,16 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("step-*") if (p / STATE_FILE).is_file())
 
 
-def load_latest(accelerator: Accelerator, folder: Path) -> LoopState | None:
-    """Restore the newest complete checkpoint into the prepared objects; ``None`` if there is none."""
+def load_latest(accelerator: Accelerator, folder: Path,
+                load_extra: Callable[[Path], None] | None = None) -> LoopState | None:
+    """Restore the newest complete checkpoint into the prepared objects (and ``load_extra(checkpoint)``);
+    ``None`` if there is none."""
     ckpts = list_checkpoints(folder)
     if not ckpts:
         return None
     latest = ckpts[-1]
     accelerator.load_state(str(latest))
+    if load_extra is not None:
+        load_extra(latest)
     data = json.loads((latest / STATE_FILE).read_text())
     return LoopState(**data)

@@ -82,19 +82,22 @@ def scale_terms(terms: Terms, scales: Mapping[str, float], default: float) -> Te
 class DataParallel:
     """The loop's view of the other processes: its share of each batch, loss scales, reductions, main-only work.
 
-    ``tasks``: the same on every process (the tasks of all training rows).
+    ``tasks``: the same on every process (the tasks of all training rows). ``fsdp``: the model is sharded
+    (:mod:`tinydistill.fsdp`), so gradients are already reduced in backward.
     """
 
-    def __init__(self, accelerator: Accelerator, tasks: Iterable[str]) -> None:
+    def __init__(self, accelerator: Accelerator, tasks: Iterable[str], *, fsdp: bool = False) -> None:
         kind = accelerator.distributed_type
         launched = launched_shard()[1]
         if launched != accelerator.num_processes:
             raise ConfigError(f"{launched} processes were launched but accelerate sees {accelerator.num_processes}; "
                               f"without a GPU set ACCELERATE_USE_CPU=1 (see README 'Scale-out')")
-        if kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-            raise ConfigError(f"accelerate {kind.value}: the training loop supports plain data parallelism "
-                              f"(configs/accelerate/ddp.yaml) only; see README 'Scale-out'")
+        if kind == DistributedType.DEEPSPEED:
+            raise ConfigError("accelerate DEEPSPEED: not supported by the training loop; use "
+                              "configs/accelerate/fsdp.yaml (ZeRO-3-like) or ddp.yaml with "
+                              "train.shard_optimizer_state (ZeRO-1); see README 'Scale-out'")
         self.accelerator = accelerator
+        self.fsdp = fsdp  # FSDP reduce-scatters gradients itself, in backward
         self.index, self.count = accelerator.process_index, accelerator.num_processes
         self.is_main = accelerator.is_main_process
         self.tasks = sorted(tasks)
@@ -110,11 +113,14 @@ class DataParallel:
         self._rows = (len(part), len(global_batch))
         return part
 
-    def term_scales(self, batch: Batch) -> tuple[dict[str, float], float]:
-        """(scale per task, scale for other terms) of this process's part of the last global batch. Collective."""
+    def term_scales(self, batch: Batch, borrowed: Iterable[str] = ()) -> tuple[dict[str, float], float]:
+        """(scale per task, scale for other terms) of this process's part of the last global batch. Collective.
+
+        ``borrowed``: tasks present in ``batch`` only so that every process runs them (FSDP): scale 0."""
         if not self.active:
             return {}, 1.0
         local = task_units(batch)
+        local.update(dict.fromkeys(borrowed, 0.0))
         totals = torch.tensor([local.get(t, 0.0) for t in self.tasks], dtype=torch.float64,
                               device=self.accelerator.device)
         dist.all_reduce(totals)
@@ -126,7 +132,7 @@ class DataParallel:
     def reduce_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Sum gradients over processes. Collective; a gradient missing on some process counts as zero there,
         and a parameter no process touched keeps ``grad = None`` (so AdamW skips it, as one process would)."""
-        if not self.active:
+        if not self.active or self.fsdp:
             return
         params = [p for p in params if p.requires_grad]
         device = self.accelerator.device

@@ -27,6 +27,19 @@ from .checkpoint import LoopState, load_latest, save_checkpoint, write_json_atom
 from .collate import MultiTaskCollator, TaskItem
 from .config import TrainConfig
 from .distributed import DataParallel, ShardedAdamW, process_state, scale_terms
+from .errors import ConfigError
+from .fsdp import (
+    FullCopy,
+    ObjectiveForward,
+    fsdp_plugin,
+    load_sharded,
+    local_share,
+    same_tasks_everywhere,
+    save_sharded,
+    select_on_full_copy,
+    shard_model,
+    sync_gradients_now,
+)
 from .host_memory import keep_freed_host_memory
 from .losses import weighted_total
 from .students import Student
@@ -148,31 +161,57 @@ def train(
         keep_freed_host_memory()  # no page faults for each step's large gradients and logits (host_memory.py)
     model = student.model
     model.train()
+    plugin = fsdp_plugin(accelerator)
+    fsdp = plugin is not None
+    if fsdp:  # shard student + objective weights as one root module whose forward is the objective (fsdp.py)
+        if cfg.shard_optimizer_state:
+            raise ConfigError("train.shard_optimizer_state: FSDP already shards the optimizer state; drop one")
+        if effective_precision(cfg.mixed_precision) == "fp16":
+            raise ConfigError("train.mixed_precision: fp16 is not supported under FSDP; use bf16")
+        full_copy = FullCopy(student, accelerator.is_main_process)  # before sharding: a plain model
+        root = ObjectiveForward(student, objective)
+        shard_model(root, plugin, accelerator.device)
     groups = _param_groups(student, cfg)
     if objective.parameters():
         groups.append({"params": objective.parameters(), "weight_decay": 0.0,
                        "lr": cfg.lr * cfg.new_params_lr_scale})
-    optimizer = make_optimizer(groups, cfg.lr, cfg.shard_optimizer_state)
+    optimizer = make_optimizer(groups, cfg.lr, cfg.shard_optimizer_state and not fsdp)
     total_steps = total_optimizer_steps(len(rows), cfg)
     scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
-    # a sharded optimizer's state_dict is collective and main-only: accelerate must not round-trip it to place it
-    sharded = isinstance(optimizer, ShardedAdamW)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler,
-                                                      device_placement=[True, not sharded, True])
-    extra = getattr(objective, "checkpoint_module", None)  # e.g. white-box projections: saved and resumed too
-    if extra is not None:
-        accelerator.register_for_checkpointing(extra)
-    student.model = accelerator.unwrap_model(model)  # objectives call model methods; gradients synced by `dp`
-    dp = DataParallel(accelerator, {task for row in rows for task in row})
+    save_extra = load_extra = None
+    if fsdp:  # model and optimizer checkpoint as shards (fsdp.py); accelerate keeps RNG and scheduler state
+        accelerator.register_for_checkpointing(scheduler)
+        clipped = root.student_parameters()
+        save_extra = lambda folder: save_sharded(root, optimizer, folder)  # noqa: E731
+        load_extra = lambda folder: load_sharded(root, optimizer, folder)  # noqa: E731
+    else:
+        # a sharded optimizer's state_dict is collective and main-only: accelerate must not round-trip it
+        sharded = isinstance(optimizer, ShardedAdamW)
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler,
+                                                          device_placement=[True, not sharded, True])
+        extra = getattr(objective, "checkpoint_module", None)  # e.g. white-box projections: saved, resumed too
+        if extra is not None:
+            accelerator.register_for_checkpointing(extra)
+        student.model = accelerator.unwrap_model(model)  # objectives call model methods; gradients synced by dp
+        clipped = list(model.parameters())
+    dp = DataParallel(accelerator, {task for row in rows for task in row}, fsdp=fsdp)
     collate = MultiTaskCollator(student.kind, student.pad_token_id)
     ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
 
-    state = load_latest(accelerator, ckpt_dir) or LoopState()
+    state = load_latest(accelerator, ckpt_dir, load_extra) or LoopState()
     if dp.is_main:
         _truncate_metrics(metrics_path, state.step)
+
+    def finish(state: LoopState, seconds: float, seen: int) -> TrainResult:
+        if fsdp:  # the caller gets an ordinary model (on the main process) for what follows training
+            copy_ = full_copy.refresh(root, accelerator.device)
+            if copy_ is not None:
+                student.model = copy_.model
+        return TrainResult(state, seconds, seen)
+
     if state.completed:
-        return TrainResult(state, 0.0, 0)
+        return finish(state, 0.0, 0)
 
     eval_every = cfg.eval_every or max(1, math.ceil(len(rows) / cfg.batch_size / cfg.grad_accum_steps))
     eval_every = min(eval_every, total_steps)
@@ -181,7 +220,11 @@ def train(
                dynamic_ncols=True)
     running: dict[str, float] = {}
     micro_in_step, seen = 0, 0
-    state_share: float | None = optimizer_state_share(optimizer.optimizer)
+    # logged once per process start: did sharding take effect? (FSDP shards weights, gradients and AdamW state)
+    data_parallel = "fsdp" if fsdp else "ddp" if dp.active else "none"
+    param_share = local_share([p for g in optimizer.param_groups for p in g["params"]])
+    state_share: float | None = param_share if fsdp else optimizer_state_share(
+        getattr(optimizer, "optimizer", optimizer))
     log_every = max(1, min(10, total_steps // 20 or 1))
 
     def log(record: dict) -> None:
@@ -190,22 +233,32 @@ def train(
         with open(metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
-    if valid_fn is not None:  # the main process evaluates and saves best/; the others wait for its metrics
+    if valid_fn is not None and fsdp:  # the main process evaluates a gathered full copy and saves it as best/
+        valid_fn, on_best = select_on_full_copy(valid_fn, on_best, full_copy, root, accelerator.device,
+                                                dp.main_only)
+    elif valid_fn is not None:  # the main process evaluates and saves best/; the others wait for its metrics
         valid_fn, on_best = dp.main_only(valid_fn), on_best and dp.main_only(on_best)
     while state.step < total_steps and not state.stopped_early:
         order = epoch_order(len(rows), seed, state.epoch)
         batches = epoch_batches(order, rows, cfg.batch_size, group_by_length=cfg.group_by_length, seed=seed,
                                 epoch=state.epoch)
         while state.batch_in_epoch < len(batches) and state.step < total_steps:
-            batch_rows = dp.shard(batches[state.batch_in_epoch])
-            batch = collate([rows[i] for i in batch_rows]) if batch_rows else {}
+            global_batch = batches[state.batch_in_epoch]
+            batch_rows = dp.shard(global_batch)
+            items, borrowed = (same_tasks_everywhere(batch_rows, global_batch, rows) if fsdp
+                               else ([rows[i] for i in batch_rows], set()))
+            batch = collate(items) if items else {}
             state.batch_in_epoch += 1
             seen += len(batch_rows)
             batch = {task: {k: v.to(accelerator.device) for k, v in t.items()} for task, t in batch.items()}
-            scales, row_share = dp.term_scales(batch)  # several processes: the global batch's gradient, summed
+            # several processes: the global batch's gradient, summed (borrowed tasks count for nothing)
+            scales, row_share = dp.term_scales(batch, borrowed)
             if batch:
+                if fsdp:  # accumulate locally until the step's last micro-batch, then reduce-scatter
+                    sync_gradients_now(root, micro_in_step + 1 >= cfg.grad_accum_steps
+                                       or state.batch_in_epoch >= len(batches))
                 with accelerator.autocast():
-                    terms = objective.terms(student, batch)
+                    terms = root(batch) if fsdp else objective.terms(student, batch)
                     if dp.active:
                         terms = scale_terms(terms, scales, row_share)
                     loss = weighted_total(terms)
@@ -219,7 +272,7 @@ def train(
                 continue
             micro_in_step = 0
             dp.reduce_gradients([p for g in optimizer.param_groups for p in g["params"]])
-            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            accelerator.clip_grad_norm_(clipped, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -230,8 +283,9 @@ def train(
                 record = {"step": state.step, "epoch": state.epoch, "lr": scheduler.get_last_lr()[0]}
                 record.update({k: v / n for k, v in dp.sum_values(running).items()})
                 running.clear()
-                if state_share is not None:  # once per process start: did optimizer-state sharding take effect?
+                if state_share is not None:
                     record["optimizer_state_share"], state_share = state_share, None
+                    record.update(data_parallel=data_parallel, parameter_share=param_share)
                 log(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
             if valid_fn is not None and (state.step % eval_every == 0 or state.step == total_steps):
@@ -239,19 +293,19 @@ def train(
                 if on_eval is not None:
                     on_eval(state.step, state.history[-1])
             if state.step % checkpoint_every == 0 or state.step == total_steps or state.stopped_early:
-                save_checkpoint(accelerator, ckpt_dir, state, cfg.keep_checkpoints)
+                save_checkpoint(accelerator, ckpt_dir, state, cfg.keep_checkpoints, save_extra)
             if state.stopped_early or (stop_after_steps is not None and state.step >= stop_after_steps):
                 break
         if stop_after_steps is not None and state.step >= stop_after_steps:
             bar.close()
-            return TrainResult(state, time.perf_counter() - started, seen)
+            return finish(state, time.perf_counter() - started, seen)
         if state.batch_in_epoch >= len(batches):
             state.epoch += 1
             state.batch_in_epoch = 0
     bar.close()
     state.completed = True
-    save_checkpoint(accelerator, ckpt_dir, state, cfg.keep_checkpoints)
-    return TrainResult(state, time.perf_counter() - started, seen)
+    save_checkpoint(accelerator, ckpt_dir, state, cfg.keep_checkpoints, save_extra)
+    return finish(state, time.perf_counter() - started, seen)
 
 
 def _evaluate_and_select(
