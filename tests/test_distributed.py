@@ -36,9 +36,12 @@ def _free_port() -> int:
 
 def _launch(n: int, args: list[str], cwd: Path, accelerate_config: str | None = None) -> subprocess.CompletedProcess:
     """``torchrun`` ``n`` CPU processes of ``tinydistill.cli`` (what ``accelerate launch`` does on GPUs); with
-    ``accelerate_config``, through ``accelerate launch --config_file configs/accelerate/<name>.yaml``."""
+    ``accelerate_config``, through ``accelerate launch --config_file configs/accelerate/<name>.yaml``. DeepSpeed
+    configs run as a user without GPUs would launch them: no ACCELERATE_USE_CPU (DeepSpeed's CPU accelerator)."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
+    if accelerate_config and accelerate_config.startswith("deepspeed"):
+        del env["ACCELERATE_USE_CPU"]
     launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(n)]
     if accelerate_config:
         launcher = ["-m", "accelerate.commands.launch", "--config_file",
@@ -217,6 +220,54 @@ def test_fsdp_two_processes_train_like_one_and_resume_from_sharded_checkpoints(
     assert json.loads((fsdp_dir / "summary.json").read_text())["valid"] == first
 
 
+def test_deepspeed_zero2_two_processes_train_like_one_and_resume(tiny_t5_dir, synthetic_data, tmp_path) -> None:
+    """``accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml`` on two CPU processes (DeepSpeed's
+    CPU accelerator, gloo), with two micro-batches a step, a 1-row last batch (one process borrows the rows it lacks)
+    and a third of the rows without a rationale: every logged loss and valid metric matches one process, each
+    process keeps half of AdamW's state, ``best/`` has the same weights, and a run resumed from DeepSpeed's step-3
+    checkpoint ends the same."""
+    pytest.importorskip("deepspeed")
+    sparse = tmp_path / "sparse.jsonl"
+    sparse.write_text("".join(line + "\n" for i, line in enumerate(
+        synthetic_data["rationales"].read_text().splitlines()) if i % 3))
+    over = {"data.train.limit": 25, "train.batch_size": 6, "train.grad_accum_steps": 2, "train.epochs": 2,
+            "train.checkpoint_every": 3, "train.keep_checkpoints": 5, "eval.modes": ["rank"],
+            "data.valid.limit": 16,
+            "teachers": [{"name": "synth", "kind": "imported", "path": str(sparse), "alpha_rationale": 0.5}]}
+    one = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", name="one", **over))
+    run(one, progress=False, log=lambda *_: None)
+    raw = run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", name="zero", **over)
+    (tmp_path / "zero.yaml").write_text(yaml.safe_dump(raw))
+    launch = ["train", str(tmp_path / "zero.yaml"), "--no-progress"]
+    out = _launch(2, launch, tmp_path, accelerate_config="deepspeed_zero2")
+    assert out.stdout.count("run folder:") == 1
+    zero_dir = tmp_path / "runs" / "zero"
+    first = _records(zero_dir)[0]
+    assert first["data_parallel"] == "zero2" and first["parameter_share"] == 1.0
+    assert 0.45 < first["optimizer_state_share"] < 0.55  # AdamW's fp32 state partitioned over two processes
+
+    def assert_same_records(a: list[dict], b: list[dict]) -> None:
+        assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) == 7  # 5 steps + 2 evals
+        for ra, rb in zip(a, b, strict=True):
+            for k, v in ra.items():
+                if k not in ("optimizer_state_share", "data_parallel", "parameter_share"):
+                    assert rb[k] == (pytest.approx(v, rel=1e-4, abs=1e-6) if isinstance(v, float) else v), (
+                        ra["step"], k)
+
+    assert_same_records(_records(one.run_dir), _records(zero_dir))
+    wa, wb = (load_file(d / "best" / "model.safetensors") for d in (one.run_dir, zero_dir))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=1e-4, msg=k)
+    summary = json.loads((zero_dir / "summary.json").read_text())["valid"]
+
+    shutil.rmtree(zero_dir / "checkpoints" / "step-0000005")  # as if the run had died after step 3
+    (zero_dir / "summary.json").unlink()
+    _launch(2, launch, tmp_path, accelerate_config="deepspeed_zero2")
+    assert_same_records(_records(one.run_dir), _records(zero_dir))
+    assert json.loads((zero_dir / "summary.json").read_text())["valid"] == summary
+
+
 def test_fsdp_trains_a_choice_student_whose_objective_calls_its_submodules_like_one_process(
         tiny_bert_dir, tmp_path) -> None:
     """TinyLLM on a multiple-choice student: the objective calls the choice scorer and, for each teacher, the
@@ -241,6 +292,34 @@ def test_fsdp_trains_a_choice_student_whose_objective_calls_its_submodules_like_
                 assert rb[k] == pytest.approx(v, rel=1e-4, abs=1e-6), (ra["step"], k)
     reloaded = load_student(saved_student_config(one.student, tmp_path / "runs" / "fsdp" / "best"))
     assert reloaded.kind == "multiple_choice"
+
+
+@pytest.mark.parametrize("method", ["lora", "whitebox"])
+def test_fsdp_matches_ddp_for_adapters_and_white_box_projections(method, tiny_t5_dir, synthetic_data,
+                                                                 tmp_path) -> None:
+    """LoRA (frozen base weights beside trainable adapters in one unit) and online white-box KD (the teacher
+    outside the sharded module, hidden-state projections inside it): two FSDP processes log the losses of two
+    DDP processes (the same loss scaling), and the loss falls."""
+    extra = ({"lora": {"r": 4, "save": "merged"}} if method == "lora" else
+             {"whitebox": {"teacher_model": str(tiny_t5_dir), "alpha_kd": 0.5, "signals": "online",
+                           "layer_map": [{"side": "encoder", "teacher": 1, "student": 1}]}, "teachers": []})
+    losses = {}
+    for engine in ("ddp", "fsdp"):
+        raw = run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", name=engine, method=method,
+                         **{"train.max_steps": 4, "train.eval_every": 4, "train.batch_size": 9,
+                            "eval.modes": ["rank"], "data.valid.limit": 8}, **extra)
+        (tmp_path / f"{engine}.yaml").write_text(yaml.safe_dump(raw))
+        _launch(2, ["train", str(tmp_path / f"{engine}.yaml"), "--no-progress"], tmp_path,
+                accelerate_config=None if engine == "ddp" else "fsdp")
+        records = [r for r in _records(tmp_path / "runs" / engine) if "loss" in r]
+        assert records[0]["data_parallel"] == engine
+        losses[engine] = records
+    assert any(k.startswith("loss/hidden") for k in losses["fsdp"][0]) == (method == "whitebox")
+    for ra, rb in zip(losses["ddp"], losses["fsdp"], strict=True):
+        for k, v in ra.items():
+            if k.startswith("loss"):
+                assert rb[k] == pytest.approx(v, rel=1e-4, abs=1e-6), (ra["step"], k)
+    assert losses["fsdp"][-1]["loss"] < losses["fsdp"][0]["loss"]
 
 
 # --------------------------------------------------------------------------------------------- teaching
