@@ -189,6 +189,9 @@ def test_reproduce_runs_cells_reports_mean_std_and_resumes_cell_by_cell(tmp_path
                                              for f in ("0.5", "1")}),
     ("alpha", ["--alphas", "0.1,1"], {"a0.1_0.1", "a0.1_1", "a1_0.1", "a1_1"}),
     ("sizes", ["--layers", "1,2"], {"finetune_L1", "tinyllm_L1", "finetune_L2", "tinyllm_L2"}),
+    ("table1", ["--methods", "finetune,step_by_step,tinyllm", "--weight-grid", "0.01,2"],
+     {"finetune", "step_by_step", "step_by_step_w0.01", "step_by_step_w2", "tinyllm", "tinyllm_w0.01",
+      "tinyllm_w2"}),
 ])
 def test_every_suite_plans_its_variants(tmp_path, monkeypatch, capsys, suite, extra, expected):
     monkeypatch.chdir(tmp_path)
@@ -231,3 +234,40 @@ def test_alpha_heatmap_marks_cells_not_run_yet(tmp_path):
     table = {variants[0].name: {"toy": {"mean": 40.0, "std": 1.0}}, variants[3].name: {"toy": {"mean": 55.0}}}
     out = plot_alpha(variants, ["toy"], table, tmp_path / "alpha.png")
     assert out.read_bytes()[:4] == b"\x89PNG" and {v.coords["alpha_t5"] for v in variants} == {0.1, 1.0}
+
+
+def test_weight_grid_cells_set_the_rationale_weights_and_valid_picks_each_seeds_row(tmp_path):
+    """A grid cell trains with its weight (TinyLLM: α of both teachers; Distill-step-by-step: λ, i.e.
+    alpha_label = 1/(1+λ)); the 'weight on valid' row takes, per seed, the test accuracy of the cell best on
+    valid — not the best test — and a tie keeps the recipe's weight."""
+    from tinydistill.reproduce import Cell, aggregate, base_config, config_for, select_on_valid, table1_variants
+
+    data = tinyllm_folder(tmp_path / "data")
+    variants = {v.name: v for v in table1_variants(["step_by_step", "tinyllm"], [0.01])}
+    root = tmp_path / "runs"
+
+    def base_for(dataset: str, seed: int) -> dict:
+        return base_config(data.parent, dataset, train_limit=None, valid_rows=24, epochs=1, output_dir=root,
+                           seed=seed, overrides=[])
+
+    cells = {(name, seed): Cell("table1", "toy", v, seed, root / "toy" / name / f"seed{seed}")
+             for name, v in variants.items() for seed in (0, 1)}
+    tiny = config_for(cells[("tinyllm_w0.01", 0)], base_for)
+    assert [t.alpha_rationale for t in tiny.teachers] == [0.01, 0.01]
+    assert config_for(cells[("step_by_step_w0.01", 0)], base_for).rationale_method.alpha_label == pytest.approx(
+        1 / 1.01)
+    assert [t.alpha_rationale for t in config_for(cells[("tinyllm", 0)], base_for).teachers] == [0.5, 0.5]
+
+    scores = {("tinyllm", 0): (0.40, 0.60), ("tinyllm_w0.01", 0): (0.50, 0.30),  # valid picks w0.01: test 30
+              ("tinyllm", 1): (0.50, 0.45), ("tinyllm_w0.01", 1): (0.50, 0.70)}  # tie: the recipe's, test 45
+    for key, (valid, test) in scores.items():
+        cells[key].run_dir.mkdir(parents=True)
+        (cells[key].run_dir / "summary.json").write_text(json.dumps({
+            "valid": {"rank_accuracy": valid}, "test": {"rank_accuracy": test, "majority_baseline": 0.25}}))
+    done = [cells[k] for k in scores]
+    table = aggregate(done)
+    rows, choices = select_on_valid(done, table)
+    assert [r.name for r in rows] == ["tinyllm_on_valid"]
+    assert choices == {"tinyllm": {"toy": {0: "tinyllm_w0.01", 1: "tinyllm"}}}
+    assert table["tinyllm_on_valid"]["toy"]["test"] == pytest.approx([30.0, 45.0])
+    assert table["tinyllm_on_valid"]["toy"]["mean"] == pytest.approx(37.5)

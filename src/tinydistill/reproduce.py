@@ -72,6 +72,7 @@ class Variant:
     overrides: dict[str, Any] = field(default_factory=dict)
     uses_finetuned_teacher: bool = False
     coords: dict[str, float] = field(default_factory=dict)  # where the cell sits in a figure (fraction, α…)
+    select_group: str | None = None  # cells of one group compete on valid, per dataset and seed (weight grid)
 
 
 @dataclass
@@ -88,15 +89,36 @@ class Cell:
 
 
 # ------------------------------------------------------------------------------------------------- suites
-def table1_variants(methods: Sequence[str]) -> list[Variant]:
+#: Methods whose rationale-loss weight the paper explores ({0.01, 0.1, 0.5, 1, 2, 3}) and reports at its best.
+WEIGHTED_METHODS = ("step_by_step", "tinyllm")
+
+
+def weight_overrides(method: str, weight: float) -> dict[str, Any]:
+    """Config overrides giving each rationale loss ``weight`` relative to the answer loss: TinyLLM's α_m for
+    both teachers; Distill-step-by-step's λ in ``L_label + λ·L_rationale``, i.e. ``alpha_label = 1 / (1 + λ)``."""
+    if method == "tinyllm":
+        return {"teachers.0.alpha_rationale": weight, "teachers.1.alpha_rationale": weight}
+    return {"rationale_method.teacher": "flan_t5", "rationale_method.alpha_label": 1.0 / (1.0 + weight)}
+
+
+def table1_variants(methods: Sequence[str], weight_grid: Sequence[float] = ()) -> list[Variant]:
+    """One variant per method; with ``weight_grid``, Distill-step-by-step and TinyLLM also get one variant per
+    rationale-loss weight, and each seed's best on valid (recipe's weight included) becomes the method's row."""
     per_method: dict[str, dict[str, Any]] = {
         "lora": {"train.lr": 1e-3},  # adapters need a larger step than full fine-tuning
         "step_by_step": {"rationale_method.teacher": "flan_t5"},
         "pinto": {"rationale_method.teacher": "flan_t5"},
     }
     marks = {"pinto": "†", "kd": "‡"}  # footnoted under the table: what these cells read that others do not
-    return [Variant(m, METHOD_LABELS[m] + marks.get(m, ""), m, per_method.get(m, {}),
-                    uses_finetuned_teacher=m == "kd") for m in methods]
+    out = []
+    for m in methods:
+        group = m if weight_grid and m in WEIGHTED_METHODS else None
+        out.append(Variant(m, METHOD_LABELS[m] + marks.get(m, ""), m, per_method.get(m, {}),
+                           uses_finetuned_teacher=m == "kd", select_group=group))
+        if group:
+            out += [Variant(f"{m}_w{w:g}", f"{METHOD_LABELS[m]}, weight {w:g}", m, weight_overrides(m, w),
+                            coords={"rationale_weight": w}, select_group=group) for w in weight_grid]
+    return out
 
 
 def ablation_variants() -> list[Variant]:
@@ -174,7 +196,7 @@ def plan_cells(args: argparse.Namespace) -> list[Cell]:
     for seed in args.seeds:
         for ds in args.datasets:
             if args.suite == "table1":
-                variants = table1_variants(args.methods)
+                variants = table1_variants(args.methods, args.weight_grid)
             elif args.suite == "ablations":
                 variants = ablation_variants()
             elif args.suite == "fractions":
@@ -281,13 +303,52 @@ def aggregate(cells: Sequence[Cell]) -> dict[str, Any]:
         entry["seconds"] += summary.get("train_seconds", 0.0) + summary.get("eval_seconds", 0.0)
     for per_ds in table.values():
         for entry in per_ds.values():
-            vals = [v for v in entry["test"] if v is not None]
-            entry["mean"] = statistics.fmean(vals) if vals else None
-            entry["std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else None)
-            valid = [v for v in entry["valid"] if v is not None]
-            entry["valid_mean"] = statistics.fmean(valid) if valid else None
-            entry["top_share"] = statistics.fmean(entry["top_shares"]) if entry["top_shares"] else None
+            _summarise(entry)
     return table
+
+
+def select_on_valid(cells: Sequence[Cell], table: dict) -> tuple[list[Variant], dict[str, dict[str, dict]]]:
+    """For each weight group: per dataset and seed, the cell with the best valid accuracy (ties: the first
+    planned, i.e. the recipe's weight); its test accuracy becomes the seed's value of a new row ``<group>_on_valid``,
+    added to ``table``. Returns (the new rows, {group: {dataset: {seed: chosen variant name}}})."""
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        if cell.variant.select_group:
+            groups.setdefault(cell.variant.select_group, []).append(cell)
+    rows, choices = [], {}
+    for group, members in groups.items():
+        name = f"{group}_on_valid"
+        rows.append(Variant(name, f"{METHOD_LABELS[group]}, weight on valid", group))
+        chosen: dict[str, dict] = {}
+        per_ds = table.setdefault(name, {})
+        for dataset in dict.fromkeys(c.dataset for c in members):
+            entry = per_ds.setdefault(dataset, {"test": [], "valid": [], "majority": None, "seconds": 0.0,
+                                                "seeds": [], "failed": [], "top_shares": []})
+            for seed in dict.fromkeys(c.seed for c in members if c.dataset == dataset):
+                runs = [(c, s) for c in members if c.dataset == dataset and c.seed == seed
+                        and (s := cell_done(c)) is not None and _metric(s, "valid") is not None]
+                entry["seconds"] += sum(s.get("train_seconds", 0.0) + s.get("eval_seconds", 0.0) for _, s in runs)
+                if not runs:
+                    continue
+                best, summary = max(runs, key=lambda cs: _metric(cs[1], "valid"))  # first of equals wins
+                chosen.setdefault(dataset, {})[seed] = best.variant.name
+                entry["test"].append(_metric(summary, "test"))
+                entry["valid"].append(_metric(summary, "valid"))
+                entry["seeds"].append(seed)
+                entry["majority"] = 100 * summary["test"].get("majority_baseline", 0.0)
+                entry["top_shares"].append(100 * summary["test"].get("rank_top_share", 0.0))
+            _summarise(entry)
+        choices[group] = chosen
+    return rows, choices
+
+
+def _summarise(entry: dict) -> None:
+    vals = [v for v in entry["test"] if v is not None]
+    entry["mean"] = statistics.fmean(vals) if vals else None
+    entry["std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else None)
+    valid = [v for v in entry["valid"] if v is not None]
+    entry["valid_mean"] = statistics.fmean(valid) if valid else None
+    entry["top_share"] = statistics.fmean(entry["top_shares"]) if entry["top_shares"] else None
 
 
 def _fmt(entry: dict | None) -> str:
@@ -334,14 +395,19 @@ def markdown_report(suite: str, variants: Sequence[Variant], datasets: Sequence[
     if suite == "table1":
         lines += ["", "The paper (Table 1, 80M FLAN-T5 student, its test split):", "",
                   "| method | " + " | ".join(heads) + " | avg |", "|---|" + "---|" * (len(heads) + 1)]
-        for v in variants:
-            paper = PAPER_TABLE1["80M"].get(v.method)
+        for method in dict.fromkeys(v.method for v in variants):
+            paper = PAPER_TABLE1["80M"].get(method)
             if paper:  # the paper's own rows: none of our footnotes apply to them
-                lines.append(_paper_row(METHOD_LABELS.get(v.method, v.label), paper, datasets))
+                lines.append(_paper_row(METHOD_LABELS.get(method, method), paper, datasets))
         lines += [_paper_row(f"teacher {name}", paper, datasets) for name, paper in PAPER_TEACHERS.items()]
     lines += ["", *meta.get("notes", []), "", f"Compute: {meta['seconds'] / 60:.0f} min of train + eval over "
               f"{meta['cells_done']} cells ({meta['cells_total']} planned); command: `{meta['command']}`.", ""]
     return "\n".join(lines)
+
+
+def _weight_label(variant_name: str) -> str:
+    """``tinyllm_w0.01`` → ``0.01``; the recipe's own variant → ``recipe``."""
+    return variant_name.rsplit("_w", 1)[1] if "_w" in variant_name else "recipe"
 
 
 def plot_table(variants: Sequence[Variant], datasets: Sequence[str], table: dict, out: Path) -> Path | None:
@@ -438,6 +504,16 @@ def write_reports(root: Path, suite: str, variants: Sequence[Variant], datasets:
     table = aggregate(cells)
     meta = dict(meta, seconds=sum(e["seconds"] for per in table.values() for e in per.values()),
                 cells_done=sum(cell_done(c) is not None for c in cells), cells_total=len(cells))
+    selected, choices = select_on_valid(cells, table)
+    if selected:  # each method's row after its grid: the seed-wise choice on valid
+        variants = [*variants, *selected]
+        meta["weight_choices"] = choices
+        meta["notes"] = [*meta.get("notes", []), "- Weight on valid: for each dataset and seed, the rationale-loss "
+                         "weight (the recipe's or one of the grid) whose student scored best on the held-out valid "
+                         "rows; the row reports that student's test accuracy. Chosen: " + "; ".join(
+                             f"{METHOD_LABELS[g]} {PAPER_NAMES.get(d, d)} "
+                             + ",".join(_weight_label(v) for _, v in sorted(per_seed.items()))
+                             for g, per_ds in choices.items() for d, per_seed in per_ds.items()) + "."]
     text = markdown_report(suite, variants, datasets, table, meta)
     root.mkdir(parents=True, exist_ok=True)
     (root / "report.md").write_text(text)
@@ -476,6 +552,10 @@ def configure_reproduce_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--fractions", default="0.125,0.25,0.5,1", help="fractions suite: training-set fractions")
     p.add_argument("--alphas", default="0.1,0.5,1", help="alpha suite: the grid for α_T5 and α_LLaMA")
+    p.add_argument("--weight-grid", default="",
+                   help="table1: rationale-loss weights tried for Distill-step-by-step (λ) and TinyLLM (α, both "
+                        "teachers) besides the recipe's; each seed keeps the weight best on valid (the paper "
+                        "explores 0.01,0.1,0.5,1,2,3 and reports the best)")
     p.add_argument("--layers", default="2,4,6", help="sizes suite: student layer counts (of MiniLM's 6)")
     p.add_argument("--output-dir", default=str(Path("runs") / "reproduce"))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -496,6 +576,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     args.datasets, args.methods = _split(args.datasets), _split(args.methods)
     args.seeds, args.fractions = _split(args.seeds, int), _split(args.fractions, float)
     args.alphas, args.layers = _split(args.alphas, float), _split(args.layers, int)
+    args.weight_grid = _split(args.weight_grid, float)
     data_root = Path(args.data_root)
     for ds in args.datasets:
         if not (data_root / ds).is_dir():
@@ -540,7 +621,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     command = "tinydistill reproduce " + " ".join(
         f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items() if k in ("suite", "datasets", "methods", "seeds", "train_limit", "epochs",
-                                               "valid_rows") and v is not None)
+                                               "valid_rows", "weight_grid") and v not in (None, []))
     text = write_reports(root, args.suite, variants, args.datasets, cells,
                          {"protocol": protocol, "notes": notes, "command": command,
                           "wall_seconds_this_invocation": round(time.perf_counter() - started, 1)})
