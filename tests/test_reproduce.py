@@ -13,6 +13,7 @@ from tinydistill.cli import main
 from tinydistill.collate import ANSWER_TASK, MultiTaskCollator, TaskSpec, tokenize_tasks
 from tinydistill.config import StudentConfig, config_from_dict
 from tinydistill.data import Example
+from tinydistill.errors import ConfigError
 from tinydistill.losses import choice_kl
 from tinydistill.rationales import without_stated_answer
 from tinydistill.run import HOLDOUT_SEED, load_train_valid, run
@@ -271,3 +272,26 @@ def test_weight_grid_cells_set_the_rationale_weights_and_valid_picks_each_seeds_
     assert choices == {"tinyllm": {"toy": {0: "tinyllm_w0.01", 1: "tinyllm"}}}
     assert table["tinyllm_on_valid"]["toy"]["test"] == pytest.approx([30.0, 45.0])
     assert table["tinyllm_on_valid"]["toy"]["mean"] == pytest.approx(37.5)
+
+
+def test_a_cell_finished_before_a_setting_existed_still_counts_when_that_setting_holds_its_default(tmp_path):
+    import yaml
+
+    from tinydistill.config import dump_config
+    from tinydistill.reproduce import Cell, check_same_protocol, table1_variants
+
+    raw = choice_config(tmp_path / "model", tinyllm_folder(tmp_path / "data"), tmp_path / "runs")
+    cfg = config_from_dict(raw)
+    cell = Cell("table1", "toy", table1_variants(["finetune"])[0], 0, tmp_path / "cell")
+    cell.run_dir.mkdir()
+    older = yaml.safe_load(dump_config(cfg))
+    del older["train"]["shard_optimizer_state"]  # as written by a version without the setting
+    (cell.run_dir / "config.yaml").write_text(yaml.safe_dump(older))
+    check_same_protocol(cell, cfg)  # the default: the same protocol
+    with pytest.raises(ConfigError, match="different settings"):
+        check_same_protocol(cell, config_from_dict({**raw, "train": {**raw["train"],
+                                                                     "shard_optimizer_state": True}}))
+    older["train"]["lr"] = 0.5  # a setting both versions have, changed
+    (cell.run_dir / "config.yaml").write_text(yaml.safe_dump(older))
+    with pytest.raises(ConfigError, match="different settings"):
+        check_same_protocol(cell, cfg)

@@ -226,10 +226,35 @@ def config_for(cell: Cell, base_for: Callable[[str, int], dict]) -> RunConfig:
     return config_from_dict(raw, source=f"reproduce:{cell.key}")
 
 
+def _settings_added_since(saved: Any, current: Any, model: Any) -> Any:
+    """``current`` without the settings ``saved`` lacks that hold their default: settings a later tinydistill
+    added (defaults keep the old behaviour), which a cell finished before them ran as if set to the default."""
+    if not isinstance(saved, dict) or not isinstance(current, dict):
+        return current
+    fields = getattr(model, "model_fields", {})
+    out = {}
+    for key, value in current.items():
+        info = fields.get(key)
+        sub = getattr(info, "annotation", None) if info is not None else None
+        if key not in saved:
+            default = info.get_default(call_default_factory=True) if info is not None else None
+            dumped = default.model_dump(mode="json") if hasattr(default, "model_dump") else default
+            if info is not None and dumped == value:
+                continue
+            out[key] = value
+            continue
+        out[key] = _settings_added_since(saved[key], value, sub if hasattr(sub, "model_fields") else None)
+    return out
+
+
 def check_same_protocol(cell: Cell, cfg: RunConfig) -> None:
-    """A finished cell counts only for the config that made it (not one of another --train-limit, say)."""
+    """A finished cell counts only for the config that made it (not one of another --train-limit, say);
+    settings added to tinydistill after the cell ran count as the same when they hold their default."""
     saved = cell.run_dir / "config.yaml"
-    if saved.is_file() and saved.read_text() != dump_config(cfg):
+    if not saved.is_file() or saved.read_text() == dump_config(cfg):
+        return
+    before = yaml.safe_load(saved.read_text())
+    if before != _settings_added_since(before, yaml.safe_load(dump_config(cfg)), RunConfig):
         raise ConfigError(f"{saved}: this finished cell was made with different settings than this command's; "
                           f"use another --output-dir (or delete {cell.run_dir})")
 
