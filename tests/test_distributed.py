@@ -3,6 +3,7 @@ shipped accelerate configs parse."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -49,7 +51,7 @@ def _launch(n: int, args: list[str], cwd: Path, accelerate_config: str | None = 
                     "--mixed_precision", "no"]
     port = ["--main_process_port" if accelerate_config else "--master_port", str(_free_port())]
     cmd = [sys.executable, *launcher, *port, "-m", "tinydistill.cli", *args]
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=420)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
 
@@ -230,9 +232,12 @@ def test_deepspeed_zero2_two_processes_train_like_one_and_resume(tiny_t5_dir, sy
     sparse = tmp_path / "sparse.jsonl"
     sparse.write_text("".join(line + "\n" for i, line in enumerate(
         synthetic_data["rationales"].read_text().splitlines()) if i % 3))
+    # AdamW does not see a constant gradient scale, clipping at every step hides it too: the gradient norms here
+    # are about 6.7, 4.2, 2.4, 2.7, 2.1, so clipping at 3 makes a process-count or accumulation factor left in
+    # DeepSpeed's gradients change the losses
     over = {"data.train.limit": 25, "train.batch_size": 6, "train.grad_accum_steps": 2, "train.epochs": 2,
-            "train.checkpoint_every": 3, "train.keep_checkpoints": 5, "eval.modes": ["rank"],
-            "data.valid.limit": 16,
+            "train.max_grad_norm": 3.0, "train.checkpoint_every": 3, "train.keep_checkpoints": 5,
+            "eval.modes": ["rank"], "data.valid.limit": 16,
             "teachers": [{"name": "synth", "kind": "imported", "path": str(sparse), "alpha_rationale": 0.5}]}
     one = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", name="one", **over))
     run(one, progress=False, log=lambda *_: None)
@@ -257,8 +262,8 @@ def test_deepspeed_zero2_two_processes_train_like_one_and_resume(tiny_t5_dir, sy
     assert_same_records(_records(one.run_dir), _records(zero_dir))
     wa, wb = (load_file(d / "best" / "model.safetensors") for d in (one.run_dir, zero_dir))
     assert wa.keys() == wb.keys()
-    for k in wa:
-        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=1e-4, msg=k)
+    for k in wa:  # DeepSpeed sums in other orders; AdamW magnifies that rounding where its second moment is small
+        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=3e-4, msg=k)
     summary = json.loads((zero_dir / "summary.json").read_text())["valid"]
 
     shutil.rmtree(zero_dir / "checkpoints" / "step-0000005")  # as if the run had died after step 3
@@ -299,27 +304,31 @@ def test_fsdp_matches_ddp_for_adapters_and_white_box_projections(method, tiny_t5
                                                                  tmp_path) -> None:
     """LoRA (frozen base weights beside trainable adapters in one unit) and online white-box KD (the teacher
     outside the sharded module, hidden-state projections inside it): two FSDP processes log the losses of two
-    DDP processes (the same loss scaling), and the loss falls."""
+    DDP processes (the same loss scaling, the same clipping of every trained weight), and the loss falls. So do
+    two DeepSpeed ZeRO-2 processes, where DeepSpeed is installed."""
     extra = ({"lora": {"r": 4, "save": "merged"}} if method == "lora" else
              {"whitebox": {"teacher_model": str(tiny_t5_dir), "alpha_kd": 0.5, "signals": "online",
                            "layer_map": [{"side": "encoder", "teacher": 1, "student": 1}]}, "teachers": []})
     losses = {}
-    for engine in ("ddp", "fsdp"):
+    zero = importlib.util.find_spec("deepspeed") is not None
+    configs = {"ddp": None, "fsdp": "fsdp", **({"zero2": "deepspeed_zero2"} if zero else {})}
+    for engine, accelerate_config in configs.items():
         raw = run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", name=engine, method=method,
                          **{"train.max_steps": 4, "train.eval_every": 4, "train.batch_size": 9,
                             "eval.modes": ["rank"], "data.valid.limit": 8}, **extra)
         (tmp_path / f"{engine}.yaml").write_text(yaml.safe_dump(raw))
         _launch(2, ["train", str(tmp_path / f"{engine}.yaml"), "--no-progress"], tmp_path,
-                accelerate_config=None if engine == "ddp" else "fsdp")
+                accelerate_config=accelerate_config)
         records = [r for r in _records(tmp_path / "runs" / engine) if "loss" in r]
         assert records[0]["data_parallel"] == engine
         losses[engine] = records
-    assert any(k.startswith("loss/hidden") for k in losses["fsdp"][0]) == (method == "whitebox")
-    for ra, rb in zip(losses["ddp"], losses["fsdp"], strict=True):
-        for k, v in ra.items():
-            if k.startswith("loss"):
-                assert rb[k] == pytest.approx(v, rel=1e-4, abs=1e-6), (ra["step"], k)
-    assert losses["fsdp"][-1]["loss"] < losses["fsdp"][0]["loss"]
+    for engine in configs:
+        assert any(k.startswith("loss/hidden") for k in losses[engine][0]) == (method == "whitebox")
+        for ra, rb in zip(losses["ddp"], losses[engine], strict=True):
+            for k, v in ra.items():
+                if k.startswith("loss"):
+                    assert rb[k] == pytest.approx(v, rel=1e-4, abs=1e-6), (engine, ra["step"], k)
+        assert losses[engine][-1]["loss"] < losses[engine][0]["loss"]
 
 
 # --------------------------------------------------------------------------------------------- teaching
@@ -405,32 +414,41 @@ def test_http_teacher_spreads_requests_over_endpoints_and_retries_on_the_next() 
 
 
 # ---------------------------------------------------------------------------------------------- configs
-@pytest.mark.parametrize("name,kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP")])
+@pytest.mark.parametrize("name,kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed_zero2", "DEEPSPEED")])
 def test_accelerate_configs_load_with_accelerate(name: str, kind: str) -> None:
-    """Each shipped config loads as accelerate's ClusterConfig; its plugin keys are ``accelerate launch`` options."""
+    """Each shipped config loads as accelerate's ClusterConfig (DeepSpeed's too, without DeepSpeed installed); its
+    plugin keys are ``accelerate launch`` options."""
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.commands.launch import launch_command_parser
 
     cfg = load_config_from_file(str(REPO / "configs" / "accelerate" / f"{name}.yaml"))
     assert cfg.distributed_type.value == kind and cfg.mixed_precision == "bf16"
     options = {a.dest for a in launch_command_parser()._actions}
-    assert set(cfg.fsdp_config) <= options
+    assert set(cfg.fsdp_config) <= options and set(cfg.deepspeed_config) <= options
+    if kind == "DEEPSPEED":
+        assert cfg.deepspeed_config["zero_stage"] == 2 and not cfg.use_cpu  # use_cpu would launch plain DDP
     if kind == "FSDP":
         assert cfg.fsdp_config["fsdp_version"] == 2
         assert cfg.fsdp_config["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
 
 
-def test_deepspeed_and_fsdp1_are_refused_with_a_pointer_to_what_works(monkeypatch) -> None:
+def test_zero3_and_fsdp1_are_refused_with_a_pointer_to_what_works(monkeypatch) -> None:
     from accelerate.utils import DistributedType
 
     from tinydistill.distributed import DataParallel
     from tinydistill.fsdp import fsdp_plugin
+    from tinydistill.zero import zero_stage
 
     class Fake:
         distributed_type = DistributedType.DEEPSPEED
         num_processes = 1
+        state = SimpleNamespace(deepspeed_plugin=SimpleNamespace(deepspeed_config={"zero_optimization": {"stage": 3}}))
 
     with pytest.raises(ConfigError, match="fsdp.yaml"):
+        zero_stage(Fake())  # type: ignore[arg-type]
+    Fake.state.deepspeed_plugin.deepspeed_config = {"zero_optimization": {"stage": 2}}
+    assert zero_stage(Fake()) == 2  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="zero=True"):  # the loop's own all-reduce would sum DeepSpeed's again
         DataParallel(Fake(), ["answer"])  # type: ignore[arg-type]
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setenv("FSDP_VERSION", "1")

@@ -23,6 +23,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import DistributedType, broadcast_object_list, parse_flag_from_env
 from torch.distributed.optim import ZeroRedundancyOptimizer
 
+from . import zero
 from .errors import ConfigError
 from .losses import IGNORE_INDEX
 
@@ -83,21 +84,23 @@ class DataParallel:
     """The loop's view of the other processes: its share of each batch, loss scales, reductions, main-only work.
 
     ``tasks``: the same on every process (the tasks of all training rows). ``fsdp``: the model is sharded
-    (:mod:`tinydistill.fsdp`), so gradients are already reduced in backward.
+    (:mod:`tinydistill.fsdp`); ``zero``: DeepSpeed's engine trains it (:mod:`tinydistill.zero`). Either way
+    gradients are already reduced in backward.
     """
 
-    def __init__(self, accelerator: Accelerator, tasks: Iterable[str], *, fsdp: bool = False) -> None:
+    def __init__(self, accelerator: Accelerator, tasks: Iterable[str], *, fsdp: bool = False,
+                 zero: bool = False) -> None:
         kind = accelerator.distributed_type
         launched = launched_shard()[1]
         if launched != accelerator.num_processes:
             raise ConfigError(f"{launched} processes were launched but accelerate sees {accelerator.num_processes}; "
                               f"without a GPU set ACCELERATE_USE_CPU=1 (see README 'Scale-out')")
-        if kind == DistributedType.DEEPSPEED:
-            raise ConfigError("accelerate DEEPSPEED: not supported by the training loop; use "
-                              "configs/accelerate/fsdp.yaml (ZeRO-3-like) or ddp.yaml with "
-                              "train.shard_optimizer_state (ZeRO-1); see README 'Scale-out'")
+        if kind == DistributedType.DEEPSPEED and not zero:
+            raise ConfigError("accelerate DEEPSPEED: DeepSpeed's engine reduces the gradients (tinydistill.zero); "
+                              "DataParallel must be told so (zero=True)")
         self.accelerator = accelerator
         self.fsdp = fsdp  # FSDP reduce-scatters gradients itself, in backward
+        self.zero = zero  # and so does DeepSpeed's engine
         self.index, self.count = accelerator.process_index, accelerator.num_processes
         self.is_main = accelerator.is_main_process
         self.tasks = sorted(tasks)
@@ -132,7 +135,7 @@ class DataParallel:
     def reduce_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Sum gradients over processes. Collective; a gradient missing on some process counts as zero there,
         and a parameter no process touched keeps ``grad = None`` (so AdamW skips it, as one process would)."""
-        if not self.active or self.fsdp:
+        if not self.active or self.fsdp or self.zero:
             return
         params = [p for p in params if p.requires_grad]
         device = self.accelerator.device
@@ -209,8 +212,9 @@ def _buckets(tensors: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
 
 def process_state() -> PartialState:
     """accelerate's process group (created on first use, with :data:`COLLECTIVE_TIMEOUT`); CPU-only processes
-    join theirs when ``ACCELERATE_USE_CPU`` is set."""
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"), timeout=COLLECTIVE_TIMEOUT)
+    join theirs when ``ACCELERATE_USE_CPU`` is set, or over gloo under DeepSpeed (:func:`.zero.state_kwargs`)."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"), timeout=COLLECTIVE_TIMEOUT,
+                        **zero.state_kwargs())
 
 
 def is_main_process() -> bool:

@@ -109,9 +109,6 @@ class ObjectiveForward(nn.Module):
     def forward(self, batch: dict[str, dict[str, torch.Tensor]]) -> dict[str, tuple[float, torch.Tensor]]:
         return self._objective.terms(self._student, batch)
 
-    def student_parameters(self) -> list[nn.Parameter]:
-        return list(self.student.parameters())
-
 
 def local_share(parameters: Sequence[nn.Parameter]) -> float:
     """The fraction of these parameters' elements stored on this process (1.0 unless sharded)."""

@@ -43,6 +43,10 @@ from .fsdp import (
 from .host_memory import keep_freed_host_memory
 from .losses import weighted_total
 from .students import Student
+from .zero import backward as zero_backward
+from .zero import configure as configure_zero
+from .zero import optimizer_state_share as zero_state_share
+from .zero import zero_stage
 
 
 class Objective(Protocol):
@@ -163,6 +167,9 @@ def train(
     model.train()
     plugin = fsdp_plugin(accelerator)
     fsdp = plugin is not None
+    stage = zero_stage(accelerator)  # DeepSpeed ZeRO-2 (zero.py): its engine trains ObjectiveForward
+    if stage is not None and cfg.shard_optimizer_state:
+        raise ConfigError("train.shard_optimizer_state: DeepSpeed ZeRO already shards the optimizer state; drop one")
     if fsdp:  # shard student + objective weights as one root module whose forward is the objective (fsdp.py)
         if cfg.shard_optimizer_state:
             raise ConfigError("train.shard_optimizer_state: FSDP already shards the optimizer state; drop one")
@@ -180,9 +187,14 @@ def train(
     scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     save_extra = load_extra = None
-    if fsdp:  # model and optimizer checkpoint as shards (fsdp.py); accelerate keeps RNG and scheduler state
+    if stage is not None:  # accelerate saves and loads the engine's own checkpoints (model, AdamW partitions)
+        hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+        configure_zero(accelerator, cfg.batch_size, cfg.grad_accum_steps, cfg.max_grad_norm,
+                       effective_precision(cfg.mixed_precision), hidden)
+        root, optimizer, scheduler = accelerator.prepare(ObjectiveForward(student, objective), optimizer, scheduler)
+    elif fsdp:  # model and optimizer checkpoint as shards (fsdp.py); accelerate keeps RNG and scheduler state
         accelerator.register_for_checkpointing(scheduler)
-        clipped = root.student_parameters()
+        clipped = list(root.parameters())  # every trained weight: the student's and the objective's own
         save_extra = lambda folder: save_sharded(root, optimizer, folder)  # noqa: E731
         load_extra = lambda folder: load_sharded(root, optimizer, folder)  # noqa: E731
     else:
@@ -194,8 +206,9 @@ def train(
         if extra is not None:
             accelerator.register_for_checkpointing(extra)
         student.model = accelerator.unwrap_model(model)  # objectives call model methods; gradients synced by dp
-        clipped = list(model.parameters())
-    dp = DataParallel(accelerator, {task for row in rows for task in row}, fsdp=fsdp)
+        clipped = [*model.parameters(), *objective.parameters()]  # every trained weight (as DeepSpeed clips)
+    dp = DataParallel(accelerator, {task for row in rows for task in row}, fsdp=fsdp, zero=stage is not None)
+    same_tasks = fsdp or stage is not None  # every process runs backward through the same modules
     collate = MultiTaskCollator(student.kind, student.pad_token_id)
     ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
 
@@ -221,10 +234,10 @@ def train(
     running: dict[str, float] = {}
     micro_in_step, seen = 0, 0
     # logged once per process start: did sharding take effect? (FSDP shards weights, gradients and AdamW state)
-    data_parallel = "fsdp" if fsdp else "ddp" if dp.active else "none"
+    data_parallel = "fsdp" if fsdp else f"zero{stage}" if stage is not None else "ddp" if dp.active else "none"
     param_share = local_share([p for g in optimizer.param_groups for p in g["params"]])
-    state_share: float | None = param_share if fsdp else optimizer_state_share(
-        getattr(optimizer, "optimizer", optimizer))
+    state_share: float | None = param_share if fsdp else zero_state_share(root) if stage is not None else (
+        optimizer_state_share(getattr(optimizer, "optimizer", optimizer)))
     log_every = max(1, min(10, total_steps // 20 or 1))
 
     def log(record: dict) -> None:
@@ -245,7 +258,7 @@ def train(
         while state.batch_in_epoch < len(batches) and state.step < total_steps:
             global_batch = batches[state.batch_in_epoch]
             batch_rows = dp.shard(global_batch)
-            items, borrowed = (same_tasks_everywhere(batch_rows, global_batch, rows) if fsdp
+            items, borrowed = (same_tasks_everywhere(batch_rows, global_batch, rows) if same_tasks
                                else ([rows[i] for i in batch_rows], set()))
             batch = collate(items) if items else {}
             state.batch_in_epoch += 1
@@ -253,27 +266,31 @@ def train(
             batch = {task: {k: v.to(accelerator.device) for k, v in t.items()} for task, t in batch.items()}
             # several processes: the global batch's gradient, summed (borrowed tasks count for nothing)
             scales, row_share = dp.term_scales(batch, borrowed)
+            last_micro = micro_in_step + 1 >= cfg.grad_accum_steps or state.batch_in_epoch >= len(batches)
             if batch:
                 if fsdp:  # accumulate locally until the step's last micro-batch, then reduce-scatter
-                    sync_gradients_now(root, micro_in_step + 1 >= cfg.grad_accum_steps
-                                       or state.batch_in_epoch >= len(batches))
+                    sync_gradients_now(root, last_micro)
                 with accelerator.autocast():
-                    terms = root(batch) if fsdp else objective.terms(student, batch)
+                    terms = root(batch) if same_tasks else objective.terms(student, batch)
                     if dp.active:
                         terms = scale_terms(terms, scales, row_share)
                     loss = weighted_total(terms)
-                accelerator.backward(loss / cfg.grad_accum_steps)
+                if stage is not None:  # the engine reduces, clips and steps AdamW on the last micro-batch
+                    zero_backward(root, loss / cfg.grad_accum_steps, dp.count, last_micro)
+                else:
+                    accelerator.backward(loss / cfg.grad_accum_steps)
                 for task, (_, value) in terms.items():
                     running[f"loss/{task}"] = running.get(f"loss/{task}", 0.0) + value.item()
                 running["loss"] = running.get("loss", 0.0) + loss.item()
             running["_n"] = running.get("_n", 0) + 1
             micro_in_step += 1
-            if micro_in_step < cfg.grad_accum_steps and state.batch_in_epoch < len(batches):
+            if not last_micro:
                 continue
             micro_in_step = 0
             dp.reduce_gradients([p for g in optimizer.param_groups for p in g["params"]])
-            accelerator.clip_grad_norm_(clipped, cfg.max_grad_norm)
-            optimizer.step()
+            if stage is None:  # the engine clipped
+                accelerator.clip_grad_norm_(clipped, cfg.max_grad_norm)
+            optimizer.step()  # under DeepSpeed, accelerate's wrapper: a no-op (the engine stepped)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
