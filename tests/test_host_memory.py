@@ -1,4 +1,5 @@
-"""Freed large host blocks are kept for reuse: a repeated 64 MB allocation stops page-faulting."""
+"""Freed large host blocks are kept for reuse: a repeated 64 MB allocation stops page-faulting; after a run they
+are given back."""
 
 import subprocess
 import sys
@@ -31,3 +32,29 @@ def test_large_blocks_are_reused_instead_of_faulted_in_each_step():
         pytest.skip("not glibc")
     assert plain > 5 * 10_000  # each fresh 64 MB block faulted in again: ~16k pages a step
     assert kept < plain / 20, (plain, kept)
+
+
+RELEASE = """
+import torch
+from tinydistill.host_memory import keep_freed_host_memory, release_freed_host_memory
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+applied = keep_freed_host_memory()
+blocks = [torch.ones(16 * 1024 * 1024) for _ in range(8)]  # 512 MB on the heap
+keep = torch.ones(1024)  # allocated after them: the heap's top stays in use, so free blocks cannot be cut off it
+del blocks
+held = rss_mb()
+released = release_freed_host_memory()
+print(applied, released, held, rss_mb())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim")
+def test_freed_blocks_go_back_to_the_os_after_a_run():
+    out = subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True, check=True).stdout.split()
+    if out[0] != "True":
+        pytest.skip("not glibc")
+    held, after = float(out[2]), float(out[3])
+    assert out[1] == "True" and held > after + 400, (held, after)  # the 512 MB kept, then returned

@@ -40,7 +40,7 @@ from .fsdp import (
     shard_model,
     sync_gradients_now,
 )
-from .host_memory import keep_freed_host_memory
+from .host_memory import keep_freed_host_memory, release_freed_host_memory
 from .losses import weighted_total
 from .students import Student
 from .zero import backward as zero_backward
@@ -217,6 +217,7 @@ def train(
         _truncate_metrics(metrics_path, state.step)
 
     def finish(state: LoopState, seconds: float, seen: int) -> TrainResult:
+        release_freed_host_memory()  # kept blocks served this run's steps; the next run starts from a lean heap
         if fsdp:  # the caller gets an ordinary model (on the main process) for what follows training
             copy_ = full_copy.refresh(root, accelerator.device)
             if copy_ is not None:
