@@ -60,6 +60,31 @@ def _records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+#: Logged once per process start (what this process holds), so a resumed or parallel run logs them elsewhere.
+STARTED = {"optimizer_state_share", "data_parallel", "parameter_share"}
+
+
+def _assert_same_records(a: list[dict], b: list[dict], count: int) -> None:
+    """The same steps, and every logged loss and valid metric within 1e-4 relative (the start records aside)."""
+    assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) == count
+    for ra, rb in zip(a, b, strict=True):
+        for k, v in ra.items():
+            if k not in STARTED:
+                assert rb[k] == (pytest.approx(v, rel=1e-4, abs=1e-6) if isinstance(v, float) else v), (ra["step"], k)
+
+
+def _ragged_run(synthetic_data: dict[str, Path], tmp_path: Path) -> dict:
+    """Overrides for 25 rows in global batches of 12 (each epoch ends with a 1-row batch), checkpoints every 3
+    steps, and a teacher whose every third row has no rationale (task units differ by process)."""
+    rationales = synthetic_data["rationales"].read_text().splitlines()
+    assert len(rationales) > 25
+    sparse = tmp_path / "sparse.jsonl"
+    sparse.write_text("".join(line + "\n" for i, line in enumerate(rationales) if i % 3))
+    return {"data.train.limit": 25, "train.batch_size": 12, "train.epochs": 2, "train.checkpoint_every": 3,
+            "train.keep_checkpoints": 5, "eval.modes": ["rank"], "data.valid.limit": 16,
+            "teachers": [{"name": "synth", "kind": "imported", "path": str(sparse), "alpha_rationale": 0.5}]}
+
+
 # ------------------------------------------------------------------------------------------- pure pieces
 def test_shards_partition_a_batch_and_parse() -> None:
     batch = list(range(5))
@@ -98,14 +123,7 @@ def test_two_processes_train_like_one_and_resume(tiny_t5_dir, synthetic_data, tm
     Some rows have no rationale (task units differ by process). A one-process run stopped after step 3 is
     resumed by two processes; every logged loss and valid metric, and the final weights, match the
     uninterrupted one-process run."""
-    ids = [json.loads(line)["id"] for line in synthetic_data["rationales"].read_text().splitlines()]
-    sparse = tmp_path / "sparse.jsonl"  # every third row has no rationale
-    sparse.write_text("".join(line + "\n" for i, line in enumerate(
-        synthetic_data["rationales"].read_text().splitlines()) if i % 3))
-    assert len(ids) > 25
-    over = {"data.train.limit": 25, "train.batch_size": 12, "train.epochs": 2, "train.checkpoint_every": 3,
-            "train.keep_checkpoints": 5, "eval.modes": ["rank"], "data.valid.limit": 16,
-            "teachers": [{"name": "synth", "kind": "imported", "path": str(sparse), "alpha_rationale": 0.5}]}
+    over = _ragged_run(synthetic_data, tmp_path)
     one = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", name="one", **over))
     run(one, progress=False, log=lambda *_: None)
 
@@ -121,10 +139,9 @@ def test_two_processes_train_like_one_and_resume(tiny_t5_dir, synthetic_data, tm
     a, b = _records(one.run_dir), _records(two.run_dir)
     assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) == 8  # 6 steps + 2 evals, no duplicates
     for ra, rb in zip(a, b, strict=True):
-        started = {"optimizer_state_share", "data_parallel", "parameter_share"}  # logged once per process start
-        assert ra.keys() - started == rb.keys() - started
+        assert ra.keys() - STARTED == rb.keys() - STARTED
         for k, v in ra.items():
-            if k in started:
+            if k in STARTED:
                 continue
             assert rb[k] == (pytest.approx(v, rel=1e-4, abs=1e-6) if isinstance(v, float) else v), (ra["step"], k)
     last_a, last_b = (sorted((r / "checkpoints").glob("step-*"))[-1] for r in (one.run_dir, two.run_dir))
@@ -180,12 +197,7 @@ def test_fsdp_two_processes_train_like_one_and_resume_from_sharded_checkpoints(
     two CPU processes: the epochs end with a 1-row batch (one process borrows the rows it lacks) and a third of
     the rows have no rationale. Every logged loss and valid metric matches one process, ``best/`` is a plain
     Hugging Face folder with the same weights, and a run resumed from the sharded step-3 checkpoint ends the same."""
-    sparse = tmp_path / "sparse.jsonl"
-    sparse.write_text("".join(line + "\n" for i, line in enumerate(
-        synthetic_data["rationales"].read_text().splitlines()) if i % 3))
-    over = {"data.train.limit": 25, "train.batch_size": 12, "train.epochs": 2, "train.checkpoint_every": 3,
-            "train.keep_checkpoints": 5, "eval.modes": ["rank"], "data.valid.limit": 16,
-            "teachers": [{"name": "synth", "kind": "imported", "path": str(sparse), "alpha_rationale": 0.5}]}
+    over = _ragged_run(synthetic_data, tmp_path)
     one = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", name="one", **over))
     run(one, progress=False, log=lambda *_: None)
     fsdp = run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", name="fsdp", **over)
@@ -199,15 +211,7 @@ def test_fsdp_two_processes_train_like_one_and_resume_from_sharded_checkpoints(
     assert first_record["optimizer_state_share"] == first_record["parameter_share"]
     assert (fsdp_dir / "checkpoints" / "step-0000003" / "fsdp" / ".metadata").is_file()
 
-    def assert_same_records(a: list[dict], b: list[dict]) -> None:
-        assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) == 8
-        for ra, rb in zip(a, b, strict=True):
-            for k, v in ra.items():
-                if k not in ("optimizer_state_share", "data_parallel", "parameter_share"):
-                    assert rb[k] == (pytest.approx(v, rel=1e-4, abs=1e-6) if isinstance(v, float) else v), (
-                        ra["step"], k)
-
-    assert_same_records(_records(one.run_dir), _records(fsdp_dir))
+    _assert_same_records(_records(one.run_dir), _records(fsdp_dir), count=8)
     wa, wb = (load_file(d / "best" / "model.safetensors") for d in (one.run_dir, fsdp_dir))
     assert wa.keys() == wb.keys()
     for k in wa:
@@ -218,7 +222,7 @@ def test_fsdp_two_processes_train_like_one_and_resume_from_sharded_checkpoints(
     shutil.rmtree(fsdp_dir / "checkpoints" / "step-0000006")
     (fsdp_dir / "summary.json").unlink()
     _launch(2, ["train", str(tmp_path / "fsdp.yaml"), "--no-progress"], tmp_path, accelerate_config="fsdp")
-    assert_same_records(_records(one.run_dir), _records(fsdp_dir))
+    _assert_same_records(_records(one.run_dir), _records(fsdp_dir), count=8)
     assert json.loads((fsdp_dir / "summary.json").read_text())["valid"] == first
 
 
@@ -251,15 +255,7 @@ def test_deepspeed_zero2_two_processes_train_like_one_and_resume(tiny_t5_dir, sy
     assert first["data_parallel"] == "zero2" and first["parameter_share"] == 1.0
     assert 0.45 < first["optimizer_state_share"] < 0.55  # AdamW's fp32 state partitioned over two processes
 
-    def assert_same_records(a: list[dict], b: list[dict]) -> None:
-        assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) == 7  # 5 steps + 2 evals
-        for ra, rb in zip(a, b, strict=True):
-            for k, v in ra.items():
-                if k not in ("optimizer_state_share", "data_parallel", "parameter_share"):
-                    assert rb[k] == (pytest.approx(v, rel=1e-4, abs=1e-6) if isinstance(v, float) else v), (
-                        ra["step"], k)
-
-    assert_same_records(_records(one.run_dir), _records(zero_dir))
+    _assert_same_records(_records(one.run_dir), _records(zero_dir), count=7)  # 5 steps + 2 evals
     wa, wb = (load_file(d / "best" / "model.safetensors") for d in (one.run_dir, zero_dir))
     assert wa.keys() == wb.keys()
     for k in wa:  # DeepSpeed sums in other orders; AdamW magnifies that rounding where its second moment is small
@@ -269,7 +265,7 @@ def test_deepspeed_zero2_two_processes_train_like_one_and_resume(tiny_t5_dir, sy
     shutil.rmtree(zero_dir / "checkpoints" / "step-0000005")  # as if the run had died after step 3
     (zero_dir / "summary.json").unlink()
     _launch(2, launch, tmp_path, accelerate_config="deepspeed_zero2")
-    assert_same_records(_records(one.run_dir), _records(zero_dir))
+    _assert_same_records(_records(one.run_dir), _records(zero_dir), count=7)  # 5 steps + 2 evals
     assert json.loads((zero_dir / "summary.json").read_text())["valid"] == summary
 
 
