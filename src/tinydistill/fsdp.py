@@ -95,11 +95,12 @@ class ObjectiveForward(nn.Module):
     def __init__(self, student: Any, objective: Any) -> None:
         super().__init__()
         self._student = student  # the Student (tokenizer, kind); its .model is registered below
-        self._objective = objective
+        # never a submodule, even if it is a Module: a frozen teacher it holds must stay outside the shards
+        object.__setattr__(self, "_objective", objective)
         self.student = student.model
         extra = getattr(objective, "checkpoint_module", None)
         self.objective_weights = extra if isinstance(extra, nn.Module) else None
-        # accelerate's transformer-based wrap policy reads the block classes from here
+        # shard_model wraps these block classes (each its own FSDP unit)
         inner = student.model
         blocks = set(getattr(inner, "_no_split_modules", None) or [])
         for child in inner.children():
