@@ -309,22 +309,30 @@ def _metric(summary: dict, split: str) -> float | None:
     return None if value is None else 100 * float(value)
 
 
+def _new_entry() -> dict[str, Any]:
+    return {"test": [], "valid": [], "majority": None, "seconds": 0.0, "seeds": [], "failed": [], "top_shares": []}
+
+
+def _add_seed(entry: dict[str, Any], seed: int, summary: dict) -> None:
+    """One finished cell's test and valid accuracy, majority baseline and collapse share, into a table entry."""
+    entry["test"].append(_metric(summary, "test"))
+    entry["valid"].append(_metric(summary, "valid"))
+    entry["seeds"].append(seed)
+    entry["majority"] = 100 * summary["test"].get("majority_baseline", 0.0)
+    entry["top_shares"].append(100 * summary["test"].get("rank_top_share", summary["test"].get("top_share", 0.0)))
+
+
 def aggregate(cells: Sequence[Cell]) -> dict[str, Any]:
     """Per (variant, dataset): test mean ± std over seeds, valid mean, majority baseline, seconds."""
     table: dict[str, dict[str, dict]] = {}
     for cell in cells:
         summary = cell_done(cell)
-        entry = table.setdefault(cell.variant.name, {}).setdefault(cell.dataset, {
-            "test": [], "valid": [], "majority": None, "seconds": 0.0, "seeds": [], "failed": [], "top_shares": []})
+        entry = table.setdefault(cell.variant.name, {}).setdefault(cell.dataset, _new_entry())
         if summary is None:
             if (cell.run_dir / "error.txt").is_file():
                 entry["failed"].append(cell.seed)
             continue
-        entry["test"].append(_metric(summary, "test"))
-        entry["valid"].append(_metric(summary, "valid"))
-        entry["seeds"].append(cell.seed)
-        entry["majority"] = 100 * summary["test"].get("majority_baseline", 0.0)
-        entry["top_shares"].append(100 * summary["test"].get("rank_top_share", summary["test"].get("top_share", 0.0)))
+        _add_seed(entry, cell.seed, summary)
         entry["seconds"] += summary.get("train_seconds", 0.0) + summary.get("eval_seconds", 0.0)
     for per_ds in table.values():
         for entry in per_ds.values():
@@ -347,8 +355,7 @@ def select_on_valid(cells: Sequence[Cell], table: dict) -> tuple[list[Variant], 
         chosen: dict[str, dict] = {}
         per_ds = table.setdefault(name, {})
         for dataset in dict.fromkeys(c.dataset for c in members):
-            entry = per_ds.setdefault(dataset, {"test": [], "valid": [], "majority": None, "seconds": 0.0,
-                                                "seeds": [], "failed": [], "top_shares": []})
+            entry = per_ds.setdefault(dataset, _new_entry())
             for seed in dict.fromkeys(c.seed for c in members if c.dataset == dataset):
                 runs = [(c, s) for c in members if c.dataset == dataset and c.seed == seed
                         and (s := cell_done(c)) is not None and _metric(s, "valid") is not None]
@@ -357,11 +364,7 @@ def select_on_valid(cells: Sequence[Cell], table: dict) -> tuple[list[Variant], 
                     continue
                 best, summary = max(runs, key=lambda cs: _metric(cs[1], "valid"))  # first of equals wins
                 chosen.setdefault(dataset, {})[seed] = best.variant.name
-                entry["test"].append(_metric(summary, "test"))
-                entry["valid"].append(_metric(summary, "valid"))
-                entry["seeds"].append(seed)
-                entry["majority"] = 100 * summary["test"].get("majority_baseline", 0.0)
-                entry["top_shares"].append(100 * summary["test"].get("rank_top_share", 0.0))
+                _add_seed(entry, seed, summary)
             _summarise(entry)
         choices[group] = chosen
     return rows, choices
