@@ -444,7 +444,7 @@ def test_zero3_and_fsdp1_are_refused_with_a_pointer_to_what_works(monkeypatch) -
         zero_stage(Fake())  # type: ignore[arg-type]
     Fake.state.deepspeed_plugin.deepspeed_config = {"zero_optimization": {"stage": 2}}
     assert zero_stage(Fake()) == 2  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="zero=True"):  # the loop's own all-reduce would sum DeepSpeed's again
+    with pytest.raises(ConfigError, match="engine_reduces=True"):  # else its all-reduce sums twice
         DataParallel(Fake(), ["answer"])  # type: ignore[arg-type]
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setenv("FSDP_VERSION", "1")

@@ -83,24 +83,21 @@ def scale_terms(terms: Terms, scales: Mapping[str, float], default: float) -> Te
 class DataParallel:
     """The loop's view of the other processes: its share of each batch, loss scales, reductions, main-only work.
 
-    ``tasks``: the same on every process (the tasks of all training rows). ``fsdp``: the model is sharded
-    (:mod:`tinydistill.fsdp`); ``zero``: DeepSpeed's engine trains it (:mod:`tinydistill.zero`). Either way
-    gradients are already reduced in backward.
+    ``tasks``: the same on every process (the tasks of all training rows). ``engine_reduces``: an engine
+    reduces the gradients in backward — FSDP (:mod:`tinydistill.fsdp`) or DeepSpeed (:mod:`tinydistill.zero`).
     """
 
-    def __init__(self, accelerator: Accelerator, tasks: Iterable[str], *, fsdp: bool = False,
-                 zero: bool = False) -> None:
+    def __init__(self, accelerator: Accelerator, tasks: Iterable[str], *, engine_reduces: bool = False) -> None:
         kind = accelerator.distributed_type
         launched = launched_shard()[1]
         if launched != accelerator.num_processes:
             raise ConfigError(f"{launched} processes were launched but accelerate sees {accelerator.num_processes}; "
                               f"without a GPU set ACCELERATE_USE_CPU=1 (see README 'Scale-out')")
-        if kind == DistributedType.DEEPSPEED and not zero:
+        if kind == DistributedType.DEEPSPEED and not engine_reduces:
             raise ConfigError("accelerate DEEPSPEED: DeepSpeed's engine reduces the gradients (tinydistill.zero); "
-                              "DataParallel must be told so (zero=True)")
+                              "DataParallel must be told so (engine_reduces=True)")
         self.accelerator = accelerator
-        self.fsdp = fsdp  # FSDP reduce-scatters gradients itself, in backward
-        self.zero = zero  # and so does DeepSpeed's engine
+        self.engine_reduces = engine_reduces
         self.index, self.count = accelerator.process_index, accelerator.num_processes
         self.is_main = accelerator.is_main_process
         self.tasks = sorted(tasks)
@@ -135,7 +132,7 @@ class DataParallel:
     def reduce_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Sum gradients over processes. Collective; a gradient missing on some process counts as zero there,
         and a parameter no process touched keeps ``grad = None`` (so AdamW skips it, as one process would)."""
-        if not self.active or self.fsdp or self.zero:
+        if not self.active or self.engine_reduces:
             return
         params = [p for p in params if p.requires_grad]
         device = self.accelerator.device

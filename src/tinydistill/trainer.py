@@ -168,11 +168,11 @@ def train(
     plugin = fsdp_plugin(accelerator)
     fsdp = plugin is not None
     stage = zero_stage(accelerator)  # DeepSpeed ZeRO-2 (zero.py): its engine trains ObjectiveForward
-    if stage is not None and cfg.shard_optimizer_state:
-        raise ConfigError("train.shard_optimizer_state: DeepSpeed ZeRO already shards the optimizer state; drop one")
+    same_tasks = fsdp or stage is not None  # an engine reduces in backward: every process runs the same modules
+    if same_tasks and cfg.shard_optimizer_state:
+        raise ConfigError(f"train.shard_optimizer_state: {'FSDP' if fsdp else 'DeepSpeed ZeRO'} already shards the "
+                          f"optimizer state; drop one")
     if fsdp:  # shard student + objective weights as one root module whose forward is the objective (fsdp.py)
-        if cfg.shard_optimizer_state:
-            raise ConfigError("train.shard_optimizer_state: FSDP already shards the optimizer state; drop one")
         if effective_precision(cfg.mixed_precision) == "fp16":
             raise ConfigError("train.mixed_precision: fp16 is not supported under FSDP; use bf16")
         full_copy = FullCopy(student, accelerator.is_main_process)  # before sharding: a plain model
@@ -182,7 +182,7 @@ def train(
     if objective.parameters():
         groups.append({"params": objective.parameters(), "weight_decay": 0.0,
                        "lr": cfg.lr * cfg.new_params_lr_scale})
-    optimizer = make_optimizer(groups, cfg.lr, cfg.shard_optimizer_state and not fsdp)
+    optimizer = make_optimizer(groups, cfg.lr, cfg.shard_optimizer_state)
     total_steps = total_optimizer_steps(len(rows), cfg)
     scheduler = get_scheduler(cfg.schedule, optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
@@ -207,8 +207,7 @@ def train(
             accelerator.register_for_checkpointing(extra)
         student.model = accelerator.unwrap_model(model)  # objectives call model methods; gradients synced by dp
         clipped = [*model.parameters(), *objective.parameters()]  # every trained weight (as DeepSpeed clips)
-    dp = DataParallel(accelerator, {task for row in rows for task in row}, fsdp=fsdp, zero=stage is not None)
-    same_tasks = fsdp or stage is not None  # every process runs backward through the same modules
+    dp = DataParallel(accelerator, {task for row in rows for task in row}, engine_reduces=same_tasks)
     collate = MultiTaskCollator(student.kind, student.pad_token_id)
     ckpt_dir, metrics_path = run_dir / "checkpoints", run_dir / "metrics.jsonl"
 
