@@ -295,3 +295,49 @@ def test_a_cell_finished_before_a_setting_existed_still_counts_when_that_setting
     (cell.run_dir / "config.yaml").write_text(yaml.safe_dump(older))
     with pytest.raises(ConfigError, match="different settings"):
         check_same_protocol(cell, cfg)
+
+
+def test_a_sweep_folder_moved_elsewhere_keeps_its_finished_cells(tmp_path):
+    """Only where the cells lie differs: they count; any real setting changed still refuses."""
+    import yaml
+
+    from tinydistill.config import dump_config
+    from tinydistill.reproduce import Cell, check_same_protocol, table1_variants
+
+    data = tinyllm_folder(tmp_path / "data")
+    raw = choice_config(tmp_path / "model", data, tmp_path / "old-sweep")
+    cell = Cell("table1", "toy", table1_variants(["finetune"])[0], 0, tmp_path / "new-sweep" / "cell")
+    cell.run_dir.mkdir(parents=True)
+    (cell.run_dir / "config.yaml").write_text(dump_config(config_from_dict(raw)))
+    moved = config_from_dict({**raw, "output_dir": str(tmp_path / "new-sweep")})
+    check_same_protocol(cell, moved)
+    older = yaml.safe_load(dump_config(config_from_dict(raw)))
+    older["seed"] = 5
+    (cell.run_dir / "config.yaml").write_text(yaml.safe_dump(older))
+    with pytest.raises(ConfigError, match="different settings"):
+        check_same_protocol(cell, moved)
+
+
+def test_train_limit_per_dataset_subsamples_only_the_named_dataset(tmp_path, monkeypatch, capsys):
+    """`--train-limit piqa=2000` style: the named dataset is subsampled, the others stay whole; a bad value is
+    one line naming the flag."""
+    from tinydistill.reproduce import base_config, limit_for, parse_train_limit
+
+    assert parse_train_limit(None) is None and parse_train_limit("500") == 500
+    limits = parse_train_limit("toy=30, other=7")
+    assert limits == {"toy": 30, "other": 7} and limit_for(limits, "toy") == 30 and limit_for(limits, "x") is None
+    data = tmp_path / "data"
+    tinyllm_folder(data, "toy")
+    tinyllm_folder(data, "whole")
+    for name, expected in (("toy", 30), ("whole", None)):
+        raw = base_config(data, name, train_limit=limit_for(limits, name), valid_rows=24, epochs=1,
+                          output_dir=tmp_path / "runs", seed=0, overrides=[])
+        assert raw["data"]["train"]["limit"] == expected
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", "--suite", "fractions", "--fractions", "0.5", "--data-root", str(data),
+                 "--datasets", "toy,whole", "--seeds", "0", "--valid-rows", "24", "--train-limit", "toy=30",
+                 "--dry-run"]) == 0
+    assert main(["reproduce", "--data-root", str(data), "--datasets", "toy", "--train-limit", "toy=lots",
+                 "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "--train-limit" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -184,6 +184,40 @@ def cell_config(cell: Cell, base: dict, finetuned: Path | None) -> dict:
     return raw
 
 
+def parse_train_limit(text: str | None) -> int | dict[str, int] | None:
+    """``--train-limit``: None (whole sets), N (every dataset) or ``name=N,...`` (those datasets; the rest whole)."""
+    if text is None or str(text).strip() == "":
+        return None
+    text = str(text).strip()
+    try:
+        if "=" not in text:
+            limit = int(text)
+            if limit < 1:
+                raise ValueError
+            return limit
+        limits = {}
+        for item in (x.strip() for x in text.split(",") if x.strip()):
+            name, _, value = item.partition("=")
+            limits[name.strip()] = int(value)
+            if limits[name.strip()] < 1 or not name.strip():
+                raise ValueError
+        return limits
+    except ValueError:
+        raise ConfigError(f"--train-limit {text!r}: expected a positive whole number or dataset=N pairs, "
+                          f"e.g. 500 or piqa=2000") from None
+
+
+def limit_for(train_limit: int | dict[str, int] | None, dataset: str) -> int | None:
+    """The training-set limit one dataset gets under ``--train-limit``."""
+    return train_limit.get(dataset) if isinstance(train_limit, dict) else train_limit
+
+
+def describe_train_limit(train_limit: int | dict[str, int] | None) -> str:
+    if isinstance(train_limit, dict):
+        return ", ".join(f"{k} {v}" for k, v in train_limit.items()) + " (the other datasets whole)"
+    return str(train_limit or "all")
+
+
 def _train_size(data_root: Path, dataset: str, valid_rows: int, train_limit: int | None) -> int:
     n = len(load_examples(data_root / dataset, "train", on_invalid="skip")) - valid_rows
     return min(n, train_limit) if train_limit else n
@@ -201,7 +235,7 @@ def plan_cells(args: argparse.Namespace) -> list[Cell]:
                 variants = ablation_variants()
             elif args.suite == "fractions":
                 variants = fraction_variants(args.fractions, _train_size(Path(args.data_root), ds, args.valid_rows,
-                                                                        args.train_limit))
+                                                                        limit_for(args.train_limit, ds)))
             elif args.suite == "alpha":
                 variants = alpha_variants(args.alphas)
             else:
@@ -249,12 +283,16 @@ def _settings_added_since(saved: Any, current: Any, model: Any) -> Any:
 
 def check_same_protocol(cell: Cell, cfg: RunConfig) -> None:
     """A finished cell counts only for the config that made it (not one of another --train-limit, say);
-    settings added to tinydistill after the cell ran count as the same when they hold their default."""
+    settings added to tinydistill after the cell ran count as the same when they hold their default, and a
+    sweep folder moved or copied elsewhere keeps its cells."""
     saved = cell.run_dir / "config.yaml"
     if not saved.is_file() or saved.read_text() == dump_config(cfg):
         return
     before = yaml.safe_load(saved.read_text())
-    if before != _settings_added_since(before, yaml.safe_load(dump_config(cfg)), RunConfig):
+    current = yaml.safe_load(dump_config(cfg))
+    for raw in (before, current):  # where the sweep folder lies says nothing about the cell: moved sweeps count
+        raw.pop("output_dir", None)
+    if before != _settings_added_since(before, current, RunConfig):
         raise ConfigError(f"{saved}: this finished cell was made with different settings than this command's; "
                           f"use another --output-dir (or delete {cell.run_dir})")
 
@@ -575,7 +613,9 @@ def configure_reproduce_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma list (default: all six)")
     p.add_argument("--methods", default=",".join(TABLE1_METHODS), help="table1 only: comma list of methods")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
-    p.add_argument("--train-limit", type=int, default=None, help="seeded subsample of each training set")
+    p.add_argument("--train-limit", default=None,
+                   help="seeded subsample of each training set: N for every dataset, or per dataset, e.g. "
+                        "piqa=2000 (the rest whole) or piqa=2000,riddle=1000")
     p.add_argument("--valid-rows", type=int, default=100, help="train rows held out for selection (default 100)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--fractions", default="0.125,0.25,0.5,1", help="fractions suite: training-set fractions")
@@ -605,6 +645,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     args.seeds, args.fractions = _split(args.seeds, int), _split(args.fractions, float)
     args.alphas, args.layers = _split(args.alphas, float), _split(args.layers, int)
     args.weight_grid = _split(args.weight_grid, float)
+    args.train_limit = parse_train_limit(args.train_limit)
     data_root = Path(args.data_root)
     for ds in args.datasets:
         if not (data_root / ds).is_dir():
@@ -625,7 +666,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
 
     def base_for(dataset: str, seed: int) -> dict:
-        return base_config(data_root, dataset, train_limit=args.train_limit, valid_rows=args.valid_rows,
+        return base_config(data_root, dataset, train_limit=limit_for(args.train_limit, dataset),
+                           valid_rows=args.valid_rows,
                            epochs=args.epochs, output_dir=root, seed=seed, overrides=args.overrides)
 
     started = time.perf_counter()
@@ -644,10 +686,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
              "bound, not comparable with the other rows."]
     if args.suite == "ablations":
         notes += [f"- not run ({name}): needs {why}" for name, why in ABLATIONS_NEEDING_TEACHERS.items()]
-    protocol = (f"Seeds {args.seeds}; train limit {args.train_limit or 'all'}; {args.epochs:g} epoch(s); "
-                f"mean ± std of test accuracy (%) over seeds.")
+    protocol = (f"Seeds {args.seeds}; train limit {describe_train_limit(args.train_limit)}; "
+                f"{args.epochs:g} epoch(s); mean ± std of test accuracy (%) over seeds.")
+    def flag_value(v: Any) -> str:
+        if isinstance(v, dict):
+            return ",".join(f"{k}={n}" for k, n in v.items())
+        return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
     command = "tinydistill reproduce " + " ".join(
-        f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, list) else v}"
+        f"--{k.replace('_', '-')} {flag_value(v)}"
         for k, v in vars(args).items() if k in ("suite", "datasets", "methods", "seeds", "train_limit", "epochs",
                                                "valid_rows", "weight_grid") and v not in (None, []))
     text = write_reports(root, args.suite, variants, args.datasets, cells,
