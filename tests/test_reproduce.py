@@ -91,6 +91,35 @@ def test_choice_student_rationale_batch_reads_only_the_source(tiny_bert_dir):
     assert logits.shape[:2] == labels.shape  # one decoder position per target token
 
 
+def test_a_long_row_keeps_the_question_asked_and_the_student_learns_from_it(tmp_path, tiny_bert_dir):
+    """PubMedQA/BioASQ put a long context first and the question last: a pair too long loses the start of the
+    context, never the prefix, the question's end or a choice — so a student can still learn from such rows
+    (cutting the end instead left every row at chance)."""
+    from tinydistill.choice_student import encode_choices
+
+    context = "the report lists many unrelated findings about soil and weather in several regions . " * 2
+    student = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice"))
+    ex = Example("1", context + "what goes with a cat?", ("milk", "bone"), 0)
+    item, cut = encode_choices(student.tokenizer, ex, "answer: ", 24)
+    text = student.tokenizer.decode(item.pair_ids[0])
+    assert cut > 0 and all(len(ids) <= 24 for ids in item.pair_ids)
+    assert text.startswith("[CLS] answer :") and "what goes with a cat? [SEP] milk [SEP]" in text
+
+    data = tinyllm_folder(tmp_path)
+    for split in ("train", "valid"):
+        path = data / f"toy_{split}.json"
+        rows = json.loads(path.read_text())
+        path.write_text(json.dumps([{**r, "question": context + r["question"]} for r in rows]))
+    out = tmp_path / "runs"
+    raw = choice_config(tiny_bert_dir, data, out)
+    raw["student"]["max_input_length"] = 24
+    raw["train"]["epochs"] = 20  # the context slows learning; cutting the question's end instead stays at chance
+    outcome = run(config_from_dict(raw), progress=False, log=lambda m: None)
+    summary = json.loads((out / "finetune" / "summary.json").read_text())
+    assert summary["test"]["sources_truncated"] == 40  # every row was too long
+    assert outcome.test is not None and outcome.test.metrics["rank_accuracy"] > 0.4  # chance is 25%
+
+
 def test_choice_kl_is_zero_for_equal_scores_and_ignores_absent_choices():
     s = torch.tensor([[1.0, 0.5, float("-inf")], [0.2, 0.1, 0.0]])
     assert choice_kl(s, s.clone(), 2.0).item() == pytest.approx(0.0, abs=1e-7)

@@ -112,18 +112,35 @@ class ChoiceItem:
 
 
 def encode_choices(tokenizer, ex: Example, prefix: str, max_length: int) -> tuple[ChoiceItem, int]:
-    """Tokenise ``(prefix + question, choice)`` pairs, cutting the question first; returns (item, n_truncated)."""
+    """Tokenise ``(prefix + question, choice)`` pairs; returns (item, question tokens dropped: 0 if it fits).
+
+    A pair too long loses the *start* of its question, as the sequence-to-sequence collator does: long rows
+    (PubMedQA, BioASQ) put their context first and the question asked last, so the prefix, the end of the
+    question and every choice survive. A choice is cut only if it alone leaves no room."""
     firsts, seconds = [prefix + ex.question] * len(ex.choices), list(ex.choices)
     enc = tokenizer(firsts, seconds, return_token_type_ids=True)
-    truncated = sum(len(ids) > max_length for ids in enc["input_ids"])
-    if truncated:  # the rare long row: cut the question first; a choice only if it alone is too long
+    dropped = max(0, max(len(ids) for ids in enc["input_ids"]) - max_length)
+    question = ex.question
+    for _ in range(4):  # dropping whole leading tokens of the text can re-split one word: re-measure
+        over = max(len(ids) for ids in enc["input_ids"]) - max_length
+        if over <= 0 or not question:
+            break
+        question = _without_leading_tokens(tokenizer, question, over)
+        enc = tokenizer([prefix + question] * len(seconds), seconds, return_token_type_ids=True)
+    if max(len(ids) for ids in enc["input_ids"]) > max_length:  # a choice alone is too long
         try:
             enc = tokenizer(firsts, seconds, truncation="only_first", max_length=max_length,
                             return_token_type_ids=True)
         except Exception:  # tokenizers raises a bare Exception when the question cannot absorb the cut
             enc = tokenizer(firsts, seconds, truncation="longest_first", max_length=max_length,
                             return_token_type_ids=True)
-    return ChoiceItem(enc["input_ids"], enc["token_type_ids"], ex.answer if ex.answer is not None else -1), truncated
+    return ChoiceItem(enc["input_ids"], enc["token_type_ids"], ex.answer if ex.answer is not None else -1), dropped
+
+
+def _without_leading_tokens(tokenizer, text: str, n: int) -> str:
+    """``text`` without its first ``n`` tokens (cut at a token's character offset; empty if it has no more)."""
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return text[offsets[n][0]:] if n < len(offsets) else ""
 
 
 def pad_choices(items: Sequence[ChoiceItem], pad_id: int) -> dict[str, torch.Tensor]:

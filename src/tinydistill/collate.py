@@ -146,6 +146,7 @@ def tokenize_tasks(
             if task.name == ANSWER_TASK and student.kind == "multiple_choice":  # score (question, choice) pairs
                 item, cut = encode_choices(student.tokenizer, ex, task.prefix, max_input_length)
                 stats.sources += bool(cut)
+                stats.source_tokens_dropped += cut
                 items[task.name] = item
                 continue
             text = task.target(i, ex)
