@@ -370,3 +370,7 @@ def test_train_limit_per_dataset_subsamples_only_the_named_dataset(tmp_path, mon
                  "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "--train-limit" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["reproduce", "--data-root", str(data), "--datasets", "toy", "--train-limit", "tyo=30",
+                 "--dry-run"]) == 2  # a misspelt dataset would silently train on the whole set
+    err = capsys.readouterr().err
+    assert "tyo is not among --datasets" in err and len(err.strip().splitlines()) == 1

@@ -186,22 +186,22 @@ def cell_config(cell: Cell, base: dict, finetuned: Path | None) -> dict:
 
 def parse_train_limit(text: str | None) -> int | dict[str, int] | None:
     """``--train-limit``: None (whole sets), N (every dataset) or ``name=N,...`` (those datasets; the rest whole)."""
-    if text is None or str(text).strip() == "":
+    if text is None or not str(text).strip():
         return None
     text = str(text).strip()
+
+    def positive(value: str) -> int:
+        if int(value) < 1:
+            raise ValueError(value)
+        return int(value)
+
     try:
         if "=" not in text:
-            limit = int(text)
-            if limit < 1:
-                raise ValueError
-            return limit
-        limits = {}
-        for item in (x.strip() for x in text.split(",") if x.strip()):
-            name, _, value = item.partition("=")
-            limits[name.strip()] = int(value)
-            if limits[name.strip()] < 1 or not name.strip():
-                raise ValueError
-        return limits
+            return positive(text)
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        if any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
+            raise ValueError(text)
+        return {name.strip(): positive(value) for name, value in pairs}
     except ValueError:
         raise ConfigError(f"--train-limit {text!r}: expected a positive whole number or dataset=N pairs, "
                           f"e.g. 500 or piqa=2000") from None
@@ -213,6 +213,7 @@ def limit_for(train_limit: int | dict[str, int] | None, dataset: str) -> int | N
 
 
 def describe_train_limit(train_limit: int | dict[str, int] | None) -> str:
+    """``--train-limit`` in the report's protocol line."""
     if isinstance(train_limit, dict):
         return ", ".join(f"{k} {v}" for k, v in train_limit.items()) + " (the other datasets whole)"
     return str(train_limit or "all")
@@ -646,6 +647,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     args.alphas, args.layers = _split(args.alphas, float), _split(args.layers, int)
     args.weight_grid = _split(args.weight_grid, float)
     args.train_limit = parse_train_limit(args.train_limit)
+    unknown = sorted(set(args.train_limit) - set(args.datasets)) if isinstance(args.train_limit, dict) else []
+    if unknown:
+        raise ConfigError(f"--train-limit: {', '.join(unknown)} is not among --datasets ({', '.join(args.datasets)})")
     data_root = Path(args.data_root)
     for ds in args.datasets:
         if not (data_root / ds).is_dir():
