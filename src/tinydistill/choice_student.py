@@ -111,30 +111,42 @@ class ChoiceItem:
     weight: float = 1.0
 
 
+def _pairs(tokenizer, first: str, choices: Sequence[str], **truncation):
+    return tokenizer([first] * len(choices), list(choices), return_token_type_ids=True, **truncation)
+
+
+def _longest(enc) -> int:
+    return max(len(ids) for ids in enc["input_ids"])
+
+
+def choice_overflow(tokenizer, ex: Example, prefix: str, max_length: int) -> int:
+    """How many tokens the longest ``(prefix + question, choice)`` pair exceeds ``max_length`` by (0: it fits)."""
+    return max(0, _longest(_pairs(tokenizer, prefix + ex.question, ex.choices)) - max_length)
+
+
 def encode_choices(tokenizer, ex: Example, prefix: str, max_length: int) -> tuple[ChoiceItem, int]:
     """Tokenise ``(prefix + question, choice)`` pairs; returns (item, question tokens dropped: 0 if it fits).
 
     A pair too long loses the *start* of its question, as the sequence-to-sequence collator does: long rows
     (PubMedQA, BioASQ) put their context first and the question asked last, so the prefix, the end of the
     question and every choice survive. A choice is cut only if it alone leaves no room."""
-    firsts, seconds = [prefix + ex.question] * len(ex.choices), list(ex.choices)
-    enc = tokenizer(firsts, seconds, return_token_type_ids=True)
-    dropped = max(0, max(len(ids) for ids in enc["input_ids"]) - max_length)
+    enc = _pairs(tokenizer, prefix + ex.question, ex.choices)
+    dropped = over = _longest(enc) - max_length
     question = ex.question
     for _ in range(4):  # dropping whole leading tokens of the text can re-split one word: re-measure
-        over = max(len(ids) for ids in enc["input_ids"]) - max_length
         if over <= 0 or not question:
             break
         question = _without_leading_tokens(tokenizer, question, over)
-        enc = tokenizer([prefix + question] * len(seconds), seconds, return_token_type_ids=True)
-    if max(len(ids) for ids in enc["input_ids"]) > max_length:  # a choice alone is too long
+        enc = _pairs(tokenizer, prefix + question, ex.choices)
+        over = _longest(enc) - max_length
+    if over > 0:  # a choice alone leaves no room
         try:
-            enc = tokenizer(firsts, seconds, truncation="only_first", max_length=max_length,
-                            return_token_type_ids=True)
+            enc = _pairs(tokenizer, prefix + ex.question, ex.choices, truncation="only_first", max_length=max_length)
         except Exception:  # tokenizers raises a bare Exception when the question cannot absorb the cut
-            enc = tokenizer(firsts, seconds, truncation="longest_first", max_length=max_length,
-                            return_token_type_ids=True)
-    return ChoiceItem(enc["input_ids"], enc["token_type_ids"], ex.answer if ex.answer is not None else -1), dropped
+            enc = _pairs(tokenizer, prefix + ex.question, ex.choices, truncation="longest_first",
+                         max_length=max_length)
+    label = ex.answer if ex.answer is not None else -1
+    return ChoiceItem(enc["input_ids"], enc["token_type_ids"], label), max(dropped, 0)
 
 
 def _without_leading_tokens(tokenizer, text: str, n: int) -> str:

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers.modeling_outputs import BaseModelOutput
 
-from .choice_student import encode_choices, pad_choices
+from .choice_student import choice_overflow, encode_choices, pad_choices
 from .collate import (
     SourceEncoder,
     TaskItem,
@@ -174,7 +174,7 @@ def evaluate_student(
     metrics: dict = {"n": len(examples), "majority_baseline": majority_baseline(examples)}
     if student.kind == "multiple_choice":  # count what the choice head reads: (question, choice) pairs
         metrics["sources_truncated"] = sum(
-            bool(encode_choices(student.tokenizer, ex, prefix, max_input_length)[1]) for ex in examples)
+            choice_overflow(student.tokenizer, ex, prefix, max_input_length) > 0 for ex in examples)
     else:
         stats = TruncationStats(rows=len(examples))
         enc = SourceEncoder(student, max_input_length)
