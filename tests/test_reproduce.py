@@ -374,3 +374,29 @@ def test_train_limit_per_dataset_subsamples_only_the_named_dataset(tmp_path, mon
                  "--dry-run"]) == 2  # a misspelt dataset would silently train on the whole set
     err = capsys.readouterr().err
     assert "tyo is not among --datasets" in err and len(err.strip().splitlines()) == 1
+
+
+def test_set_scoped_to_datasets_changes_only_their_cells_and_the_report_records_it(tmp_path, tiny_bert_dir,
+                                                                                     monkeypatch, capsys):
+    """`--set toy:train.epochs=2` trains toy's cells for two epochs and the other dataset's for the sweep's one;
+    the protocol line and the recorded command carry the setting; a scope naming no dataset run is one line."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("toy", "other"):
+        tinyllm_folder(tmp_path / "data", name)
+    args = ["reproduce", "--data-root", str(tmp_path / "data"), "--datasets", "toy,other", "--methods", "finetune",
+            "--seeds", "0", "--valid-rows", "24", "--train-limit", "48", "--epochs", "1", "--no-progress",
+            "--set", f"student.model={tiny_bert_dir}", "--set", "student.max_input_length=48",
+            "--set", "train.mixed_precision=no", "--set", "toy:train.epochs=2"]
+    assert main(args) == 0
+    root = tmp_path / "runs" / "reproduce" / "table1"
+
+    def valid_evals(dataset: str) -> int:
+        lines = (root / dataset / "finetune" / "seed0" / "metrics.jsonl").read_text().splitlines()
+        return sum(json.loads(line).get("split") == "valid" for line in lines)
+
+    assert (valid_evals("toy"), valid_evals("other")) == (2, 1)
+    meta = json.loads((root / "report.json").read_text())
+    assert "`toy:train.epochs=2`" in meta["protocol"] and meta["command"].endswith("--set toy:train.epochs=2")
+    assert main([*args[:-2], "--set", "tyo:train.epochs=2", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "tyo is not among --datasets" in err and len(err.strip().splitlines()) == 1

@@ -219,6 +219,33 @@ def describe_train_limit(train_limit: int | dict[str, int] | None) -> str:
     return str(train_limit or "all")
 
 
+def overrides_for(overrides: Sequence[str], dataset: str) -> list[str]:
+    """The ``--set`` items one dataset gets: ``key=value`` applies to every dataset, ``a,b:key=value`` to those."""
+    out = []
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        scope, colon, key = key.rpartition(":")
+        if not colon or dataset in _split(scope):
+            out.append(f"{key}{eq}{value}")
+    return out
+
+
+def check_override_scopes(overrides: Sequence[str], datasets: Sequence[str]) -> None:
+    """A ``--set a,b:key=value`` naming a dataset not run is a typo that would silently change nothing."""
+    for item in overrides:
+        scope, colon, _ = item.partition("=")[0].rpartition(":")
+        unknown = sorted(set(_split(scope)) - set(datasets)) if colon else []
+        if colon and not _split(scope):
+            raise ConfigError(f"--set {item!r}: expected dataset,...:key=value before the '='")
+        if unknown:
+            raise ConfigError(f"--set {item!r}: {', '.join(unknown)} is not among --datasets ({', '.join(datasets)})")
+
+
+def describe_overrides(overrides: Sequence[str]) -> str:
+    """``--set`` in the report's protocol line ('' when none)."""
+    return "; settings " + ", ".join(f"`{o}`" for o in overrides) if overrides else ""
+
+
 def _train_size(data_root: Path, dataset: str, valid_rows: int, train_limit: int | None) -> int:
     n = len(load_examples(data_root / dataset, "train", on_invalid="skip")) - valid_rows
     return min(n, train_limit) if train_limit else n
@@ -627,8 +654,9 @@ def configure_reproduce_parser(p: argparse.ArgumentParser) -> None:
                         "explores 0.01,0.1,0.5,1,2,3 and reports the best)")
     p.add_argument("--layers", default="2,4,6", help="sizes suite: student layer counts (of MiniLM's 6)")
     p.add_argument("--output-dir", default=str(Path("runs") / "reproduce"))
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override applied to every cell, e.g. --set train.batch_size=16")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[DATASETS:]KEY=VALUE",
+                   help="dotted override applied to every cell, e.g. --set train.batch_size=16, or to some "
+                        "datasets' cells, e.g. --set bioasq,pubmedqa:train.epochs=3")
     p.add_argument("--dry-run", action="store_true", help="list the cells and which are done; train nothing")
     p.add_argument("--report-only", action="store_true", help="rebuild the reports from finished cells")
     p.add_argument("--keep-models", action="store_true",
@@ -650,6 +678,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.train_limit) - set(args.datasets)) if isinstance(args.train_limit, dict) else []
     if unknown:
         raise ConfigError(f"--train-limit: {', '.join(unknown)} is not among --datasets ({', '.join(args.datasets)})")
+    check_override_scopes(args.overrides, args.datasets)
     data_root = Path(args.data_root)
     for ds in args.datasets:
         if not (data_root / ds).is_dir():
@@ -672,7 +701,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     def base_for(dataset: str, seed: int) -> dict:
         return base_config(data_root, dataset, train_limit=limit_for(args.train_limit, dataset),
                            valid_rows=args.valid_rows,
-                           epochs=args.epochs, output_dir=root, seed=seed, overrides=args.overrides)
+                           epochs=args.epochs, output_dir=root, seed=seed,
+                           overrides=overrides_for(args.overrides, dataset))
 
     started = time.perf_counter()
     if not args.report_only:
@@ -691,7 +721,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.suite == "ablations":
         notes += [f"- not run ({name}): needs {why}" for name, why in ABLATIONS_NEEDING_TEACHERS.items()]
     protocol = (f"Seeds {args.seeds}; train limit {describe_train_limit(args.train_limit)}; "
-                f"{args.epochs:g} epoch(s); mean ± std of test accuracy (%) over seeds.")
+                f"{args.epochs:g} epoch(s){describe_overrides(args.overrides)}; mean ± std of test accuracy (%) "
+                f"over seeds.")
     def flag_value(v: Any) -> str:
         if isinstance(v, dict):
             return ",".join(f"{k}={n}" for k, n in v.items())
@@ -701,6 +732,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         f"--{k.replace('_', '-')} {flag_value(v)}"
         for k, v in vars(args).items() if k in ("suite", "datasets", "methods", "seeds", "train_limit", "epochs",
                                                "valid_rows", "weight_grid") and v not in (None, []))
+    command += "".join(f" --set {o}" for o in args.overrides)
     text = write_reports(root, args.suite, variants, args.datasets, cells,
                          {"protocol": protocol, "notes": notes, "command": command,
                           "wall_seconds_this_invocation": round(time.perf_counter() - started, 1)})
