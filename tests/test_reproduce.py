@@ -400,3 +400,5 @@ def test_set_scoped_to_datasets_changes_only_their_cells_and_the_report_records_
     assert main([*args[:-2], "--set", "tyo:train.epochs=2", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "tyo is not among --datasets" in err and len(err.strip().splitlines()) == 1
+    assert main([*args[:-2], "--set", ":train.epochs=2", "--dry-run"]) == 2
+    assert "expected dataset" in capsys.readouterr().err

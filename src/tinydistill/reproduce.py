@@ -219,24 +219,27 @@ def describe_train_limit(train_limit: int | dict[str, int] | None) -> str:
     return str(train_limit or "all")
 
 
+def _scoped(item: str) -> tuple[list[str] | None, str]:
+    """A ``--set`` item → (the datasets it names, or None for every dataset; the ``key=value`` part)."""
+    key, eq, value = item.partition("=")
+    scope, colon, key = key.rpartition(":")
+    return (_split(scope) if colon else None), f"{key}{eq}{value}"
+
+
 def overrides_for(overrides: Sequence[str], dataset: str) -> list[str]:
     """The ``--set`` items one dataset gets: ``key=value`` applies to every dataset, ``a,b:key=value`` to those."""
-    out = []
-    for item in overrides:
-        key, eq, value = item.partition("=")
-        scope, colon, key = key.rpartition(":")
-        if not colon or dataset in _split(scope):
-            out.append(f"{key}{eq}{value}")
-    return out
+    return [setting for scope, setting in map(_scoped, overrides) if scope is None or dataset in scope]
 
 
 def check_override_scopes(overrides: Sequence[str], datasets: Sequence[str]) -> None:
     """A ``--set a,b:key=value`` naming a dataset not run is a typo that would silently change nothing."""
     for item in overrides:
-        scope, colon, _ = item.partition("=")[0].rpartition(":")
-        unknown = sorted(set(_split(scope)) - set(datasets)) if colon else []
-        if colon and not _split(scope):
+        scope, _ = _scoped(item)
+        if scope is None:
+            continue
+        if not scope:
             raise ConfigError(f"--set {item!r}: expected dataset,...:key=value before the '='")
+        unknown = sorted(set(scope) - set(datasets))
         if unknown:
             raise ConfigError(f"--set {item!r}: {', '.join(unknown)} is not among --datasets ({', '.join(datasets)})")
 
