@@ -263,7 +263,10 @@ def label_prior(rows: Sequence[Example]) -> torch.Tensor:
 
 
 def choice_scores(student: Student, batch: dict[str, torch.Tensor], reduction: str = "sum") -> torch.Tensor:
-    """(B, C) log-likelihood of every choice's target (``-inf`` past a row's last choice), with gradient."""
+    """(B, C) log-likelihood of every choice's target (``-inf`` past a row's last choice), with gradient; a
+    multiple-choice student's head scores its (question, choice) pairs instead (one more forward of them)."""
+    if "choice_mask" in batch:
+        return student.choice_scores(batch)
     pairs = {"input_ids": batch["choice_input_ids"], "attention_mask": batch["choice_attention_mask"],
              "labels": batch["choice_labels"]}
     if "choice_decoder_targets" in batch:  # prefix_side decoder
