@@ -264,7 +264,7 @@ def label_prior(rows: Sequence[Example]) -> torch.Tensor:
 
 def choice_scores(student: Student, batch: dict[str, torch.Tensor], reduction: str = "sum") -> torch.Tensor:
     """(B, C) log-likelihood of every choice's target (``-inf`` past a row's last choice), with gradient; a
-    multiple-choice student's head scores its (question, choice) pairs instead (one more forward of them)."""
+    multiple-choice student's head scores its (question, choice) pairs instead."""
     if "choice_mask" in batch:
         return student.choice_scores(batch)
     pairs = {"input_ids": batch["choice_input_ids"], "attention_mask": batch["choice_attention_mask"],
@@ -276,6 +276,23 @@ def choice_scores(student: Student, batch: dict[str, torch.Tensor], reduction: s
     rows, pos = batch["choice_row"], batch["choice_pos"]
     scores = torch.full((batch["labels"].shape[0], int(pos.max()) + 1), float("-inf"), device=ll.device)
     return scores.index_put((rows, pos), ll)
+
+
+class _ChoiceScoreRecorder:
+    """The student, keeping the choice-head scores an objective computes for one batch, so the penalty reuses
+    them instead of running the head over the same pairs a second time."""
+
+    def __init__(self, student: Student, batch: dict[str, torch.Tensor]) -> None:
+        self.student, self.batch, self.scores = student, batch, None
+
+    def __getattr__(self, name: str):
+        return getattr(self.student, name)
+
+    def choice_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        scores = self.student.choice_scores(batch)
+        if batch is self.batch:
+            self.scores = scores
+        return scores
 
 
 class ShortcutPenaltyObjective:
@@ -293,8 +310,11 @@ class ShortcutPenaltyObjective:
         return getattr(self.inner, "checkpoint_module", None)
 
     def terms(self, student: Student, batch: Batch) -> Terms:
-        out = self.inner.terms(student, batch)
-        scores = choice_scores(student, batch[ANSWER_TASK], self.reduction)
+        recorder = _ChoiceScoreRecorder(student, batch[ANSWER_TASK])
+        out = self.inner.terms(recorder, batch)  # type: ignore[arg-type]
+        scores = recorder.scores
+        if scores is None:  # a sequence-to-sequence or causal student: score every choice's target
+            scores = choice_scores(student, batch[ANSWER_TASK], self.reduction)
         prior = self.prior[: scores.shape[1]]
         out["shortcut"] = (self.weight, shortcut_penalty(scores, prior / prior.sum(), self.temperature))
         return out

@@ -16,7 +16,7 @@ import shutil
 import statistics
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -231,17 +231,22 @@ def overrides_for(overrides: Sequence[str], dataset: str) -> list[str]:
     return [setting for scope, setting in map(_scoped, overrides) if scope is None or dataset in scope]
 
 
+def require_datasets(flag: str, names: Iterable[str], datasets: Sequence[str]) -> None:
+    """A flag naming a dataset not run is a typo that would silently change nothing: one line naming it."""
+    unknown = sorted(set(names) - set(datasets))
+    if unknown:
+        raise ConfigError(f"{flag}: {', '.join(unknown)} is not among --datasets ({', '.join(datasets)})")
+
+
 def check_override_scopes(overrides: Sequence[str], datasets: Sequence[str]) -> None:
-    """A ``--set a,b:key=value`` naming a dataset not run is a typo that would silently change nothing."""
+    """Every ``--set a,b:key=value`` names at least one dataset, each among ``datasets``."""
     for item in overrides:
         scope, _ = _scoped(item)
         if scope is None:
             continue
         if not scope:
             raise ConfigError(f"--set {item!r}: expected dataset,...:key=value before the '='")
-        unknown = sorted(set(scope) - set(datasets))
-        if unknown:
-            raise ConfigError(f"--set {item!r}: {', '.join(unknown)} is not among --datasets ({', '.join(datasets)})")
+        require_datasets(f"--set {item!r}", scope, datasets)
 
 
 def describe_overrides(overrides: Sequence[str]) -> str:
@@ -678,9 +683,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     args.alphas, args.layers = _split(args.alphas, float), _split(args.layers, int)
     args.weight_grid = _split(args.weight_grid, float)
     args.train_limit = parse_train_limit(args.train_limit)
-    unknown = sorted(set(args.train_limit) - set(args.datasets)) if isinstance(args.train_limit, dict) else []
-    if unknown:
-        raise ConfigError(f"--train-limit: {', '.join(unknown)} is not among --datasets ({', '.join(args.datasets)})")
+    if isinstance(args.train_limit, dict):
+        require_datasets("--train-limit", args.train_limit, args.datasets)
     check_override_scopes(args.overrides, args.datasets)
     data_root = Path(args.data_root)
     for ds in args.datasets:
