@@ -231,22 +231,28 @@ def overrides_for(overrides: Sequence[str], dataset: str) -> list[str]:
     return [setting for scope, setting in map(_scoped, overrides) if scope is None or dataset in scope]
 
 
-def require_datasets(flag: str, names: Iterable[str], datasets: Sequence[str]) -> None:
-    """A flag naming a dataset not run is a typo that would silently change nothing: one line naming it."""
-    unknown = sorted(set(names) - set(datasets))
+def require_datasets(flag: str, names: Iterable[str], data_root: Path) -> None:
+    """A flag naming no dataset under ``data_root`` is a typo that would silently change nothing: one line.
+
+    A dataset that exists but is not in this invocation's ``--datasets`` is fine: one recipe line can then be
+    split across processes by dataset, each keeping the recipe's flags.
+    """
+    unknown = sorted(name for name in set(names) if not (data_root / name).is_dir())
     if unknown:
-        raise ConfigError(f"{flag}: {', '.join(unknown)} is not among --datasets ({', '.join(datasets)})")
+        there = sorted(p.name for p in data_root.iterdir() if p.is_dir()) if data_root.is_dir() else []
+        raise ConfigError(f"{flag}: no dataset {', '.join(unknown)} under --data-root {data_root} "
+                          f"(there: {', '.join(there) or 'nothing'})")
 
 
-def check_override_scopes(overrides: Sequence[str], datasets: Sequence[str]) -> None:
-    """Every ``--set a,b:key=value`` names at least one dataset, each among ``datasets``."""
+def check_override_scopes(overrides: Sequence[str], data_root: Path) -> None:
+    """Every ``--set a,b:key=value`` names at least one dataset, each one under ``data_root``."""
     for item in overrides:
         scope, _ = _scoped(item)
         if scope is None:
             continue
         if not scope:
             raise ConfigError(f"--set {item!r}: expected dataset,...:key=value before the '='")
-        require_datasets(f"--set {item!r}", scope, datasets)
+        require_datasets(f"--set {item!r}", scope, data_root)
 
 
 def describe_overrides(overrides: Sequence[str]) -> str:
@@ -683,10 +689,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     args.alphas, args.layers = _split(args.alphas, float), _split(args.layers, int)
     args.weight_grid = _split(args.weight_grid, float)
     args.train_limit = parse_train_limit(args.train_limit)
-    if isinstance(args.train_limit, dict):
-        require_datasets("--train-limit", args.train_limit, args.datasets)
-    check_override_scopes(args.overrides, args.datasets)
     data_root = Path(args.data_root)
+    if isinstance(args.train_limit, dict):
+        require_datasets("--train-limit", args.train_limit, data_root)
+    check_override_scopes(args.overrides, data_root)
     for ds in args.datasets:
         if not (data_root / ds).is_dir():
             raise ConfigError(f"--data-root {data_root}: no folder {ds}/ (expected the TinyLLM layout)")
