@@ -374,6 +374,9 @@ def test_train_limit_per_dataset_subsamples_only_the_named_dataset(tmp_path, mon
                  "--dry-run"]) == 2  # a misspelt dataset would silently train on the whole set
     err = capsys.readouterr().err
     assert "no dataset tyo under --data-root" in err and len(err.strip().splitlines()) == 1
+    assert main(["reproduce", "--data-root", str(data), "--datasets", "toy,nope", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "--datasets: no dataset nope under --data-root" in err and "there: toy, whole" in err
     # a dataset that exists but is not run this time is accepted: one recipe line split across processes
     assert main(["reproduce", "--data-root", str(data), "--datasets", "toy", "--train-limit", "whole=30",
                  "--set", "whole:train.epochs=3", "--dry-run"]) == 0

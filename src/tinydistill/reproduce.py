@@ -690,12 +690,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     args.weight_grid = _split(args.weight_grid, float)
     args.train_limit = parse_train_limit(args.train_limit)
     data_root = Path(args.data_root)
+    require_datasets("--datasets", args.datasets, data_root)
     if isinstance(args.train_limit, dict):
         require_datasets("--train-limit", args.train_limit, data_root)
     check_override_scopes(args.overrides, data_root)
-    for ds in args.datasets:
-        if not (data_root / ds).is_dir():
-            raise ConfigError(f"--data-root {data_root}: no folder {ds}/ (expected the TinyLLM layout)")
     for m in args.methods:
         if m not in METHOD_LABELS:
             raise ConfigError(f"--methods: unknown method {m!r} (one of {', '.join(TABLE1_METHODS)})")
