@@ -46,7 +46,6 @@ def test_penalty_prevents_the_collapse_a_plain_run_falls_into(tiny_t5_dir, tmp_p
     assert top_penal < top_plain
 
 
-
 def yes_no_rows(n: int, seed: int, share_yes: float = 0.8) -> list[dict]:
     """'does a cat go with a mouse?' — yes in ``share_yes`` of the rows, always choice (a)."""
     rng = random.Random(seed)
