@@ -266,11 +266,20 @@ def test_alpha_heatmap_marks_cells_not_run_yet(tmp_path):
     assert out.read_bytes()[:4] == b"\x89PNG" and {v.coords["alpha_t5"] for v in variants} == {0.1, 1.0}
 
 
-def test_weight_grid_cells_set_the_rationale_weights_and_valid_picks_each_seeds_row(tmp_path):
+def test_weight_grid_cells_set_the_rationale_weights_and_valid_picks_the_rows(tmp_path):
     """A grid cell trains with its weight (TinyLLM: α of both teachers; Distill-step-by-step: λ, i.e.
     alpha_label = 1/(1+λ)); the 'weight on valid' row takes, per seed, the test accuracy of the cell best on
-    valid — not the best test — and a tie keeps the recipe's weight."""
-    from tinydistill.reproduce import Cell, aggregate, base_config, config_for, select_on_valid, table1_variants
+    valid — not the best test — and a tie keeps the recipe's weight; 'one weight per dataset' takes the weight best
+    on valid averaged over the seeds."""
+    from tinydistill.reproduce import (
+        Cell,
+        aggregate,
+        base_config,
+        config_for,
+        select_on_valid,
+        select_per_dataset,
+        table1_variants,
+    )
 
     data = tinyllm_folder(tmp_path / "data")
     variants = {v.name: v for v in table1_variants(["step_by_step", "tinyllm"], [0.01])}
@@ -301,6 +310,15 @@ def test_weight_grid_cells_set_the_rationale_weights_and_valid_picks_each_seeds_
     assert choices == {"tinyllm": {"toy": {0: "tinyllm_w0.01", 1: "tinyllm"}}}
     assert table["tinyllm_on_valid"]["toy"]["test"] == pytest.approx([30.0, 45.0])
     assert table["tinyllm_on_valid"]["toy"]["mean"] == pytest.approx(37.5)
+
+    # one weight per dataset: w0.01's mean valid (50) beats the recipe's (45), so both of its seeds' tests count
+    rows, choices = select_per_dataset(done, table)
+    assert [r.name for r in rows] == ["tinyllm_per_dataset"]
+    assert choices == {"tinyllm": {"toy": "tinyllm_w0.01"}}
+    assert table["tinyllm_per_dataset"]["toy"]["test"] == pytest.approx([30.0, 70.0])
+    # a weight with a seed still running: no choice for that dataset yet
+    partial = [c for c in done if c is not cells[("tinyllm_w0.01", 1)]]
+    assert select_per_dataset(partial, aggregate(partial))[1] == {"tinyllm": {}}
 
 
 def test_a_cell_finished_before_a_setting_existed_still_counts_when_that_setting_holds_its_default(tmp_path):
