@@ -420,16 +420,21 @@ def aggregate(cells: Sequence[Cell]) -> dict[str, Any]:
     return table
 
 
-def select_on_valid(cells: Sequence[Cell], table: dict) -> tuple[list[Variant], dict[str, dict[str, dict]]]:
-    """For each weight group: per dataset and seed, the cell with the best valid accuracy (ties: the first
-    planned, i.e. the recipe's weight); its test accuracy becomes the seed's value of a new row ``<group>_on_valid``,
-    added to ``table``. Returns (the new rows, {group: {dataset: {seed: chosen variant name}}})."""
+def _weight_groups(cells: Sequence[Cell]) -> dict[str, list[Cell]]:
+    """The cells of each weight grid, by method (only variants that compete on valid)."""
     groups: dict[str, list[Cell]] = {}
     for cell in cells:
         if cell.variant.select_group:
             groups.setdefault(cell.variant.select_group, []).append(cell)
+    return groups
+
+
+def select_on_valid(cells: Sequence[Cell], table: dict) -> tuple[list[Variant], dict[str, dict[str, dict]]]:
+    """For each weight group: per dataset and seed, the cell with the best valid accuracy (ties: the first
+    planned, i.e. the recipe's weight); its test accuracy becomes the seed's value of a new row ``<group>_on_valid``,
+    added to ``table``. Returns (the new rows, {group: {dataset: {seed: chosen variant name}}})."""
     rows, choices = [], {}
-    for group, members in groups.items():
+    for group, members in _weight_groups(cells).items():
         name = f"{group}_on_valid"
         rows.append(Variant(name, f"{METHOD_LABELS[group]}, weight on valid", group))
         chosen: dict[str, dict] = {}
@@ -456,12 +461,8 @@ def select_per_dataset(cells: Sequence[Cell], table: dict) -> tuple[list[Variant
     ``<group>_per_dataset``. The usual protocol — one hyperparameter per dataset, then every seed at it — and
     steadier than a choice per seed. A dataset counts once every weight has the same finished seeds.
     Returns (the new rows, {group: {dataset: chosen variant name}})."""
-    groups: dict[str, list[Cell]] = {}
-    for cell in cells:
-        if cell.variant.select_group:
-            groups.setdefault(cell.variant.select_group, []).append(cell)
     rows, choices = [], {}
-    for group, members in groups.items():
+    for group, members in _weight_groups(cells).items():
         name = f"{group}_per_dataset"
         rows.append(Variant(name, f"{METHOD_LABELS[group]}, one weight per dataset on valid", group))
         per_ds, chosen = table.setdefault(name, {}), {}
@@ -635,30 +636,39 @@ def plot_alpha(variants: Sequence[Variant], datasets: Sequence[str], table: dict
     return out
 
 
+def _with_weight_choices(cells: Sequence[Cell], table: dict, variants: Sequence[Variant],
+                         meta: dict) -> tuple[list[Variant], dict]:
+    """Each weight grid's rows chosen on valid (per seed, then one weight per dataset) after the table's rows,
+    with a note naming every choice."""
+    variants, meta = list(variants), dict(meta)
+    per_seed, seed_choices = select_on_valid(cells, table)
+    per_dataset, dataset_choices = select_per_dataset(cells, table)
+    explained = [
+        (per_seed, "weight_choices", seed_choices, lambda chosen: ",".join(
+            _weight_label(v) for _, v in sorted(chosen.items())),
+         "Weight on valid: for each dataset and seed, the rationale-loss weight (the recipe's or one of the grid) "
+         "whose student scored best on the held-out valid rows; the row reports that student's test accuracy."),
+        (per_dataset, "weight_choices_per_dataset", dataset_choices, _weight_label,
+         "One weight per dataset on valid: the weight whose students scored best on the held-out rows on average "
+         "over the seeds; the row reports every seed's test accuracy at that weight."),
+    ]
+    for rows, key, choices, label, text in explained:
+        if not rows:
+            continue
+        variants += rows
+        meta[key] = choices
+        meta["notes"] = [*meta.get("notes", []), f"- {text} Chosen: " + "; ".join(
+            f"{METHOD_LABELS[g]} {PAPER_NAMES.get(d, d)} {label(chosen)}"
+            for g, per_ds in choices.items() for d, chosen in per_ds.items()) + "."]
+    return variants, meta
+
+
 def write_reports(root: Path, suite: str, variants: Sequence[Variant], datasets: Sequence[str], cells: Sequence[Cell],
                   meta: dict) -> str:
     table = aggregate(cells)
     meta = dict(meta, seconds=sum(e["seconds"] for per in table.values() for e in per.values()),
                 cells_done=sum(cell_done(c) is not None for c in cells), cells_total=len(cells))
-    selected, choices = select_on_valid(cells, table)
-    if selected:  # each method's row after its grid: the seed-wise choice on valid
-        variants = [*variants, *selected]
-        meta["weight_choices"] = choices
-        meta["notes"] = [*meta.get("notes", []), "- Weight on valid: for each dataset and seed, the rationale-loss "
-                         "weight (the recipe's or one of the grid) whose student scored best on the held-out valid "
-                         "rows; the row reports that student's test accuracy. Chosen: " + "; ".join(
-                             f"{METHOD_LABELS[g]} {PAPER_NAMES.get(d, d)} "
-                             + ",".join(_weight_label(v) for _, v in sorted(per_seed.items()))
-                             for g, per_ds in choices.items() for d, per_seed in per_ds.items()) + "."]
-    per_dataset, dataset_choices = select_per_dataset(cells, table)
-    if per_dataset:
-        variants = [*variants, *per_dataset]
-        meta["weight_choices_per_dataset"] = dataset_choices
-        meta["notes"] = [*meta.get("notes", []), "- One weight per dataset on valid: the weight whose students "
-                         "scored best on the held-out rows on average over the seeds; the row reports every seed's "
-                         "test accuracy at that weight. Chosen: " + "; ".join(
-                             f"{METHOD_LABELS[g]} {PAPER_NAMES.get(d, d)} {_weight_label(v)}"
-                             for g, per_ds in dataset_choices.items() for d, v in per_ds.items()) + "."]
+    variants, meta = _with_weight_choices(cells, table, variants, meta)
     text = markdown_report(suite, variants, datasets, table, meta)
     root.mkdir(parents=True, exist_ok=True)
     (root / "report.md").write_text(text)
