@@ -80,15 +80,18 @@ class ChoiceModel(nn.Module):
             self.decoder.save_pretrained(folder / DECODER_DIR, **kwargs)
 
 
-def load_choice_model(name: str, with_decoder: bool, attn: str | None = None) -> tuple[ChoiceModel, frozenset[str]]:
-    """Scorer (and decoder) from one checkpoint; returns the names of randomly initialised parameters."""
-    scorer = AutoModelForMultipleChoice.from_pretrained(name, attn_implementation=attn)
+def load_choice_model(name: str, with_decoder: bool, attn: str | None = None,
+                      config_changes: dict | None = None) -> tuple[ChoiceModel, frozenset[str]]:
+    """Scorer (and decoder) from one checkpoint; returns the names of randomly initialised parameters.
+    ``config_changes`` (e.g. the attention dropout) apply to both."""
+    config_changes = config_changes or {}
+    scorer = AutoModelForMultipleChoice.from_pretrained(name, attn_implementation=attn, **config_changes)
     decoder = None
     saved_decoder = Path(name) / DECODER_DIR
     if with_decoder or saved_decoder.is_dir():
         source = str(saved_decoder) if saved_decoder.is_dir() else name
         decoder = AutoModelForCausalLM.from_pretrained(source, is_decoder=True, add_cross_attention=True,
-                                                       attn_implementation=attn)
+                                                       attn_implementation=attn, **config_changes)
     model = ChoiceModel(scorer, decoder)
     fresh = "architectures" not in scorer.config.to_dict() or not any(
         "MultipleChoice" in a for a in (scorer.config.architectures or []))

@@ -76,6 +76,9 @@ class StudentConfig(_Strict):
     num_layers: int | None = Field(None, ge=1, description="keep this many evenly spaced layers (6 → 3: 0, 2, 4)")
     config_overrides: dict[str, int | float | str] = Field(
         default_factory=dict, description="a narrower model: these config fields changed, weights random")
+    attention_dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="dropout on attention probabilities (None: the checkpoint's); 0 lets "
+        "SDPA use its fused kernel in training too")
 
     @model_validator(mode="after")
     def _check_size(self) -> StudentConfig:

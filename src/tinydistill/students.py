@@ -105,10 +105,26 @@ def _configure_special_tokens(model: PreTrainedModel, tokenizer: PreTrainedToken
             cfg.bos_token_id = start
 
 
-def build_bert2bert(encoder_path: str, attn: str | None = None) -> Student:
+#: where each model family keeps its attention-probability dropout (BERT-likes, LLaMA/BART/DistilBERT, GPT-2)
+ATTENTION_DROPOUT_FIELDS = ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop")
+
+
+def attention_dropout_override(hf_config, p: float | None) -> dict[str, float]:
+    """``{field: p}`` for ``from_pretrained``: the config's attention-dropout field set to ``p`` ({} when None)."""
+    if p is None:
+        return {}
+    for field in ATTENTION_DROPOUT_FIELDS:
+        if hasattr(hf_config, field):
+            return {field: p}
+    raise TinyDistillError(f"student.attention_dropout: {type(hf_config).__name__} has no attention-dropout field "
+                           f"(looked for {', '.join(ATTENTION_DROPOUT_FIELDS)}); leave it unset")
+
+
+def build_bert2bert(encoder_path: str, attn: str | None = None, dropout: dict[str, float] | None = None) -> Student:
     """Warm-start an encoder-decoder from one encoder checkpoint on both sides (Rothe et al., 2020)."""
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
     sides = {"encoder_attn_implementation": attn, "decoder_attn_implementation": attn} if attn else {}
+    sides.update({f"{side}_{k}": v for k, v in (dropout or {}).items() for side in ("encoder", "decoder")})
     model = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_path, encoder_path, **sides)
     _configure_special_tokens(model, tokenizer)
     enc_names = {f"decoder.{n}" for n, _ in model.encoder.named_parameters()}
@@ -144,12 +160,15 @@ def _load_student(cfg: StudentConfig, with_decoder: bool = False) -> Student:
         raise TinyDistillError(f"student.model: cannot load {cfg.model!r}: {str(e).splitlines()[0]}") from None
     arch = cfg.architecture
     attn = None if cfg.attn_implementation == "auto" else cfg.attn_implementation
+    dropout = attention_dropout_override(
+        hf_config.encoder if hf_config.is_encoder_decoder and hasattr(hf_config, "encoder") else hf_config,
+        cfg.attention_dropout)
     if arch == "auto" and any("MultipleChoice" in a for a in (hf_config.architectures or [])):
         arch = "multiple_choice"
     if arch == "multiple_choice":  # encoder + choice head (+ a rationale decoder on the same encoder)
         from .choice_student import load_choice_model
 
-        model, new = load_choice_model(name, with_decoder, attn)
+        model, new = load_choice_model(name, with_decoder, attn, dropout)
         return Student(model, AutoTokenizer.from_pretrained(name), "multiple_choice", new)
     if arch == "auto":
         if hf_config.is_encoder_decoder:
@@ -162,15 +181,20 @@ def _load_student(cfg: StudentConfig, with_decoder: bool = False) -> Student:
         if hf_config.is_encoder_decoder:
             arch = "seq2seq"  # a saved bert2bert student loads as a plain seq2seq model
         else:
-            return build_bert2bert(name, attn)
+            return build_bert2bert(name, attn, dropout)
     tokenizer = AutoTokenizer.from_pretrained(name)
     if arch == "seq2seq":
-        model = AutoModelForSeq2SeqLM.from_pretrained(name, attn_implementation=attn)
+        changes: dict = dropout
+        if dropout and hasattr(hf_config, "encoder") and hasattr(hf_config, "decoder"):  # a saved bert2bert
+            for side in (hf_config.encoder, hf_config.decoder):
+                side.update(dropout)
+            changes = {"config": hf_config}
+        model = AutoModelForSeq2SeqLM.from_pretrained(name, attn_implementation=attn, **changes)
         if model.config.decoder_start_token_id is None:
             _configure_special_tokens(model, tokenizer)
         return Student(model, tokenizer, "seq2seq")
     extra = {"is_decoder": True} if type(hf_config).__name__ in _ENCODER_ONLY else {}  # BERT as a causal LM
-    model = AutoModelForCausalLM.from_pretrained(name, attn_implementation=attn, **extra)
+    model = AutoModelForCausalLM.from_pretrained(name, attn_implementation=attn, **extra, **dropout)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return Student(model, tokenizer, "causal")
