@@ -7,7 +7,7 @@ import torch
 
 from tinydistill.config import StudentConfig
 from tinydistill.errors import TinyDistillError
-from tinydistill.students import load_student
+from tinydistill.students import load_student, save_student
 
 
 def _two_passes_in_train_mode(student) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +39,21 @@ def test_attention_dropout_reaches_both_sides_of_bert2bert(tiny_bert_dir):
     student = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="bert2bert", attention_dropout=0.2))
     assert student.model.config.encoder.attention_probs_dropout_prob == 0.2
     assert student.model.config.decoder.attention_probs_dropout_prob == 0.2
+
+
+def test_attention_dropout_reaches_a_saved_bert2bert_when_reloaded(tiny_bert_dir, tmp_path):
+    save_student(load_student(StudentConfig(model=str(tiny_bert_dir), architecture="bert2bert")), tmp_path)
+    again = load_student(StudentConfig(model=str(tmp_path), attention_dropout=0.3))
+    assert again.kind == "seq2seq"
+    assert again.model.config.encoder.attention_probs_dropout_prob == 0.3
+    assert again.model.config.decoder.attention_probs_dropout_prob == 0.3
+    assert {m.p for m in again.model.modules() if isinstance(m, torch.nn.Dropout)} >= {0.3}
+
+
+def test_a_narrow_random_student_takes_the_attention_dropout(tiny_bert_dir):
+    narrow = load_student(StudentConfig(model=str(tiny_bert_dir), config_overrides={"intermediate_size": 32},
+                                        attention_dropout=0.4))
+    assert narrow.model.config.encoder.attention_probs_dropout_prob == 0.4
 
 
 def test_a_model_without_attention_dropout_field_is_a_clear_error(tiny_t5_dir):

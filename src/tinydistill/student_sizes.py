@@ -96,12 +96,12 @@ def narrow_student(cfg: StudentConfig) -> Student:
     for key in over:
         if not hasattr(base, key):
             raise TinyDistillError(f"student.config_overrides: {type(base).__name__} has no field {key!r}")
-    over.update(attention_dropout_override(base, cfg.attention_dropout))
     arch = cfg.architecture
     if arch == "multiple_choice":
         raise TinyDistillError("student.config_overrides: a random narrower student is built as a generator "
                                "(bert2bert or causal), not with architecture 'multiple_choice'; use "
                                "student.num_layers or student.layers to shrink a choice student")
+    over.update(attention_dropout_override(base, cfg.attention_dropout))
     if arch in ("auto", "bert2bert") and type(base).__name__ in _ENCODER_ONLY and arch != "causal":
         enc = AutoConfig.from_pretrained(name, **over)
         dec = AutoConfig.from_pretrained(name, **over, is_decoder=True, add_cross_attention=True)
