@@ -66,16 +66,14 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
-    shape = [args.dataset, str(args.max_input_length), str(args.steps), str(args.threads)]
     if args.worker:
         worker(args.worker, args.dataset, args.max_input_length, args.steps, args.threads)
         return
     if not (DATA_ROOT / args.dataset).is_dir():
         sys.exit(f"{DATA_ROOT / args.dataset}: the shipped TinyLLM data is missing")
-    results = {}
-    for name in VARIANTS:
-        results[name] = run_worker(__file__, ["--worker", name, "--dataset", shape[0], "--max-input-length",
-                                              shape[1], "--steps", shape[2], "--threads", shape[3]], name)
+    shape = ["--dataset", args.dataset, "--max-input-length", str(args.max_input_length), "--steps", str(args.steps),
+             "--threads", str(args.threads)]
+    results = {name: run_worker(__file__, ["--worker", name, *shape], name) for name in VARIANTS}
     base = results["baseline"]
     print(f"\n{args.dataset}, MiniLM choice student, {args.max_input_length} tokens, {args.steps} steps of 8, "
           f"{args.threads} thread(s)\n")

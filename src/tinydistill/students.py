@@ -12,6 +12,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
+    EncoderDecoderConfig,
     EncoderDecoderModel,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -120,11 +121,12 @@ def attention_dropout_override(hf_config, p: float | None) -> dict[str, float]:
                            f"(looked for {', '.join(ATTENTION_DROPOUT_FIELDS)}); leave it unset")
 
 
-def build_bert2bert(encoder_path: str, attn: str | None = None, dropout: dict[str, float] | None = None) -> Student:
-    """Warm-start an encoder-decoder from one encoder checkpoint on both sides (Rothe et al., 2020)."""
+def build_bert2bert(encoder_path: str, attn: str | None = None, config_changes: dict | None = None) -> Student:
+    """Warm-start an encoder-decoder from one encoder checkpoint on both sides (Rothe et al., 2020);
+    ``config_changes`` (e.g. the attention dropout) apply to both sides."""
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
     sides = {"encoder_attn_implementation": attn, "decoder_attn_implementation": attn} if attn else {}
-    sides.update({f"{side}_{k}": v for k, v in (dropout or {}).items() for side in ("encoder", "decoder")})
+    sides.update({f"{side}_{k}": v for k, v in (config_changes or {}).items() for side in ("encoder", "decoder")})
     model = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_path, encoder_path, **sides)
     _configure_special_tokens(model, tokenizer)
     enc_names = {f"decoder.{n}" for n, _ in model.encoder.named_parameters()}
@@ -160,9 +162,8 @@ def _load_student(cfg: StudentConfig, with_decoder: bool = False) -> Student:
         raise TinyDistillError(f"student.model: cannot load {cfg.model!r}: {str(e).splitlines()[0]}") from None
     arch = cfg.architecture
     attn = None if cfg.attn_implementation == "auto" else cfg.attn_implementation
-    dropout = attention_dropout_override(
-        hf_config.encoder if hf_config.is_encoder_decoder and hasattr(hf_config, "encoder") else hf_config,
-        cfg.attention_dropout)
+    two_sided = isinstance(hf_config, EncoderDecoderConfig)  # a saved bert2bert: fields live on each side
+    dropout = attention_dropout_override(hf_config.encoder if two_sided else hf_config, cfg.attention_dropout)
     if arch == "auto" and any("MultipleChoice" in a for a in (hf_config.architectures or [])):
         arch = "multiple_choice"
     if arch == "multiple_choice":  # encoder + choice head (+ a rationale decoder on the same encoder)
@@ -185,7 +186,7 @@ def _load_student(cfg: StudentConfig, with_decoder: bool = False) -> Student:
     tokenizer = AutoTokenizer.from_pretrained(name)
     if arch == "seq2seq":
         changes: dict = dropout
-        if dropout and hasattr(hf_config, "encoder") and hasattr(hf_config, "decoder"):  # a saved bert2bert
+        if dropout and two_sided:  # from_pretrained's kwargs reach only the top-level config
             for side in (hf_config.encoder, hf_config.decoder):
                 side.update(dropout)
             changes = {"config": hf_config}
