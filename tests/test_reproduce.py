@@ -426,3 +426,24 @@ def test_set_scoped_to_datasets_changes_only_their_cells_and_the_report_records_
     assert "no dataset tyo under --data-root" in err and len(err.strip().splitlines()) == 1
     assert main([*args[:-2], "--set", ":train.epochs=2", "--dry-run"]) == 2
     assert "expected dataset" in capsys.readouterr().err
+
+
+def test_reproduce_takes_a_seq2seq_student_like_the_papers_and_its_report_names_it(tmp_path, tiny_t5_dir,
+                                                                                    monkeypatch):
+    """``--set student.model=google/flan-t5-small --set student.architecture=seq2seq``, with a tiny T5 here."""
+    monkeypatch.chdir(tmp_path)
+    tinyllm_folder(tmp_path / "data")
+    assert main(["reproduce", "--data-root", str(tmp_path / "data"), "--datasets", "toy", "--methods",
+                 "finetune,tinyllm", "--seeds", "0", "--valid-rows", "24", "--train-limit", "48", "--epochs", "2",
+                 "--no-progress", "--set", f"student.model={tiny_t5_dir}", "--set", "student.architecture=seq2seq",
+                 "--set", "student.max_input_length=48", "--set", "train.lr=1e-2",
+                 "--set", "train.mixed_precision=no"]) == 0
+    root = tmp_path / "runs" / "reproduce" / "table1"
+    logged = [json.loads(line) for line in (root / "toy" / "tinyllm" / "seed0" / "metrics.jsonl").open()]
+    steps = [m for m in logged if "loss/rationale/flan_t5" in m]
+    for task in ("loss/answer", "loss/rationale/flan_t5", "loss/rationale/llama2"):
+        assert steps[-1][task] < steps[0][task]  # the T5 student learns the answer and both teachers' rationales
+    n_params = json.loads((root / "toy" / "finetune" / "seed0" / "summary.json").read_text())["n_params"]
+    report = (root / "report.md").read_text()
+    assert f"- Student: `{tiny_t5_dir}` ({n_params / 1e6:.1f}M parameters) with its language-modelling head" in report
+    assert "all-MiniLM" not in report

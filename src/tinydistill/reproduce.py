@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from .checkpoint import write_json_atomic
-from .config import RunConfig, apply_overrides, config_from_dict, dump_config
+from .config import MINILM_ALIAS, RunConfig, apply_overrides, config_from_dict, dump_config
 from .console import console
 from .data import load_examples
 from .errors import ConfigError, TinyDistillError
@@ -183,6 +183,19 @@ def cell_config(cell: Cell, base: dict, finetuned: Path | None) -> dict:
             raise ConfigError(f"{cell.key}: method kd distils the fine-tuned student; add finetune to --methods")
         raw.setdefault("whitebox", {})["teacher_model"] = str(finetuned)
     return raw
+
+
+def describe_student(student: dict, cells: Sequence[Cell]) -> str:
+    """The report's note on the student: the checkpoint and head the cells used, and their parameter counts."""
+    model = student.get("model", MINILM_ALIAS)
+    name = "all-MiniLM-L6-v2" if model == MINILM_ALIAS else f"`{model}`"
+    if student.get("architecture", "auto") == "multiple_choice":
+        shape = "a multiple-choice head (+ a rationale decoder for the rationale methods)"
+    else:
+        shape = "its language-modelling head, each choice ranked by likelihood"
+    sizes = sorted({done["n_params"] for c in cells if (done := cell_done(c)) and done.get("n_params")})
+    counts = "" if not sizes else f" ({' / '.join(f'{n / 1e6:.1f}M' for n in sizes)} parameters)"
+    return f"- Student: {name}{counts} with {shape}; the paper's students are FLAN-T5 80M/250M/780M."
 
 
 def parse_train_limit(text: str | None) -> int | dict[str, int] | None:
@@ -771,8 +784,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     notes = [f"- test = each dataset's shipped `valid` split ({', '.join(args.datasets)}); the benchmarks' own test "
              f"splits are held back. Selection: {args.valid_rows} rows held out of train (one fixed split for all "
              f"methods and seeds); test scored once per cell.",
-             "- Student: all-MiniLM-L6-v2 (22.7M) + multiple-choice head (+ rationale decoder for the rationale "
-             "methods); the paper's students are FLAN-T5 80M/250M/780M.",
+             describe_student(base_for(args.datasets[0], args.seeds[0])["student"], cells),
              "- ‡ Standard KD distils the fine-tuned student of the same seed (born-again KD): no larger "
              "multiple-choice teacher ships offline.",
              "- † PINTO reads FLAN-T5's rationale (its answer statement cut) at test time; those rationales were "
