@@ -192,7 +192,7 @@ def describe_student(student: dict, cells: Sequence[Cell]) -> str:
     if student.get("architecture", "auto") == "multiple_choice":
         shape = "a multiple-choice head (+ a rationale decoder for the rationale methods)"
     else:
-        shape = "its language-modelling head, each choice ranked by likelihood"
+        shape = "each choice ranked by the likelihood it gives the choice's text"
     sizes = sorted({done["n_params"] for c in cells if (done := cell_done(c)) and done.get("n_params")})
     counts = "" if not sizes else f" ({' / '.join(f'{n / 1e6:.1f}M' for n in sizes)} parameters)"
     return f"- Student: {name}{counts} with {shape}; the paper's students are FLAN-T5 80M/250M/780M."
