@@ -186,7 +186,10 @@ def cell_config(cell: Cell, base: dict, finetuned: Path | None) -> dict:
 
 
 def describe_student(student: dict, cells: Sequence[Cell]) -> str:
-    """The report's note on the student: the checkpoint and head the cells used, and their parameter counts."""
+    """The report's note on the student: the recipe's checkpoint and head, and the finished cells' parameter counts.
+
+    ``student`` is the first dataset's; a ``--set`` scoped to other datasets may change theirs (their cells'
+    ``config.yaml`` says what each used)."""
     model = student.get("model", MINILM_ALIAS)
     name = "all-MiniLM-L6-v2" if model == MINILM_ALIAS else f"`{model}`"
     if student.get("architecture", "auto") == "multiple_choice":
