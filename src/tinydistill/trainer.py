@@ -18,12 +18,12 @@ import torch
 import torch.distributed as dist
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, gather_object, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from .batching import epoch_batches
-from .checkpoint import LoopState, load_latest, save_checkpoint, write_json_atomic
+from .checkpoint import LoopState, load_latest, mark_completed, save_checkpoint, write_json_atomic
 from .collate import MultiTaskCollator, TaskItem
 from .config import TrainConfig
 from .distributed import DataParallel, ShardedAdamW, process_state, scale_terms
@@ -231,7 +231,9 @@ def train(
     checkpoint_every = cfg.checkpoint_every or eval_every
     bar = tqdm(total=total_steps, initial=state.step, desc="train", disable=not (progress and dp.is_main),
                dynamic_ncols=True)
-    running: dict[str, float] = {}
+    # sums of the logged values since the last logged step (per process): restored on resume, so a logged
+    # figure always averages the same steps (those since the last multiple of log_every)
+    running: dict[str, float] = _own_window(state.log_windows, dp.index, dp.count)
     micro_in_step, seen = 0, 0
     # logged once per process start: did sharding take effect? (FSDP shards weights, gradients and AdamW state)
     data_parallel = "fsdp" if fsdp else f"zero{stage}" if stage is not None else "ddp" if dp.active else "none"
@@ -310,6 +312,7 @@ def train(
                 if on_eval is not None:
                     on_eval(state.step, state.history[-1])
             if state.step % checkpoint_every == 0 or state.step == total_steps or state.stopped_early:
+                state.log_windows = gather_object([dict(running)])  # one per process (collective)
                 save_checkpoint(accelerator, ckpt_dir, state, cfg.keep_checkpoints, save_extra)
             if state.stopped_early or (stop_after_steps is not None and state.step >= stop_after_steps):
                 break
@@ -320,8 +323,8 @@ def train(
             state.epoch += 1
             state.batch_in_epoch = 0
     bar.close()
-    state.completed = True
-    save_checkpoint(accelerator, ckpt_dir, state, cfg.keep_checkpoints, save_extra)
+    state.completed = True  # recorded in the last step's checkpoint (its state file only: the weights are there)
+    mark_completed(accelerator, ckpt_dir, state, cfg.keep_checkpoints, save_extra)
     return finish(state, time.perf_counter() - started, seen)
 
 
@@ -351,6 +354,18 @@ def _evaluate_and_select(
 
 def _scalars(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+
+
+def _own_window(windows: list[dict[str, float]], rank: int, count: int) -> dict[str, float]:
+    """This process's share of the logging window saved at the checkpoint (all of it on the main process when
+    the process count changed: the logged figure is their sum)."""
+    if len(windows) == count:
+        return dict(windows[rank])
+    total: dict[str, float] = {}
+    for window in windows if rank == 0 else ():
+        for k, v in window.items():
+            total[k] = total.get(k, 0.0) + v
+    return total
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -1,0 +1,223 @@
+"""A kill -9 at any moment of a checkpoint save: the run resumes and ends exactly like an uninterrupted one.
+
+Each crash test runs ``tinydistill.run`` in a subprocess whose checkpoint hook (:func:`checkpoint.reached`)
+SIGKILLs it at one named moment of one step's save, then runs the same config again in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tinydistill import checkpoint
+from tinydistill.checkpoint import COMPLETE_FILE, STATE_FILE, LoopState, load_latest, save_checkpoint
+from tinydistill.config import config_from_dict
+from tinydistill.run import run
+from tinydistill.trainer import make_accelerator
+
+from .conftest import run_config, synthetic_rows, write_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+# 40 steps: the loop logs every 2nd step; checkpoints every 5th, so a resume from step 35 starts mid-window
+OVER = {"train.max_steps": 40, "train.batch_size": 8, "train.checkpoint_every": 5, "train.eval_every": 10,
+        "eval.modes": ["rank"]}
+
+KILL_AT = """
+import json, os, signal, sys
+import torch
+torch.set_num_threads(2)  # as tests/conftest.py: the same kernels as the uninterrupted run in the test process
+from tinydistill import checkpoint
+from tinydistill.config import config_from_dict
+from tinydistill.run import run
+cfg, point, step = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+def die(at, path):
+    if at == point and path.name.endswith(f"-{step:07d}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.reached = die
+run(config_from_dict(cfg), progress=False, log=lambda *_: None)
+"""
+
+
+def _killed_at(cfg: dict, point: str, step: int) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", KILL_AT, json.dumps(cfg), point, str(step)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == -signal.SIGKILL, out.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("data")
+    train, valid = synthetic_rows(160, seed=1), synthetic_rows(48, seed=2)
+    rationales = [{"id": r["id"], "rationale": f"it is {r['answer']}."} for r in train]
+    return {"train": write_jsonl(root / "train.jsonl", train), "valid": write_jsonl(root / "valid.jsonl", valid),
+            "rationales": write_jsonl(root / "teacher.jsonl", rationales)}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_t5_dir, data, tmp_path_factory) -> Path:
+    cfg = config_from_dict(run_config(tiny_t5_dir, data, tmp_path_factory.mktemp("full"), **OVER))
+    run(cfg, progress=False, log=lambda *_: None)
+    return cfg.run_dir
+
+
+def _outcome(run_dir: Path) -> dict:
+    """What must not depend on a crash: final and best weights, optimizer state, every logged record."""
+    (final,) = (run_dir / "checkpoints").glob("step-*")
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for r in records:  # logged once per process start (which sharding took effect), not a result
+        for k in ("optimizer_state_share", "data_parallel", "parameter_share"):
+            r.pop(k, None)
+    return {"final": final.name, "state": json.loads((final / STATE_FILE).read_text()),
+            "weights": load_file(final / "model.safetensors"), "best": load_file(run_dir / "best/model.safetensors"),
+            "optimizer": torch.load(final / "optimizer.bin", weights_only=False),
+            "train": [r for r in records if "split" not in r], "valid": [r for r in records if "split" in r]}
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a["final"] == b["final"] == "step-0000040"
+    assert a["state"]["completed"] and b["state"]["completed"]
+    assert a["state"]["history"] == b["state"]["history"]
+    for key in ("weights", "best"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        for k in sa[i]:
+            assert torch.equal(sa[i][k], sb[i][k]), (i, k)
+    assert a["valid"] == b["valid"]  # same evaluations at the same steps
+    assert a["train"] == b["train"]  # logged losses: the same windows, the same figures
+
+
+@pytest.mark.parametrize("point,step,expect", [
+    # the final step's state file is written, its marker not: skipped, the run falls back to step 35
+    ("sealing", 40, "incomplete checkpoint (no completion marker); skipped"),
+    # sealed but not yet renamed into place: the rename is finished on resume
+    ("sealed", 40, "finishing an interrupted checkpoint save"),
+    # step 40 installed, step 35 renamed for deletion but not deleted, the completed flag not yet written
+    ("pruning", 35, None),
+])
+def test_a_kill_during_a_save_resumes_to_the_uninterrupted_result(point, step, expect, uninterrupted, tiny_t5_dir,
+                                                                   data, tmp_path, capfd):
+    cfg = run_config(tiny_t5_dir, data, tmp_path, **OVER)
+    _killed_at(cfg, point, step)
+    ckpts = tmp_path / "t" / "checkpoints"
+    left = sorted(p.name for p in ckpts.iterdir())
+    assert left == {"sealing": [".tmp-step-0000040", "step-0000035"], "sealed": [".tmp-step-0000040", "step-0000035"],
+                    "pruning": [".del-step-0000035", "step-0000040"]}[point], left
+    capfd.readouterr()
+    run(config_from_dict(cfg), progress=False, log=lambda *_: None)
+    err = capfd.readouterr().err
+    if expect:
+        assert expect in err, err
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-0000040"]
+    _assert_same(_outcome(tmp_path / "t"), _outcome(uninterrupted))
+
+
+def test_logged_losses_after_a_resume_mid_window_equal_the_uninterrupted_run(uninterrupted, tiny_t5_dir, data,
+                                                                             tmp_path):
+    cfg = config_from_dict(run_config(tiny_t5_dir, data, tmp_path, **OVER))
+    with pytest.raises(KeyboardInterrupt):  # stopped after step 15: the window of step 16 began at step 15
+        run(cfg, progress=False, log=lambda *_: None, stop_after_steps=15)
+    run(cfg, progress=False, log=lambda *_: None)
+    _assert_same(_outcome(cfg.run_dir), _outcome(uninterrupted))
+
+
+def test_the_final_checkpoint_is_written_once(tiny_t5_dir, data, tmp_path, monkeypatch):
+    saved: list[int] = []
+    real = checkpoint.save_checkpoint
+
+    def counting(accelerator, folder, state, *args, **kwargs):
+        saved.append(state.step)
+        return real(accelerator, folder, state, *args, **kwargs)
+
+    monkeypatch.setattr("tinydistill.trainer.save_checkpoint", counting)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", counting)
+    cfg = config_from_dict(run_config(tiny_t5_dir, data, tmp_path, **{**OVER, "train.max_steps": 10}))
+    run(cfg, progress=False, log=lambda *_: None)
+    assert saved == [5, 10]
+    final = cfg.run_dir / "checkpoints" / "step-0000010"
+    assert json.loads((final / STATE_FILE).read_text())["completed"]
+    assert checkpoint.incomplete_reason(final) is None  # the rewritten state file keeps the marker valid
+
+
+def test_a_checkpoint_folder_damaged_by_the_old_replace_resumes_from_its_temporary_copy(uninterrupted, tmp_path,
+                                                                                        tiny_t5_dir, data, capfd):
+    """The layout of the issue: an older version deleted ``step-N`` file by file (weights first) beside a
+    complete ``.tmp-step-N``, neither with a marker."""
+    shutil.copytree(uninterrupted, tmp_path / "t")
+    (tmp_path / "t" / "config.yaml").unlink()  # names the other output folder: written again
+    ckpts = tmp_path / "t" / "checkpoints"
+    final = ckpts / "step-0000040"
+    (final / COMPLETE_FILE).unlink()
+    shutil.copytree(final, ckpts / ".tmp-step-0000040")
+    (final / "model.safetensors").unlink()
+    cfg = config_from_dict(run_config(tiny_t5_dir, data, tmp_path, **OVER))
+    run(cfg, progress=False, log=lambda *_: None)  # no traceback: completed, evaluated, reported
+    err = capfd.readouterr().err
+    assert "step-0000040: cannot be loaded" in err and "skipped" in err, err
+    assert (tmp_path / "t" / "report.md").is_file()
+
+
+REPLACE = """
+import sys, os, signal, torch
+from pathlib import Path
+from tinydistill import checkpoint
+from tinydistill.trainer import make_accelerator
+folder, point = Path(sys.argv[1]), sys.argv[2]
+acc = make_accelerator("no")
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 3)
+opt = torch.optim.AdamW(model.parameters())
+model, opt = acc.prepare(model, opt)
+checkpoint.save_checkpoint(acc, folder, checkpoint.LoopState(step=3), keep=1)
+with torch.no_grad():
+    model.weight.fill_(7.0)
+def die(at, path):
+    if at == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoint.reached = die
+checkpoint.save_checkpoint(acc, folder, checkpoint.LoopState(step=3, epoch=1), keep=1)
+"""
+
+
+@pytest.mark.parametrize("point", ["sealing", "sealed", "aside", "installed"])
+def test_replacing_a_checkpoint_of_the_same_step_is_atomic(point, tmp_path):
+    """Between renaming the old folder aside and the new one into place, a kill leaves both complete."""
+    folder = tmp_path / "checkpoints"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", REPLACE, str(folder), point], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == -signal.SIGKILL, out.stderr[-3000:]
+    acc = make_accelerator("no")
+    model = torch.nn.Linear(4, 3)
+    model, opt = acc.prepare(model, torch.optim.AdamW(model.parameters()))
+    state = load_latest(acc, folder)
+    new = point in ("sealed", "aside", "installed")  # sealed: the new one is complete and wins
+    assert state is not None and state.epoch == (1 if new else 0)
+    assert bool((model.weight == 7.0).all()) is new
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == (["step-0000003"] if new else [".tmp-step-0000003", "step-0000003"])
+
+
+def test_incomplete_checkpoints_only_start_the_run_afresh_with_a_warning(tmp_path, capfd):
+    acc = make_accelerator("no")
+    model = torch.nn.Linear(2, 2)
+    model, opt = acc.prepare(model, torch.optim.AdamW(model.parameters()))
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(acc, folder, LoopState(step=1), keep=1)
+    (folder / "step-0000001" / "model.safetensors").write_bytes(b"")  # sizes no longer match the marker
+    capfd.readouterr()
+    assert load_latest(acc, folder) is None
+    assert "step-0000001: incomplete checkpoint (model.safetensors has 0 bytes" in capfd.readouterr().err
