@@ -115,6 +115,9 @@ class TrainConfig(_Strict):
         True, description="CPU: keep freed large blocks for the next step instead of returning them to the OS")
     shard_optimizer_state: bool = Field(
         False, description="several processes: split AdamW's moments across them (ZeRO stage 1)")
+    report_to: tuple[Literal["tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "aim", "clearml", "dvclive",
+                             "swanlab"], ...] = Field(
+        (), description="experiment trackers (accelerate's) that receive the config and every logged record")
 
     @field_validator("mixed_precision", mode="before")
     @classmethod

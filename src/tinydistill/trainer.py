@@ -22,6 +22,7 @@ from accelerate.utils import DataLoaderConfiguration, gather_object, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from . import tracking
 from .batching import epoch_batches
 from .checkpoint import LoopState, load_latest, mark_completed, save_checkpoint, write_json_atomic
 from .collate import MultiTaskCollator, TaskItem
@@ -79,8 +80,10 @@ def autocast_dtype(mixed_precision: str) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(effective_precision(mixed_precision))
 
 
-def make_accelerator(mixed_precision: str) -> Accelerator:
-    """bf16/fp16 autocast where the device supports it (see :func:`effective_precision`)."""
+def make_accelerator(mixed_precision: str, log_with: list | None = None,
+                     project_dir: Path | None = None) -> Accelerator:
+    """bf16/fp16 autocast where the device supports it (see :func:`effective_precision`); experiment trackers
+    ``log_with`` (see :mod:`tinydistill.tracking`) logging under ``project_dir``."""
     mixed_precision = effective_precision(mixed_precision)
     # one process may hold several runs (quickstart, stages, tests) with different precision or accumulation:
     # start each from a fresh accelerator state, keeping the process group (PartialState) as it is
@@ -91,7 +94,8 @@ def make_accelerator(mixed_precision: str) -> Accelerator:
     # the loop accumulates itself (it divides each micro-batch loss by grad_accum), so accelerate must not divide
     # again: gradient_accumulation_steps stays 1 here
     return Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=1,
-                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+                       dataloader_config=DataLoaderConfiguration(split_batches=True), log_with=log_with or None,
+                       project_dir=None if project_dir is None else str(project_dir))
 
 
 def _param_groups(student: Student, cfg: TrainConfig) -> list[dict]:
@@ -160,7 +164,8 @@ def train(
     """
     started = time.perf_counter()
     set_seed(seed)
-    accelerator = make_accelerator(cfg.mixed_precision)
+    trackers = tracking.log_with(cfg.report_to, run_dir)  # fails fast on a tracker that is not installed
+    accelerator = make_accelerator(cfg.mixed_precision, trackers, run_dir if trackers else None)
     if cfg.reuse_host_memory and accelerator.device.type == "cpu":
         keep_freed_host_memory()  # no page faults for each step's large gradients and logits (host_memory.py)
     model = student.model
@@ -216,6 +221,7 @@ def train(
         _truncate_metrics(metrics_path, state.step)
 
     def finish(state: LoopState, seconds: float, seen: int) -> TrainResult:
+        tracking.finish(accelerator)
         release_freed_host_memory()  # kept blocks served this run's steps; the next run starts from a lean heap
         if fsdp:  # the caller gets an ordinary model (on the main process) for what follows training
             copy_ = full_copy.refresh(root, accelerator.device)
@@ -225,6 +231,9 @@ def train(
 
     if state.completed:
         return finish(state, 0.0, 0)
+    if trackers:  # the run's name and config, once per process start
+        tracking.start(accelerator, trackers, run_dir.name,
+                       tracking.run_config(run_dir, {"train": cfg.model_dump(mode="json")}), state.step)
 
     eval_every = cfg.eval_every or max(1, math.ceil(len(rows) / cfg.batch_size / cfg.grad_accum_steps))
     eval_every = min(eval_every, total_steps)
@@ -247,6 +256,8 @@ def train(
             return
         with open(metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+        if trackers:
+            accelerator.log(tracking.values(record), step=record["step"])
 
     if valid_fn is not None and fsdp:  # the main process evaluates a gathered full copy and saves it as best/
         valid_fn, on_best = select_on_full_copy(valid_fn, on_best, full_copy, root, accelerator.device,
