@@ -11,8 +11,8 @@ On disk, ``checkpoints/step-N/`` is complete at every moment a process can be ki
 3. only then are older checkpoints pruned, each renamed to ``.del-step-M`` before it is deleted.
 
 :func:`load_latest` finishes an interrupted rename, skips incomplete folders with a one-line warning and loads
-the newest complete checkpoint. A ``step-N`` folder written before the marker existed (no marker, a
-``trainer_state.json``) is still loaded; if it turns out to be damaged the next older one is tried.
+the newest complete checkpoint. Folders of a version before the marker (a ``trainer_state.json``, no marker) are
+still read: each is tried, newest first, until one loads.
 """
 
 from __future__ import annotations
@@ -277,7 +277,8 @@ def load_latest(accelerator: Accelerator, folder: Path,
                 raise CheckpointError(f"{message}; delete it or choose another run name") from e
             if main:
                 _warn(f"{message}; skipped")
-            failed.append(message)
+            if ckpt.name.startswith(PREFIX):
+                failed.append(message)
             continue
         return LoopState(**json.loads((ckpt / STATE_FILE).read_text()))
     if failed:

@@ -321,7 +321,11 @@ def train(
             if valid_fn is not None and (state.step % eval_every == 0 or state.step == total_steps):
                 _evaluate_and_select(student, valid_fn, cfg, state, on_best, log)
                 if on_eval is not None:
-                    on_eval(state.step, state.history[-1])
+                    try:
+                        on_eval(state.step, state.history[-1])
+                    except BaseException:  # e.g. a search's pruner: the trial ends here
+                        tracking.finish(accelerator)
+                        raise
             if state.step % checkpoint_every == 0 or state.step == total_steps or state.stopped_early:
                 state.log_windows = gather_object([dict(running)])  # one per process (collective)
                 save_checkpoint(accelerator, ckpt_dir, state, cfg.keep_checkpoints, save_extra)
