@@ -221,3 +221,13 @@ def test_incomplete_checkpoints_only_start_the_run_afresh_with_a_warning(tmp_pat
     capfd.readouterr()
     assert load_latest(acc, folder) is None
     assert "step-0000001: incomplete checkpoint (model.safetensors has 0 bytes" in capfd.readouterr().err
+
+
+def test_the_logging_window_is_restored_per_process_and_summed_when_the_process_count_changes():
+    from tinydistill.trainer import _own_window
+
+    saved = [{"_n": 1, "loss": 2.0, "loss/answer": 1.0}, {"_n": 1, "loss": 3.0}]  # two processes, one micro-batch
+    assert _own_window(saved, 1, 2) == saved[1]
+    assert _own_window(saved, 0, 1) == {"_n": 1, "loss": 5.0, "loss/answer": 1.0}  # one process resumes both
+    assert _own_window(saved, 2, 4) == {"_n": 1}  # the count of micro-batches is every process's
+    assert _own_window([], 0, 1) == {}

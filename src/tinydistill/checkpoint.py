@@ -62,9 +62,18 @@ def reached(point: str, path: Path) -> None:
 
 
 def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    """Flush a file (or a folder's entries) to disk; folders that cannot be opened or synced are skipped."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if path.is_dir():  # e.g. Windows: folders cannot be opened; their renames are durable by other means
+            return
+        raise
     try:
         os.fsync(fd)
+    except OSError:
+        if not path.is_dir():  # some network filesystems refuse fsync on a folder (EINVAL)
+            raise
     finally:
         os.close(fd)
 

@@ -372,14 +372,18 @@ def _scalars(metrics: dict) -> dict:
 
 
 def _own_window(windows: list[dict[str, float]], rank: int, count: int) -> dict[str, float]:
-    """This process's share of the logging window saved at the checkpoint (all of it on the main process when
-    the process count changed: the logged figure is their sum)."""
+    """This process's share of the logging window saved at the checkpoint. When the process count changed, the
+    main process takes every sum (the logged figure sums over processes); the micro-batch count ``_n``, the same
+    on every process, is each one's."""
     if len(windows) == count:
         return dict(windows[rank])
-    total: dict[str, float] = {}
+    if not windows:
+        return {}
+    total: dict[str, float] = {"_n": windows[0].get("_n", 0)} if "_n" in windows[0] else {}
     for window in windows if rank == 0 else ():
         for k, v in window.items():
-            total[k] = total.get(k, 0.0) + v
+            if k != "_n":
+                total[k] = total.get(k, 0.0) + v
     return total
 
 
