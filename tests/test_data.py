@@ -269,3 +269,13 @@ def test_six_choices_letters_and_unicode(tmp_path):
     path.write_text(json.dumps({"question": "q?", "choices": ["a", "b", "c"], "answer": "D"}))
     with pytest.raises(DataError, match=r"answer 'D' is not among the choices \(3 choices: letters a-c\)"):
         load_examples(path)
+
+
+def test_answer_base_from_the_config(tmp_path):
+    from tinydistill.config import config_from_dict
+    from tinydistill.run import load_split
+
+    path = _numbered(tmp_path / "t.jsonl", [1, 2, 3])  # no 0 and no 4: nothing to detect, the config says it
+    cfg = config_from_dict({"data": {"train": {"path": str(path), "answer_base": 1}, "valid": {"path": str(path)}}})
+    assert [e.answer for e in load_split(cfg.data.train, "train", 0)] == [0, 1, 2]
+    assert [e.answer for e in load_split(cfg.data.valid, "valid", 0)] == [1, 2, 3]
