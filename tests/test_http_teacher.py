@@ -9,7 +9,12 @@ import httpx
 import pytest
 
 from tests.teacher_helpers import (
+    EMPTY_CHOICES,
+    HTML_PAGE,
+    NO_CHOICES,
+    TRUNCATED,
     free_port,
+    gateway_app,
     make_examples,
     minilm_tokenizer,
     one_thread,
@@ -166,3 +171,36 @@ def test_api_key_from_env_is_sent_but_never_stored_or_shown(tmp_path: Path, monk
     monkeypatch.delenv("TEACHER_KEY")
     with pytest.raises(TinyDistillError, match="TEACHER_KEY"):
         HTTPBackend.from_spec(spec)
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_a_2xx_that_is_not_a_completion_is_retried_and_counted(tmp_path: Path, api: str) -> None:
+    """A gateway's HTML page, a cut-off body, an error object without `choices`: each is a retried fault."""
+    bad = {"Question q1:": [HTML_PAGE], "Question q2:": [TRUNCATED, TRUNCATED], "Question q3:": [NO_CHOICES],
+           "Question q4:": [EMPTY_CHOICES]}
+    app = gateway_app(bad)
+    with serve_in_thread(app) as url:
+        t = _http_teacher(url, tmp_path / "c.sqlite", api=api, concurrency=3, max_retries=3)
+        out = t.rationales(make_examples(6))
+    assert all(r and r.startswith("Because") for r in out)
+    assert t.backend.retries == 5 and t.backend.faults == {"malformed reply": 5} and t.backend.failures == 0
+    assert sum(app.state.requests.values()) == 11 and t.stats.calls == 6
+
+
+def test_a_reply_that_stays_malformed_fails_in_one_line_naming_row_and_endpoint(tmp_path: Path) -> None:
+    app = gateway_app(always_bad={"Question q2:": HTML_PAGE})
+    with serve_in_thread(app) as url:
+        t = _http_teacher(url, tmp_path / "c.sqlite", api="chat", concurrency=2, max_retries=2)
+        with pytest.raises(TeacherHTTPError) as err:
+            t.rationales(make_examples(5))
+        msg = str(err.value)
+        assert "\n" not in msg and msg.startswith("teacher 'remote', row 'q2': ")
+        assert f"{url}/chat/completions: gave up after 3 attempts" in msg
+        assert "HTTP 200 but not a completion" in msg and "text/html" in msg and "'<html> <head>" in msg
+        assert t.backend.failures == 1 and t.backend.retries == 2
+        assert len(TeacherCache(tmp_path / "c.sqlite")) == 4  # the other rows were kept
+        app.state.always_bad.clear()  # the gateway recovers: only the missing row is asked for
+        before = sum(app.state.requests.values())
+        again = _http_teacher(url, tmp_path / "c.sqlite", api="chat")
+        assert len(again.rationales(make_examples(5))) == 5 and again.stats.calls == 1
+        assert sum(app.state.requests.values()) == before + 1
