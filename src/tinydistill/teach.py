@@ -182,10 +182,11 @@ def teach(cfg: RunConfig, splits: Sequence[str], shard_of: tuple[int, int] = (0,
                             if count > 1:
                                 records = _records(teacher, data[split], tally, bar, f"{spec.name} {split} (all)")
                             write_outputs(cfg.run_dir / "teachers", spec.name, split, records)
-                    except TinyDistillError as e:
+                    except TinyDistillError as e:  # what arrived is in the cache: say so, on the same line
                         n = teacher.generation.num_samples
-                        raise type(e)(f"{e} — {tally.done // n} of {len(mine)} {split} rows done and cached; "
-                                      "run the same command again to resume") from None
+                        total = len(mine) + (len(data[split]) if index == 0 and count > 1 else 0)
+                        raise TinyDistillError(f"{e} — {tally.done // n} of {total} {split} rows done and cached; "
+                                               "run the same command again to resume") from None
                     delta = {k: v - before[k] for k, v in teacher.stats.as_dict().items()}
                     rows.append({"teacher": spec.name, "split": split, **delta, "retries": tally.retries(),
                                  "failures": tally.failures(), "faults": tally.faults(),
