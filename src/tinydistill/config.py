@@ -314,6 +314,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                     raise ConfigError(f"--set {key}: no list item {p!r}")
                 node = node[int(p)]
             else:
+                if p.isdigit() and p not in node:  # `teachers.0.x` where the config has no teachers
+                    raise ConfigError(f"--set {key}: no list item {p!r} (the config has none there)")
                 node = node.setdefault(p, {})
                 if not isinstance(node, dict | list):
                     raise ConfigError(f"--set {key}: {p!r} is not a section")
@@ -377,6 +379,8 @@ def _format_error(err: Any, source: str, lines: dict[tuple[str, ...], int]) -> t
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = _unknown_key(raw_loc)
+    elif isinstance(err.get("input"), bool) and err["type"] in ("string_type", "literal_error"):
+        msg += " (YAML reads a bare yes/no/on/off/true/false as a boolean: quote it)"
     return line, f"{where}: {key}: {msg}"
 
 
