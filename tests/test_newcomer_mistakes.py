@@ -84,6 +84,8 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
                  Works(answers_are("d.csv", [1, 0]))),
     "old Mac CR line endings": ({"d.jsonl": jsonl(Q, dict(Q, id="2")).replace("\n", "\r")},
                                 ["data", "check", "d.jsonl"], Works(answers_are("d.jsonl", [1, 1]))),
+    "CR line endings, semicolons, commas in cells": ({"d.csv": "question;choices;answer\rq?;a, b|c;c\r"},
+                                                     ["data", "check", "d.csv"], Works(answers_are("d.csv", [1]))),
     # ------------------------------------------------------------------------------------- answers
     "1-based numbers (detected)": ({"d.jsonl": numbered([1, 4, 2])}, ["data", "check", "d.jsonl"],
                                    Works(answers_are("d.jsonl", [0, 3, 1]))),

@@ -286,7 +286,7 @@ def _read_text(path: Path) -> str:
 
 def _csv_records(path: Path, text: str) -> list[tuple[int | None, Any]]:
     """CSV rows as dicts keyed by the stripped header; the delimiter (``,`` ``;`` or tab) is the header's."""
-    header = text.split("\n", 1)[0]
+    header = text.splitlines()[0]
     delimiter = max(",;\t", key=header.count) if header.count(",") == 0 else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
