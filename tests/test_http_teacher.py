@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -24,9 +25,10 @@ from tests.teacher_helpers import (
 from tinydistill.cache import TeacherCache
 from tinydistill.errors import TinyDistillError
 from tinydistill.serve import create_app
+from tinydistill.teachers.backend import Generation
 from tinydistill.teachers.factory import build_teacher
 from tinydistill.teachers.hf import HFBackend
-from tinydistill.teachers.http import HTTPBackend, TeacherHTTPError
+from tinydistill.teachers.http import HTTPBackend, MalformedReply, TeacherHTTPError, parse_reply
 from tinydistill.teachers.live import LiveTeacher
 from tinydistill.teachers.specs import GenerationSpec, HTTPTeacherSpec
 
@@ -204,3 +206,15 @@ def test_a_reply_that_stays_malformed_fails_in_one_line_naming_row_and_endpoint(
         again = _http_teacher(url, tmp_path / "c.sqlite", api="chat")
         assert len(again.rationales(make_examples(5))) == 5 and again.stats.calls == 1
         assert sum(app.state.requests.values()) == before + 1
+
+
+def test_parse_reply_accepts_what_servers_send_and_names_what_is_wrong() -> None:
+    ok = parse_reply(b'{"choices": [{"message": {"content": " hi "}}], "usage": {"prompt_tokens": null}}', "chat")
+    assert ok == Generation("hi", 0, 0, "stop")  # null usage (llama.cpp), no finish_reason
+    cut = parse_reply(b'{"choices": [{"text": "x", "finish_reason": "length"}]}', "completions")
+    assert cut == Generation("x", 0, 0, "length")
+    for body, says in ((b"<html>", "Invalid JSON"), (b'{"choices": 3}', "choices: Input should be a valid array"),
+                       (b"[1, 2]", "Input should be an object"), (b'{"choices": []}', "choices: empty list"),
+                       (b'{"choices": [{"text": "x"}]}', "choices.0.message: missing")):
+        with pytest.raises(MalformedReply, match=re.escape(says)):
+            parse_reply(body, "chat")

@@ -53,8 +53,8 @@ class _Choice(BaseModel):
 
 
 class _Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: int | None = None  # some servers send null
+    completion_tokens: int | None = None
 
 
 class _Reply(BaseModel):
@@ -85,7 +85,7 @@ def parse_reply(content: bytes, api: str) -> Generation:
         raise MalformedReply("choices.0.text: missing (not a text completion)")
     text = choice.message.content if api == "chat" and choice.message else choice.text
     usage = reply.usage or _Usage()
-    return Generation((text or "").strip(), usage.prompt_tokens, usage.completion_tokens,
+    return Generation((text or "").strip(), usage.prompt_tokens or 0, usage.completion_tokens or 0,
                       choice.finish_reason or "stop")
 
 
