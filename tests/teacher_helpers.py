@@ -176,3 +176,59 @@ def serve_in_thread(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+#: what a gateway in front of a teacher sends back instead of a completion, all with status 200
+HTML_PAGE = ("text/html", "<html>\n<head><title>502 Bad Gateway</title></head>\n<body><h1>502 Bad Gateway</h1>"
+                          "\n<hr>nginx</body>\n</html>\n")
+TRUNCATED = ("application/json", '{"id": "c1", "choices": [{"message": {"content": "Because')
+NO_CHOICES = ("application/json", '{"object": "error", "message": "upstream timed out"}')
+EMPTY_CHOICES = ("application/json", '{"choices": []}')
+
+
+def gateway_app(bad: Mapping[str, Sequence[tuple[str, str]]] | None = None, *, always_bad: Mapping[str, tuple[str, str]]
+                | None = None, delay_s: float = 0.0) -> Any:
+    """An OpenAI-compatible endpoint (chat and completions) answering every request with a fixed completion,
+    except: a prompt containing a key of ``bad`` first gets that key's (content-type, body) replies, one per
+    attempt; one containing a key of ``always_bad`` always gets that reply. ``app.state.requests`` counts
+    requests by prompt; ``app.state.always_bad`` may be changed while it runs."""
+    import asyncio
+    from collections import Counter
+
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    app = Starlette()
+    app.state.requests = Counter()
+    app.state.always_bad = dict(always_bad or {})
+    scripted = {k: list(v) for k, v in (bad or {}).items()}
+
+    async def answer(request: Any, chat: bool) -> Response:
+        body = await request.json()
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+        app.state.requests[prompt] += 1
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        for key, reply in app.state.always_bad.items():
+            if key in prompt:
+                return Response(reply[1], media_type=reply[0])
+        for key, replies in scripted.items():
+            if key in prompt and replies:
+                kind, text = replies.pop(0)
+                return Response(text, media_type=kind)
+        text = "Because of the facts. Thus, the answer is (a)."
+        choice = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+        return Response(json.dumps({"choices": [{**choice, "index": 0, "finish_reason": "stop"}],
+                                    "usage": {"prompt_tokens": 5, "completion_tokens": 9}}),
+                        media_type="application/json")
+
+    async def chat(request: Any) -> Response:
+        return await answer(request, True)
+
+    async def completions(request: Any) -> Response:
+        return await answer(request, False)
+
+    app.router.routes.extend([Route("/v1/chat/completions", chat, methods=["POST"]),
+                              Route("/v1/completions", completions, methods=["POST"])])
+    return app

@@ -107,3 +107,40 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and str(missing) in proc.stderr
+
+
+MANY = """name: bad
+data:
+  train: {path: t.jsonl, answer_base: 2}
+  valid: {path: v.jsonl}
+studnet: {model: x}
+train:
+  epochs: 1
+  lrr: 1e-4
+  batch_size: zero
+teachers:
+  - {name: a, kind: http, model: m, base_url: "http://x/v1", generaton: {max_new_tokens: 4}}
+"""
+
+
+def test_every_config_error_is_listed_with_file_line_and_key(tmp_path, capsys):
+    path = _write(tmp_path / "c.yaml", MANY)
+    assert main(["train", str(path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"error: {path}:3: data.train.answer_base: Input should be 0 or 1",
+        f"error: {path}:5: studnet: unknown key (did you mean 'student'?)",
+        f"error: {path}:8: train.lrr: unknown key (did you mean 'lr'?)",
+        f"error: {path}:9: train.batch_size: Input should be a valid integer, unable to parse string as an integer",
+        f"error: {path}:11: teachers.0.generaton: unknown key (did you mean 'generation'?)",
+    ], lines
+
+
+def test_a_long_list_of_config_errors_is_cut_at_ten(tmp_path, capsys):
+    extra = "\n".join(f"  typo{i}: 1" for i in range(12))
+    path = _write(tmp_path / "c.yaml", CONFIG.replace("{lr}", "1e-4").replace("{extra}", "") + "eval:\n" + extra)
+    assert main(["train", str(path)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 11 and all(ln.startswith(f"error: {path}:") for ln in lines)
+    assert "eval.typo0: unknown key (expected one of: batch_size, max_new_tokens" in lines[0]
+    assert lines[-1] == f"error: {path}: … and 2 more problems"

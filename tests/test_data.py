@@ -129,3 +129,153 @@ def test_hf_datasets_loader_adapts_hub_schemas(tmp_path):
         assert ex.answer_text == {"arc": "iron", "obqa": "star", "wino": "trophy"}[name]
     with pytest.raises(DataError, match="could not load dataset"):
         load_examples(tmp_path / "missing-dataset", "train", fmt="hf")
+
+
+# ---------------------------------------------------------------------- encodings, BOM, broken lines
+CSV_ROWS = 'question,choices,answer\r\nWhat sticks to a magnet?,wood|iron,iron\r\n"Café, or thé?",café|thé,thé\r\n'
+
+
+@pytest.mark.parametrize("bom,encoding", [(b"", "utf-8-sig"), (b"", "utf-16"), (b"\xfe\xff", "utf-16-be"),
+                                          (b"", "utf-32")])
+def test_byte_order_marks_are_read_and_dropped(tmp_path, bom, encoding):
+    """Excel's 'CSV UTF-8' starts with a BOM; Notepad's 'Unicode' is UTF-16 with one: the first column is
+    `question`, not '\\ufeffquestion'."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(bom + CSV_ROWS.encode(encoding))
+    assert path.read_bytes()[:2] in (b"\xef\xbb", b"\xff\xfe", b"\xfe\xff")
+    exs = load_examples(path)
+    assert [(e.question, e.choices, e.answer) for e in exs] == [
+        ("What sticks to a magnet?", ("wood", "iron"), 1), ("Café, or thé?", ("café", "thé"), 1)]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_bom_in_json_and_json_lines(tmp_path, suffix):
+    text = json.dumps(ROWS) if suffix == ".json" else "".join(json.dumps(r) + "\r\n" for r in ROWS)
+    path = tmp_path / f"d{suffix}"
+    path.write_bytes(text.encode("utf-8-sig"))
+    assert [e.id for e in load_examples(path)] == ["q0", "q1", "q2"]
+
+
+def test_latin1_file_names_line_and_column_of_the_bad_byte(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("question,choices,answer\nx?,a|b,a\nCaf\xe9?,a|b,b\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin\.csv:3:4: not valid UTF-8 \(byte 0xe9\).*save the file as UTF-8"):
+        load_examples(path)
+
+
+def test_utf16_without_bom_is_named(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(CSV_ROWS.encode("utf-16-le"))
+    with pytest.raises(DataError, match="UTF-16 without a byte-order mark"):
+        load_examples(path)
+
+
+def test_semicolon_csv_and_extra_cells(tmp_path):
+    path = tmp_path / "semi.csv"
+    path.write_text("question;choices;answer\nWhat sticks?;wood|iron;iron\n")
+    assert load_examples(path)[0].answer == 1
+    bad = tmp_path / "bad.csv"
+    bad.write_text("question,choices,answer\nWhat sticks, really?,wood|iron,iron\n")
+    with pytest.raises(DataError, match=r"bad\.csv:2: 4 cells but the header has 3 columns \(quote a cell"):
+        load_examples(bad)
+
+
+def test_csv_line_numbers_count_quoted_newlines(tmp_path):
+    path = tmp_path / "multi.csv"
+    path.write_text('question,choices,answer\n"two\nlines?",a|b,a\nthird?,a|a,a\n')
+    with pytest.raises(DataError, match=r"multi\.csv:4 field 'choices': duplicate"):
+        load_examples(path)
+
+
+def test_missing_column_names_what_the_file_has(tmp_path):
+    path = tmp_path / "caps.csv"
+    path.write_text("Question,Choices,Answer\nx?,a|b,a\n")
+    with pytest.raises(DataError, match=r"caps\.csv:2 field 'question': missing field \(the file has 'Question'"):
+        load_examples(path)
+
+
+def test_skip_policy_skips_a_half_written_json_lines_row(tmp_path, caplog):
+    lines = [json.dumps(r) for r in ROWS]
+    lines[1] = lines[1][:25]  # a row cut off mid-write
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"d\.jsonl:2:26: malformed JSON Lines"):
+        load_examples(path)
+    with caplog.at_level("WARNING", logger="tinydistill.data"):
+        exs = load_examples(path, on_invalid="skip")
+    assert [e.id for e in exs] == ["q0", "q2"]
+    assert f"{path}:2:26: malformed JSON Lines" in caplog.text
+    whole = tmp_path / "d.json"  # a whole-file JSON list that does not parse stays an error, with its column
+    whole.write_text('[\n {"id": "1",\n  "question": oops}\n]')
+    with pytest.raises(DataError, match=r"d\.json:3:15: malformed JSON"):
+        load_examples(whole, on_invalid="skip")
+
+
+def test_skipped_broken_line_keeps_tinyllm_rationales_aligned(tmp_path):
+    folder = make_tinyllm(tmp_path / "mini", [dict(ROWS[0], id=f"r{i}") for i in range(3)],
+                          ["r0 ok", "r1 ok", "r2 ok"], jsonl=True)
+    data = folder / "mini_train.json"
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join([lines[0], lines[1][:10], lines[2]]) + "\n")
+    exs = load_examples(folder, "train", on_invalid="skip")
+    assert [(e.id, e.rationales["flan_t5"]) for e in exs] == [("r0", "r0 ok"), ("r2", "r2 ok")]
+
+
+# ---------------------------------------------------------------------------------------- answer_base
+def _numbered(path, answers, n_choices=4):
+    rows = [{"id": str(i), "question": f"q{i}?", "choices": [f"c{k}" for k in range(n_choices)], "answer": a}
+            for i, a in enumerate(answers)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_one_based_answers_are_detected_with_a_warning(tmp_path, caplog):
+    path = _numbered(tmp_path / "quiz.jsonl", [1, 4, 2, 3])
+    with caplog.at_level("WARNING", logger="tinydistill.data"):
+        exs = load_examples(path)
+    assert [e.answer for e in exs] == [0, 3, 1, 2]
+    assert "counting from 1" in caplog.text and "line 2 has answer 4 of 4 choices" in caplog.text
+    assert "answer_base: 1" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="tinydistill.data"):  # said explicitly: no warning
+        assert [e.answer for e in load_examples(path, answer_base=1)] == [0, 3, 1, 2]
+    assert caplog.text == ""
+
+
+def test_zero_based_answers_stay_and_answer_base_is_enforced(tmp_path, caplog):
+    path = _numbered(tmp_path / "z.jsonl", [0, 3, 2])
+    with caplog.at_level("WARNING", logger="tinydistill.data"):
+        assert [e.answer for e in load_examples(path)] == [0, 3, 2]
+    assert caplog.text == ""
+    with pytest.raises(DataError, match=r"z\.jsonl:1 field 'answer': answer 0 is not among the choices "
+                                        r"\(4 choices numbered from 1\)"):
+        load_examples(path, answer_base=1)
+    mixed = _numbered(tmp_path / "m.jsonl", [0, 4])
+    with pytest.raises(DataError, match=r"m\.jsonl:2 .*answer 4 .*numbered from 0; if answers count from 1, "
+                                        r"set answer_base: 1"):
+        load_examples(mixed)
+    # CSV digits: 1-based too; digits that are a choice's text are that choice
+    csv_path = tmp_path / "n.csv"
+    csv_path.write_text("question,choices,answer\nq?,a|b|c,3\nr?,1|2|3,3\n")
+    assert [e.answer for e in load_examples(csv_path, answer_base=1)] == [2, 2]
+
+
+def test_six_choices_letters_and_unicode(tmp_path):
+    path = tmp_path / "six.jsonl"
+    rows = [{"question": "Quelle planète ? 🪐", "choices": ["Mercure", "Vénus", "Terre", "Mars", "Jupiter", "Saturne"],
+             "answer": a} for a in ("F", "(e)", "b.", "Vénus", 5)]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert [e.answer for e in load_examples(path)] == [5, 4, 1, 1, 5]
+    path.write_text(json.dumps({"question": "q?", "choices": ["a", "b", "c"], "answer": "D"}))
+    with pytest.raises(DataError, match=r"answer 'D' is not among the choices \(3 choices: letters a-c\)"):
+        load_examples(path)
+
+
+def test_answer_base_from_the_config(tmp_path):
+    from tinydistill.config import config_from_dict
+    from tinydistill.run import load_split
+
+    path = _numbered(tmp_path / "t.jsonl", [1, 2, 3])  # no 0 and no 4: nothing to detect, the config says it
+    cfg = config_from_dict({"data": {"train": {"path": str(path), "answer_base": 1}, "valid": {"path": str(path)}}})
+    assert [e.answer for e in load_split(cfg.data.train, "train", 0)] == [0, 1, 2]
+    assert [e.answer for e in load_split(cfg.data.valid, "valid", 0)] == [1, 2, 3]

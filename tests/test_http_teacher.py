@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.teacher_helpers import (
+    EMPTY_CHOICES,
+    HTML_PAGE,
+    NO_CHOICES,
+    TRUNCATED,
     free_port,
+    gateway_app,
     make_examples,
     minilm_tokenizer,
     one_thread,
@@ -19,9 +25,10 @@ from tests.teacher_helpers import (
 from tinydistill.cache import TeacherCache
 from tinydistill.errors import TinyDistillError
 from tinydistill.serve import create_app
+from tinydistill.teachers.backend import Generation
 from tinydistill.teachers.factory import build_teacher
 from tinydistill.teachers.hf import HFBackend
-from tinydistill.teachers.http import HTTPBackend, TeacherHTTPError
+from tinydistill.teachers.http import HTTPBackend, MalformedReply, TeacherHTTPError, parse_reply
 from tinydistill.teachers.live import LiveTeacher
 from tinydistill.teachers.specs import GenerationSpec, HTTPTeacherSpec
 
@@ -166,3 +173,48 @@ def test_api_key_from_env_is_sent_but_never_stored_or_shown(tmp_path: Path, monk
     monkeypatch.delenv("TEACHER_KEY")
     with pytest.raises(TinyDistillError, match="TEACHER_KEY"):
         HTTPBackend.from_spec(spec)
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_a_2xx_that_is_not_a_completion_is_retried_and_counted(tmp_path: Path, api: str) -> None:
+    """A gateway's HTML page, a cut-off body, an error object without `choices`: each is a retried fault."""
+    bad = {"Question q1:": [HTML_PAGE], "Question q2:": [TRUNCATED, TRUNCATED], "Question q3:": [NO_CHOICES],
+           "Question q4:": [EMPTY_CHOICES]}
+    app = gateway_app(bad)
+    with serve_in_thread(app) as url:
+        t = _http_teacher(url, tmp_path / "c.sqlite", api=api, concurrency=3, max_retries=3)
+        out = t.rationales(make_examples(6))
+    assert all(r and r.startswith("Because") for r in out)
+    assert t.backend.retries == 5 and t.backend.faults == {"malformed reply": 5} and t.backend.failures == 0
+    assert sum(app.state.requests.values()) == 11 and t.stats.calls == 6
+
+
+def test_a_reply_that_stays_malformed_fails_in_one_line_naming_row_and_endpoint(tmp_path: Path) -> None:
+    app = gateway_app(always_bad={"Question q2:": HTML_PAGE})
+    with serve_in_thread(app) as url:
+        t = _http_teacher(url, tmp_path / "c.sqlite", api="chat", concurrency=2, max_retries=2)
+        with pytest.raises(TeacherHTTPError) as err:
+            t.rationales(make_examples(5))
+        msg = str(err.value)
+        assert "\n" not in msg and msg.startswith("teacher 'remote', row 'q2': ")
+        assert f"{url}/chat/completions: gave up after 3 attempts" in msg
+        assert "HTTP 200 but not a completion" in msg and "text/html" in msg and "'<html> <head>" in msg
+        assert t.backend.failures == 1 and t.backend.retries == 2
+        assert len(TeacherCache(tmp_path / "c.sqlite")) == 4  # the other rows were kept
+        app.state.always_bad.clear()  # the gateway recovers: only the missing row is asked for
+        before = sum(app.state.requests.values())
+        again = _http_teacher(url, tmp_path / "c.sqlite", api="chat")
+        assert len(again.rationales(make_examples(5))) == 5 and again.stats.calls == 1
+        assert sum(app.state.requests.values()) == before + 1
+
+
+def test_parse_reply_accepts_what_servers_send_and_names_what_is_wrong() -> None:
+    ok = parse_reply(b'{"choices": [{"message": {"content": " hi "}}], "usage": {"prompt_tokens": null}}', "chat")
+    assert ok == Generation("hi", 0, 0, "stop")  # null usage (llama.cpp), no finish_reason
+    cut = parse_reply(b'{"choices": [{"text": "x", "finish_reason": "length"}]}', "completions")
+    assert cut == Generation("x", 0, 0, "length")
+    for body, says in ((b"<html>", "Invalid JSON"), (b'{"choices": 3}', "choices: Input should be a valid array"),
+                       (b"[1, 2]", "Input should be an object"), (b'{"choices": []}', "choices: empty list"),
+                       (b'{"choices": [{"text": "x"}]}', "choices.0.message: missing")):
+        with pytest.raises(MalformedReply, match=re.escape(says)):
+            parse_reply(body, "chat")

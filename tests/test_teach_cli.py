@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.teacher_helpers import make_examples, minilm_tokenizer, one_thread, serve_in_thread, tiny_gpt2
+from tests.teacher_helpers import (
+    HTML_PAGE,
+    TRUNCATED,
+    gateway_app,
+    make_examples,
+    minilm_tokenizer,
+    one_thread,
+    serve_in_thread,
+    tiny_gpt2,
+)
 from tinydistill.cli import main
 from tinydistill.config import load_config
 from tinydistill.serve import create_app
@@ -101,3 +112,61 @@ def test_teach_writes_outputs_and_rerun_makes_zero_calls(tmp_path: Path, capsys)
             == 0
         )
         assert app.state.stats["requests"] > requests  # new generation parameters → new cache keys
+
+
+def _http_config(tmp_path: Path, url: str, **teacher) -> Path:
+    for split, n in (("train", 8), ("valid", 4)):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(n, split)))
+    cfg = {
+        "name": "gw",
+        "output_dir": str(tmp_path / "runs"),
+        "data": {"train": {"path": str(tmp_path / "train.jsonl")}, "valid": {"path": str(tmp_path / "valid.jsonl")}},
+        "teachers": [{"name": "remote", "kind": "http", "base_url": url, "model": "m", "api": "chat",
+                      "retry_backoff_s": 0.01, "max_retries": 2, "generation": {"max_new_tokens": 8}, **teacher}],
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_teach_stops_in_one_line_on_a_reply_that_stays_malformed_and_resumes(tmp_path: Path, capsys) -> None:
+    """A gateway's HTML page for one row: exit 2, one line naming the row and the endpoint; the rest is cached."""
+    app = gateway_app(always_bad={"Question valid2:": HTML_PAGE})
+    with serve_in_thread(app) as url:
+        cfg_path = _http_config(tmp_path, url)
+        assert main(["teach", str(cfg_path), "--splits", "valid", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "Traceback" not in err, err
+        assert err.startswith("error: teacher 'remote', row 'valid2': ")
+        assert f"{url}/chat/completions: gave up after 3 attempts" in err and "not a completion" in err
+        assert err.endswith("3 of 4 valid rows done and cached; run the same command again to resume")
+        app.state.always_bad.clear()
+        before = sum(app.state.requests.values())
+        assert main(["teach", str(cfg_path), "--splits", "valid", "--no-progress"]) == 0
+        assert sum(app.state.requests.values()) == before + 1  # only the failed row is asked again
+    out = capsys.readouterr().out
+    assert "calls 1  hits 3  retries 0  failed 0" in out
+
+
+def test_teach_progress_bar_shows_rows_hits_retries_and_failures(tmp_path: Path, capsys) -> None:
+    from rich.console import Console
+
+    app = gateway_app({"Question train3:": [TRUNCATED, HTML_PAGE]}, delay_s=0.1)
+    with serve_in_thread(app) as url:
+        cfg = load_config(_http_config(tmp_path, url, concurrency=1))
+        screen = io.StringIO()
+        rows = teach(cfg, ["train", "valid"], progress=True,
+                     console=Console(file=screen, force_terminal=True, width=150, color_system=None))
+        frames = screen.getvalue()
+        done = {int(m) for m in re.findall(r"remote train\s.*?(\d)/8 hits", frames)}
+        assert 8 in done and done & set(range(1, 8)), frames  # the bar moved while the rows came in
+        assert re.search(r"remote train\s.*8/8 hits 0\s+retries 2\s+failed 0", frames), frames
+        assert re.search(r"remote valid\s.*4/4 hits 0\s+retries 0\s+failed 0", frames), frames
+        assert [(r["split"], r["calls"], r["retries"], r["failures"], r["faults"]) for r in rows] == [
+            ("train", 8, 2, 0, {"malformed reply": 2}), ("valid", 4, 0, 0, {})]
+        # the CLI: the bar (stderr) and a summary table with the totals (stdout); a rerun is all hits
+        assert main(["teach", str(tmp_path / "run.yaml")]) == 0
+        captured = capsys.readouterr()
+        assert re.search(r"remote train\s.*8/8 hits 8\s+retries 0\s+failed 0", captured.err), captured.err
+        assert "retries" in captured.out and "failed" in captured.out
+        assert "calls 0  hits 12  retries 0  failed 0" in captured.out

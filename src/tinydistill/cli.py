@@ -37,7 +37,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run folder (runs/<name>) or a saved student folder")
     p.add_argument("--data", required=True, help="data file or TinyLLM folder")
-    p.add_argument("--split", default="valid", help="split name for folders and hub datasets (default valid)")
+    p.add_argument("--split", default=None,
+                   help="split to score and name: needed for folders and hub datasets (default valid); for a file, "
+                        "default from its name (test.jsonl → test)")
     p.add_argument("--format", default="auto", choices=["auto", "tinyllm", "json", "jsonl", "csv", "hf"])
     p.add_argument("--out", required=True, help="folder for metrics.json and predictions.jsonl")
     p.add_argument("--modes", default=None, help="comma list of rank,generate (default: the run's)")
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except TinyDistillError as e:
-        print(f"error: {e}", file=sys.stderr)
+        for line in str(e).splitlines() or [""]:  # several problems (a config): one line each
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)

@@ -7,6 +7,8 @@ Errors name the file, the line and the dotted key, e.g.
 from __future__ import annotations
 
 import copy
+import difflib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +41,9 @@ class DataSourceConfig(_Strict):
     columns: ColumnsConfig = ColumnsConfig()
     limit: int | None = Field(None, ge=1, description="keep a seeded random subset of this many rows")
     on_invalid: Literal["error", "skip"] = Field("error", description="stop at a bad row, or skip it (logged)")
+    answer_base: Literal[0, 1] | None = Field(
+        None, description="numeric answers count choices from 0 or 1; None: 0 unless no answer is 0 and one "
+                          "equals its row's number of choices (then 1, with a warning)")
 
 
 class DataConfig(_Strict):
@@ -312,6 +317,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                     raise ConfigError(f"--set {key}: no list item {p!r}")
                 node = node[int(p)]
             else:
+                if p.isdigit() and p not in node:  # `teachers.0.x` where the config has no teachers
+                    raise ConfigError(f"--set {key}: no list item {p!r} (the config has none there)")
                 node = node.setdefault(p, {})
                 if not isinstance(node, dict | list):
                     raise ConfigError(f"--set {key}: {p!r} is not a section")
@@ -325,22 +332,69 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
-def _format_validation(e: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
-    err = e.errors()[0]
-    loc = [str(x) for x in err["loc"] if not (isinstance(x, str) and x in ("imported", "hf", "http"))]
-    # find the deepest location that has a line
-    line = None
-    for n in range(len(loc), 0, -1):
-        if tuple(loc[:n]) in lines:
-            line = lines[tuple(loc[:n])]
-            break
+#: at most this many problems are listed, one line each
+MAX_LISTED_ERRORS = 10
+_TAGS = ("imported", "hf", "http")
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field's annotation can hold (through Optional, unions, tuples, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        out += _models_in(arg)
+    return out
+
+
+def _models_at(loc: tuple[Any, ...]) -> list[type[BaseModel]]:
+    """The models that may sit at a validation location (a teacher's ``kind`` tag picks one member)."""
+    models: list[type[BaseModel]] = [RunConfig]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        holders = [m for m in models if part in m.model_fields]
+        if holders:
+            models = [x for m in holders for x in _models_in(m.model_fields[part].annotation)]
+        else:
+            models = [m for m in models if m.model_fields.get("kind") and m.model_fields["kind"].default == part]
+        if not models:
+            return []
+    return models
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    """``unknown key``, with the closest known key at that place (a typo) or the known keys."""
+    known = sorted({f for m in _models_at(loc[:-1]) for f in m.model_fields})
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean '{close[0]}'?)"
+    return f"unknown key (expected one of: {', '.join(known)})" if known else "unknown key"
+
+
+def _format_error(err: Any, source: str, lines: dict[tuple[str, ...], int]) -> tuple[int | None, str]:
+    """One pydantic error as (its line, ``file:line: dotted.key: message``)."""
+    raw_loc = tuple(err["loc"])
+    loc = [str(x) for x in raw_loc if not (isinstance(x, str) and x in _TAGS)]
+    line = next((lines[tuple(loc[:n])] for n in range(len(loc), 0, -1) if tuple(loc[:n]) in lines), None)
     where = f"{source}:{line}" if line else source
     key = ".".join(loc) or "(top level)"
-    msg = err["msg"]
+    msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-    return f"{where}: {key}: {msg}{more}"
+        msg = _unknown_key(raw_loc)
+    elif isinstance(err.get("input"), bool) and err["type"] in ("string_type", "literal_error"):
+        msg += " (YAML reads a bare yes/no/on/off/true/false as a boolean: quote it)"
+    return line, f"{where}: {key}: {msg}"
+
+
+def _format_validation(e: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
+    """Every problem (up to :data:`MAX_LISTED_ERRORS`), one ``file:line: key: message`` line each, in file order."""
+    found = sorted({_format_error(err, source, lines) for err in e.errors()},
+                   key=lambda x: (x[0] is None, x[0] or 0, x[1]))
+    out = [text for _, text in found]
+    if len(out) > MAX_LISTED_ERRORS:
+        out = [*out[:MAX_LISTED_ERRORS], f"{source}: … and {len(out) - MAX_LISTED_ERRORS} more problems"]
+    return "\n".join(out)
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>", text: str = "") -> RunConfig:
@@ -355,7 +409,13 @@ def read_yaml(path: str | Path, what: str = "config") -> tuple[Any, str]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: {what} file not found")
-    text = path.read_text(encoding="utf-8")
+    from .data import decode_text
+    from .errors import DataError
+
+    try:
+        text = decode_text(path, path.read_bytes())
+    except DataError as e:
+        raise ConfigError(str(e)) from None
     try:
         return yaml.safe_load(text), text
     except yaml.YAMLError as e:

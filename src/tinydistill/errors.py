@@ -1,4 +1,4 @@
-"""User-facing errors: one line naming the file, the row or line, and the field."""
+"""User-facing errors: one line naming the file, the row or line (and column), and the field."""
 
 from __future__ import annotations
 
@@ -10,22 +10,22 @@ class TinyDistillError(Exception):
 
 
 class DataError(TinyDistillError):
-    """Bad data: names the file, the row (or line) and the field."""
+    """Bad data: names the file, the row (or line, and column where known) and the field."""
 
     def __init__(
         self, path: str | Path, message: str, *, row: int | None = None, line: int | None = None,
-        field: str | None = None,
+        field: str | None = None, column: int | None = None,
     ) -> None:
         where = str(path)
         if line is not None:
-            where += f":{line}"
+            where += f":{line}" + (f":{column}" if column is not None else "")
         elif row is not None:
             where += f" row {row}"
         if field is not None:
             where += f" field '{field}'"
         super().__init__(f"{where}: {message}")
-        self.path, self.row, self.line, self.field = str(path), row, line, field
+        self.path, self.row, self.line, self.field, self.column = str(path), row, line, field, column
 
 
 class ConfigError(TinyDistillError):
-    """Bad configuration: names the file, the line and the dotted key."""
+    """Bad configuration: names the file, the line and the dotted key (one line per problem)."""

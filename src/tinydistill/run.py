@@ -18,7 +18,7 @@ from .analysis import dataset_label
 from .checkpoint import write_json_atomic
 from .collate import tokenize_tasks
 from .config import DataSourceConfig, RunConfig, dump_config
-from .data import ColumnMap, Example, load_examples
+from .data import ColumnMap, Example, load_examples, split_of_file
 from .distributed import is_main_process, main_process_first, share_from_main
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate_student, evaluate_teacher
@@ -68,7 +68,8 @@ def load_split(src: DataSourceConfig, role: str, seed: int, task: str = "mcqa", 
                apply_limit: bool = True) -> list[Example]:
     """Load one configured split; ``limit`` keeps a seeded random subset (in original order)."""
     examples = load_examples(src.path, src.split or role, fmt=src.format, subset=src.subset,
-                             columns=ColumnMap(**src.columns.model_dump()), on_invalid=src.on_invalid, task=task)
+                             columns=ColumnMap(**src.columns.model_dump()), on_invalid=src.on_invalid, task=task,
+                             answer_base=src.answer_base)
     return _subset(examples, src.limit, seed) if apply_limit else examples
 
 
@@ -226,9 +227,12 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
     return share_from_main(lambda: outcome)
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str = "valid", fmt: str = "auto",
+def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str | None = None, fmt: str = "auto",
                  out: str | Path, modes: Sequence[str] | None = None, progress: bool = True) -> EvalResult:
-    """Score a run's best student (or a saved student folder) on any supported data; write metrics/predictions."""
+    """Score a run's best student (or a saved student folder) on any supported data; write metrics/predictions.
+
+    ``split`` names what was scored (and picks it in a folder or hub dataset, default ``valid``); for a file it
+    defaults to the split its name names (``test.jsonl`` → ``test``)."""
     from .config import StudentConfig, load_config
 
     run_dir = Path(run_dir)
@@ -242,13 +246,15 @@ def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str = "valid",
         model_dir = run_dir
     else:
         raise ConfigError(f"{run_dir}: neither a run folder (config.yaml) nor a saved model (config.json)")
+    if split is None:
+        split = "valid" if fmt in ("hf", "tinyllm") or Path(data).is_dir() else split_of_file(data)
+    examples = load_examples(data, split, fmt=fmt, task=cfg.data.task)
     if (model_dir / "adapter_config.json").is_file():  # a LoRA run saved as an adapter
         from .lora import load_lora_student
 
         student = load_lora_student(StudentConfig(**cfg.student.model_dump()), model_dir)
     else:
         student = load_student(saved_student_config(StudentConfig(**cfg.student.model_dump()), model_dir))
-    examples = load_examples(data, split, fmt=fmt, task=cfg.data.task)
     result = evaluate_on(student, cfg, examples, modes=modes, progress=progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -134,8 +135,40 @@ def build_bert2bert(encoder_path: str, attn: str | None = None, config_changes: 
     return Student(model, tokenizer, "seq2seq", new)
 
 
+class _DropNotice(logging.Filter):
+    """Drops one library notice that needs no action (matched by a fragment of its text)."""
+
+    def __init__(self, fragment: str) -> None:
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.fragment not in record.getMessage()
+
+
+def quiet_saves() -> None:
+    """Silence two notices every save printed that need no action (idempotent):
+
+    - accelerate's "Removed shared tensor {...} while saving": a student's tied weights (a rationale decoder's
+      output layer is its word embeddings) are one tensor under two names; safetensors stores it once and
+      loading ties it again (tested: a reloaded checkpoint equals the saved model);
+    - DeepSpeed's "Setting accelerator to CPU" on its first import (inside ``save_pretrained``), with a torch
+      built without CUDA, where there is no other accelerator to find.
+    """
+    import torch
+
+    notices = [("accelerate.utils.other", "Removed shared tensor")]
+    if not torch.backends.cuda.is_built():
+        notices.append(("DeepSpeed", "Setting accelerator to CPU"))
+    for name, fragment in notices:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotice) and f.fragment == fragment for f in logger.filters):
+            logger.addFilter(_DropNotice(fragment))
+
+
 def load_student(cfg: StudentConfig, *, with_decoder: bool = False) -> Student:
     """Load the student named in ``cfg``, then cut it to ``cfg.layers`` / ``cfg.num_layers`` if asked."""
+    quiet_saves()
     if cfg.config_overrides:
         from .student_sizes import narrow_student
 
@@ -207,6 +240,7 @@ _ENCODER_ONLY = {"BertConfig", "RobertaConfig", "DistilBertConfig", "ElectraConf
 
 def save_student(student: Student, folder: str | Path) -> None:
     """``save_pretrained`` the model and tokenizer, so plain transformers loads the folder."""
+    quiet_saves()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     student.model.save_pretrained(folder, safe_serialization=True)

@@ -9,20 +9,30 @@ sample k > 0 goes to ``<name>.sample<k>.<split>.jsonl``. A dropped rationale is 
 Sharded (``--shard i/n``, or the rank under ``accelerate launch`` / ``torchrun``): process i generates rows
 ``i::n``; shard 0 then reads every row from the cache — waiting for rows other live processes hold, generating
 any nobody claimed — and alone writes the files.
+
+While it runs, a progress bar per (teacher, split) shows outputs done, cache hits, retries and failures; at the
+end a table sums them up. A request that fails for good stops with one line naming the teacher, the row and the
+endpoint; every output received before it is in the cache, so running the command again resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
 from .config import RunConfig, load_config
 from .data import Example
 from .distributed import launched_shard, parse_shard, shard
-from .errors import ConfigError
+from .errors import ConfigError, TinyDistillError
 from .teachers.factory import build_teacher
 from .teachers.live import LiveTeacher, RationaleRecord
 
@@ -40,6 +50,7 @@ def configure_teach_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--splits", default="train,valid", help="comma-separated data splits (train,valid,test)")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="generate rows I::N only (default: the process rank under accelerate launch/torchrun)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def load_split(cfg: RunConfig, split: str) -> list[Example]:
@@ -96,12 +107,56 @@ def summarise(records: Sequence[Sequence[RationaleRecord]]) -> dict[str, float]:
     }
 
 
-def teach(cfg: RunConfig, splits: Sequence[str], shard_of: tuple[int, int] = (0, 1)) -> list[dict[str, Any]]:
+class _Counts(ProgressColumn):
+    """Live counts of one (teacher, split): cache hits, retried faults, requests failed for good."""
+
+    def render(self, task: Any) -> Text:
+        f = task.fields
+        return Text(f"hits {f['hits']}  retries {f['retries']()}  failed {f['failures']()}")
+
+
+class _Tally:
+    """One (teacher, split): outputs done and cache hits (told by the teacher), the backend's retries and
+    failures since it started (HF backends have neither)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.hits = self.done = 0
+        self.retries0, self.failures0 = self.retries(absolute=True), self.failures(absolute=True)
+        self.faults0 = dict(getattr(backend, "faults", {}))
+
+    def retries(self, absolute: bool = False) -> int:
+        return int(getattr(self.backend, "retries", 0)) - (0 if absolute else self.retries0)
+
+    def failures(self, absolute: bool = False) -> int:
+        return int(getattr(self.backend, "failures", 0)) - (0 if absolute else self.failures0)
+
+    def faults(self) -> dict[str, int]:
+        now = dict(getattr(self.backend, "faults", {}))
+        return {k: v - self.faults0.get(k, 0) for k, v in now.items() if v > self.faults0.get(k, 0)}
+
+
+def _records(teacher: LiveTeacher, rows: Sequence[Example], tally: _Tally, bar: Progress, label: str
+             ) -> list[list[RationaleRecord]]:
+    """``teacher.records(rows)`` with a progress bar fed by every output as it lands."""
+    total = len(rows) * teacher.generation.num_samples
+    task = bar.add_task(label, total=total, hits=0, retries=tally.retries, failures=tally.failures)
+
+    def on_output(hits: int, generated: int) -> None:
+        tally.hits += hits
+        tally.done += hits + generated
+        bar.update(task, advance=hits + generated, hits=tally.hits)
+
+    return teacher.records(rows, on_output=on_output)
+
+
+def teach(cfg: RunConfig, splits: Sequence[str], shard_of: tuple[int, int] = (0, 1), *,
+          progress: bool = False, console: Console | None = None) -> list[dict[str, Any]]:
     """Generate (or fetch from the cache) every live teacher's rationales for ``splits``; one summary per
-    (teacher, split) with this process's calls, hits and tokens and the agreement with gold.
+    (teacher, split) with this process's calls, hits, retries, failures and tokens and the agreement with gold.
 
     ``shard_of=(i, n)``: this process generates rows ``i::n``; shard 0 also collects all rows and writes the
-    files (the others summarise their own rows and write nothing)."""
+    files (the others summarise their own rows and write nothing). ``progress``: a live bar on ``console``."""
     index, count = shard_of
     live = [t for t in cfg.teachers if t.kind != "imported"]
     if not live:
@@ -110,50 +165,72 @@ def teach(cfg: RunConfig, splits: Sequence[str], shard_of: tuple[int, int] = (0,
     needs_pool = any(t.icl.k > 0 for t in live)
     pool = (data.get("train") or load_split(cfg, "train")) if needs_pool else []
     rows: list[dict[str, Any]] = []
-    for spec in live:
-        teacher = build_teacher(spec, cache_path=cfg.run_dir / "cache.sqlite", icl_pool=pool)
-        assert isinstance(teacher, LiveTeacher)
-        try:
-            for split in splits:
-                before = teacher.stats.as_dict()
-                records = teacher.records(shard(data[split], index, count))
-                if index == 0:
-                    records = teacher.records(data[split])
-                    write_outputs(cfg.run_dir / "teachers", spec.name, split, records)
-                delta = {k: v - before[k] for k, v in teacher.stats.as_dict().items()}
-                rows.append({"teacher": spec.name, "split": split, **delta, **summarise(records)})
-        finally:
-            teacher.close()
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Counts(),
+                   TimeElapsedColumn(), console=console or Console(stderr=True), disable=not progress)
+    with bar:
+        for spec in live:
+            teacher = build_teacher(spec, cache_path=cfg.run_dir / "cache.sqlite", icl_pool=pool)
+            assert isinstance(teacher, LiveTeacher)
+            try:
+                for split in splits:
+                    before = teacher.stats.as_dict()
+                    tally, started = _Tally(teacher.backend), time.perf_counter()
+                    mine = shard(data[split], index, count)
+                    try:
+                        records = _records(teacher, mine, tally, bar, f"{spec.name} {split}")
+                        if index == 0:
+                            if count > 1:
+                                records = _records(teacher, data[split], tally, bar, f"{spec.name} {split} (all)")
+                            write_outputs(cfg.run_dir / "teachers", spec.name, split, records)
+                    except TinyDistillError as e:  # what arrived is in the cache: say so, on the same line
+                        n = teacher.generation.num_samples
+                        total = len(mine) + (len(data[split]) if index == 0 and count > 1 else 0)
+                        raise TinyDistillError(f"{e} — {tally.done // n} of {total} {split} rows done and cached; "
+                                               "run the same command again to resume") from None
+                    delta = {k: v - before[k] for k, v in teacher.stats.as_dict().items()}
+                    rows.append({"teacher": spec.name, "split": split, **delta, "retries": tally.retries(),
+                                 "failures": tally.failures(), "faults": tally.faults(),
+                                 "seconds": time.perf_counter() - started, **summarise(records)})
+            finally:
+                teacher.close()
     return rows
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
-    """``tinydistill teach``: run :func:`teach` and print a table."""
-    from rich.console import Console
+    """``tinydistill teach``: run :func:`teach` with a progress bar, then print a table and the totals."""
     from rich.table import Table
 
     cfg = load_config(args.config, args.overrides)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     shard_of = parse_shard(args.shard) if args.shard else launched_shard()
-    rows = teach(cfg, splits, shard_of)
+    rows = teach(cfg, splits, shard_of, progress=not args.no_progress)
     if not rows:
         console.print("no live (hf/http) teachers in the config: nothing to generate")
         return 0
     table = Table(title=f"teach: {cfg.run_dir}")
-    for title in ("teacher", "split", "rows", "calls", "hits", "tokens in/out", "agree", "kept/down/drop"):
+    for title in ("teacher", "split", "rows", "calls", "hits", "retries", "failed", "tokens in/out", "agree",
+                  "kept/down/drop", "time"):
         table.add_column(title, justify="left" if title in ("teacher", "split") else "right")
     for r in rows:
         table.add_row(
-            r["teacher"], r["split"], str(r["rows"]), str(r["calls"]), str(r["hits"]),
-            f"{r['prompt_tokens']}/{r['completion_tokens']}", f"{r['agree']:.0%}",
-            f"{r['kept']}/{r['downweighted']}/{r['dropped']}",
+            r["teacher"], r["split"], str(r["rows"]), str(r["calls"]), str(r["hits"]), str(r["retries"]),
+            str(r["failures"]), f"{r['prompt_tokens']}/{r['completion_tokens']}", f"{r['agree']:.0%}",
+            f"{r['kept']}/{r['downweighted']}/{r['dropped']}", f"{r['seconds']:.1f} s",
         )
     console.print(table)
-    total = {k: sum(r[k] for r in rows) for k in ("calls", "hits", "prompt_tokens", "completion_tokens")}
+    keys = ("calls", "hits", "retries", "failures", "prompt_tokens", "completion_tokens")
+    total = {k: sum(r[k] for r in rows) for k in keys}
+    faults: dict[str, int] = {}
+    for r in rows:
+        for kind, n in r["faults"].items():
+            faults[kind] = faults.get(kind, 0) + n
+    why = f" ({', '.join(f'{k} ×{n}' for k, n in sorted(faults.items()))})" if faults else ""
     part = f"shard {shard_of[0]}/{shard_of[1]}: " if shard_of[1] > 1 else ""
     console.print(
-        f"{part}calls {total['calls']}  hits {total['hits']}  tokens {total['prompt_tokens']} prompt + "
-        f"{total['completion_tokens']} completion  cache {cfg.run_dir / 'cache.sqlite'}"
+        f"{part}calls {total['calls']}  hits {total['hits']}  retries {total['retries']}{why}  "
+        f"failed {total['failures']}  tokens {total['prompt_tokens']} prompt + "
+        f"{total['completion_tokens']} completion  cache {cfg.run_dir / 'cache.sqlite'}",
+        markup=False, highlight=False, soft_wrap=True,
     )
     return 0

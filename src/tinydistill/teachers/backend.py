@@ -6,6 +6,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..errors import TinyDistillError
+
 #: ``finish_reason`` of an output cut off at ``max_new_tokens``.
 LENGTH = "length"
 
@@ -18,6 +20,15 @@ class Generation:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"
+
+
+class BackendError(TinyDistillError):
+    """Requests that failed for good; ``failed`` holds the indices (into the prompts given to ``generate``) of
+    those that failed, the first of them the one the message describes."""
+
+    def __init__(self, message: str, *, failed: Sequence[int] = ()) -> None:
+        super().__init__(message)
+        self.failed = tuple(failed)
 
 
 class Backend(Protocol):

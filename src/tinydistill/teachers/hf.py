@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ..errors import TinyDistillError
 from .backend import LENGTH, Generation
 from .specs import GenerationSpec, HFTeacherSpec
 from .templates import messages_to_text
@@ -38,11 +39,19 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 def load_model(
     name: str, *, revision: str | None = None, dtype: str = "auto", device: torch.device | None = None
 ) -> tuple[torch.nn.Module, Any]:
-    """Load a seq2seq (incl. ``EncoderDecoderModel``) or causal LM and its tokenizer, in eval mode."""
+    """Load a seq2seq (incl. ``EncoderDecoderModel``) or causal LM and its tokenizer, in eval mode; a name that
+    is neither a model folder nor loadable from the hub (or its cache, offline) is a one-line error."""
+    import os
+
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     device = device or default_device()
-    config = AutoConfig.from_pretrained(name, revision=revision)
+    try:
+        config = AutoConfig.from_pretrained(name, revision=revision)
+    except (OSError, ValueError) as e:
+        offline = " (HF_HUB_OFFLINE is set: give a local folder or a model already in the cache)" if os.environ.get(
+            "HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") else ""
+        raise TinyDistillError(f"cannot load model {name!r}: {str(e).splitlines()[0]}{offline}") from None
     cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
     model = cls.from_pretrained(name, revision=revision, dtype=resolve_dtype(dtype, device))
     tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
@@ -89,7 +98,10 @@ class HFBackend:
 
     @classmethod
     def from_spec(cls, spec: HFTeacherSpec) -> HFBackend:
-        model, tokenizer = load_model(spec.model, revision=spec.revision, dtype=spec.dtype)
+        try:
+            model, tokenizer = load_model(spec.model, revision=spec.revision, dtype=spec.dtype)
+        except TinyDistillError as e:
+            raise TinyDistillError(f"teacher {spec.name!r} (kind: hf) model: {e}") from None
         return cls(
             model,
             tokenizer,

@@ -1,7 +1,8 @@
 """An OpenAI-compatible HTTP teacher backend (vLLM, TGI, llama.cpp server, hosted APIs) on httpx.
 
-A thread pool holds at most ``concurrency`` requests in flight; 429, 5xx, timeouts and connection errors are
-retried with exponential backoff and jitter (honouring ``Retry-After``). The API key is read from the
+A thread pool holds at most ``concurrency`` requests in flight; 429, 5xx, timeouts, connection errors and a 2xx
+whose body is not a completion (a gateway's HTML page, truncated JSON, no ``choices``) are retried with
+exponential backoff and jitter (honouring ``Retry-After``), each counted in ``faults``. The API key is read from the
 environment variable named in the spec when the backend is built, sent only as a header, and never logged,
 cached or put in an error message.
 """
@@ -19,19 +20,73 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from ..errors import TinyDistillError
-from .backend import Generation
+from .backend import BackendError, Generation
 from .specs import GenerationSpec, HTTPTeacherSpec
 from .templates import dumps_messages, messages_to_text
 
 
-class TeacherHTTPError(TinyDistillError):
+class TeacherHTTPError(BackendError):
     """A request that failed for good (a non-retryable status, or retries exhausted)."""
 
 
 def _retryable_status(code: int) -> bool:
     return code in (408, 429) or code >= 500
+
+
+def snippet(text: str, n: int = 120) -> str:
+    """The start of a body on one line (an HTML page has newlines)."""
+    flat = " ".join(text.split())
+    return repr(flat[:n] + ("…" if len(flat) > n else ""))
+
+
+class _Message(BaseModel):
+    content: str | None = None
+
+
+class _Choice(BaseModel):
+    message: _Message | None = None
+    text: str | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(BaseModel):
+    prompt_tokens: int | None = None  # some servers send null
+    completion_tokens: int | None = None
+
+
+class _Reply(BaseModel):
+    """The part of an OpenAI chat/completions reply the teacher reads; anything else may be there too."""
+
+    choices: list[_Choice]
+    usage: _Usage | None = None
+
+
+class MalformedReply(ValueError):
+    """A 2xx whose body is not a completion."""
+
+
+def parse_reply(content: bytes, api: str) -> Generation:
+    """A completion from a reply body, or :class:`MalformedReply` saying what is wrong with it."""
+    try:
+        reply = _Reply.model_validate_json(content)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise MalformedReply(f"{where + ': ' if where else ''}{err['msg']}") from None
+    if not reply.choices:
+        raise MalformedReply("choices: empty list")
+    choice = reply.choices[0]
+    if api == "chat" and choice.message is None:
+        raise MalformedReply("choices.0.message: missing (not a chat completion)")
+    if api == "completions" and choice.text is None:
+        raise MalformedReply("choices.0.text: missing (not a text completion)")
+    text = choice.message.content if api == "chat" and choice.message else choice.text
+    usage = reply.usage or _Usage()
+    return Generation((text or "").strip(), usage.prompt_tokens or 0, usage.completion_tokens or 0,
+                      choice.finish_reason or "stop")
 
 
 class HTTPBackend:
@@ -73,6 +128,8 @@ class HTTPBackend:
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self.retries = 0  # retried attempts, all requests together
+        self.failures = 0  # requests that failed for good
+        self.faults: dict[str, int] = {}  # retried faults by kind: "HTTP 503", "malformed reply", "ReadTimeout"…
         self._rng = random.Random()
         self._lock = threading.Lock()
         headers = {"Content-Type": "application/json"}
@@ -128,8 +185,9 @@ class HTTPBackend:
         }
 
     def generate(self, prompts: Sequence[str], samples: Sequence[int]) -> Iterator[tuple[int, Generation]]:
-        """Yield results as they complete; failures are raised together after the others finish."""
-        errors: list[str] = []
+        """Yield results as they complete; failures are raised together after the others finish (``failed``: the
+        indices of the prompts that failed, the first one named in the message)."""
+        errors: list[tuple[int, str]] = []
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
         try:
             pending: dict[Future, int] = {
@@ -143,13 +201,14 @@ class HTTPBackend:
                     try:
                         result = fut.result()
                     except TeacherHTTPError as e:
-                        errors.append(str(e))
+                        errors.append((i, str(e)))
                         continue
                     yield i, result
         finally:  # a consumer that stops early cancels what has not started
             pool.shutdown(wait=True, cancel_futures=True)
         if errors:
-            raise TeacherHTTPError(f"{len(errors)} of {len(prompts)} requests failed; first: {errors[0]}")
+            more = f" ({len(errors)} of {len(prompts)} requests failed)" if len(errors) > 1 else ""
+            raise TeacherHTTPError(errors[0][1] + more, failed=tuple(i for i, _ in errors))
 
     # -------------------------------------------------------------------------------------- requests
     def body(self, prompt: str, sample: int) -> dict[str, Any]:
@@ -199,26 +258,33 @@ class HTTPBackend:
             try:
                 response = self._client.post(url, json=body)
             except (httpx.TimeoutException, httpx.TransportError) as e:
-                last = f"{type(e).__name__}"
+                kind = last = type(e).__name__
             else:
-                if response.status_code == 200:
-                    return self._parse(response.json())
-                last = f"HTTP {response.status_code}: {response.text[:200]}"
-                if not _retryable_status(response.status_code):
-                    raise TeacherHTTPError(f"{url}: {last}")
+                if response.is_success:
+                    try:
+                        return parse_reply(response.content, self.api)
+                    except MalformedReply as e:  # a gateway's HTML page, a cut-off body: retried like a 502
+                        kind = "malformed reply"
+                        last = (f"HTTP {response.status_code} but not a completion ({e}; "
+                                f"{response.headers.get('content-type') or 'no content-type'}): "
+                                f"{snippet(response.text)}")
+                else:
+                    kind = f"HTTP {response.status_code}"
+                    last = f"{kind}: {snippet(response.text)}"
+                    if not _retryable_status(response.status_code):
+                        self._count(None)
+                        raise TeacherHTTPError(f"{url}: {last}")
             if attempt < self.max_retries:
-                with self._lock:
-                    self.retries += 1
+                self._count(kind)
                 time.sleep(self._delay(attempt, response))
+        self._count(None)
         raise TeacherHTTPError(f"{url}: gave up after {self.max_retries + 1} attempts; last: {last}")
 
-    def _parse(self, data: dict[str, Any]) -> Generation:
-        choice = data["choices"][0]
-        text = choice["message"]["content"] if self.api == "chat" else choice["text"]
-        usage = data.get("usage") or {}
-        return Generation(
-            (text or "").strip(),
-            int(usage.get("prompt_tokens", 0)),
-            int(usage.get("completion_tokens", 0)),
-            choice.get("finish_reason") or "stop",
-        )
+    def _count(self, fault: str | None) -> None:
+        """One retried fault of this kind, or (``None``) one request failed for good."""
+        with self._lock:
+            if fault is None:
+                self.failures += 1
+            else:
+                self.retries += 1
+                self.faults[fault] = self.faults.get(fault, 0) + 1

@@ -7,16 +7,20 @@ cached or imported one, an interrupted run resumes without repeating a call, and
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..cache import CacheStats, TeacherCache, make_key
 from ..data import Example
 from ..rationales import clean_rationale, stated_answer
 from . import icl as icl_mod
-from .backend import LENGTH, Backend, Generation
+from .backend import LENGTH, Backend, BackendError, Generation
 from .specs import GenerationSpec, ICLSpec, QualitySpec
 from .templates import Exemplar, messages, render, resolve_template
+
+#: ``on_output(hits, generated)``: outputs read from the cache, outputs generated now (called as they land)
+OnOutput = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -140,14 +144,19 @@ class LiveTeacher:
             for ex, exs in zip(examples, chosen, strict=True)
         ]
 
-    def records(self, examples: Sequence[Example]) -> list[list[RationaleRecord]]:
-        """``[row][sample]`` judged outputs, generating whatever the cache lacks."""
+    def records(
+        self, examples: Sequence[Example], on_output: OnOutput | None = None
+    ) -> list[list[RationaleRecord]]:
+        """``[row][sample]`` judged outputs, generating whatever the cache lacks (``on_output``: progress)."""
         todo = [ex for ex in examples if ex.id not in self._memo]
+        if on_output is not None and len(todo) < len(examples):
+            on_output((len(examples) - len(todo)) * self.generation.num_samples, 0)
         if todo:
             n = self.generation.num_samples
             prompts = self.prompts(todo)
+            labels = [f"row {ex.id!r}" + (f" sample {k}" if n > 1 else "") for ex in todo for k in range(n)]
             gens = self._generate(
-                [p for p in prompts for _ in range(n)], [k for _ in prompts for k in range(n)]
+                [p for p in prompts for _ in range(n)], [k for _ in prompts for k in range(n)], labels, on_output
             )
             for i, ex in enumerate(todo):
                 self._memo[ex.id] = [judge(ex, gens[i * n + k], k, self.quality) for k in range(n)]
@@ -156,30 +165,43 @@ class LiveTeacher:
     def complete(self, user_prompts: list[str]) -> list[str]:
         """Sample 0 completions of raw user prompts, through the cache (used by the ICL generator)."""
         rendered = [self.backend.render(messages(p, self.generation.system_prompt)) for p in user_prompts]
-        return [g.text for g in self._generate(rendered, [0] * len(rendered))]
+        labels = [f"in-context example {i}" for i in range(len(rendered))]
+        return [g.text for g in self._generate(rendered, [0] * len(rendered), labels)]
 
-    def _generate(self, prompts: Sequence[str], samples: Sequence[int]) -> list[Generation]:
-        """Cached generation with leases: compute what no live process holds, wait for what others hold."""
+    def _generate(
+        self, prompts: Sequence[str], samples: Sequence[int], labels: Sequence[str] = (),
+        on_output: OnOutput | None = None,
+    ) -> list[Generation]:
+        """Cached generation with leases: compute what no live process holds, wait for what others hold.
+
+        ``labels[i]`` names prompt i in an error; ``on_output`` is told of every output as it lands."""
         params = self.backend.params()
         keys = [
             make_key(self.name, self.backend.model, self.backend.revision, p, params, s)
             for p, s in zip(prompts, samples, strict=True)
         ]
         index = {k: i for i, k in enumerate(keys)}  # duplicates collapse to one call
+        copies = Counter(keys)
         found: dict[str, Generation] = {}
         pending = list(index)
         while pending:
-            for key, out in self.cache.get_many(pending).items():
+            hits = self.cache.get_many(pending)
+            for key, out in hits.items():
                 found[key] = Generation(out.text, out.prompt_tokens, out.completion_tokens, out.finish_reason)
+            if on_output is not None and hits:
+                on_output(sum(copies[k] for k in hits), 0)
             pending = [k for k in pending if k not in found]
             progressed = False
             for start in range(0, len(pending), self.chunk_size):
                 mine = self.cache.claim(pending[start : start + self.chunk_size])
                 if mine:
                     progressed = True
+                    done = (lambda k: on_output(0, copies[k])) if on_output is not None else None
+                    names = [labels[index[k]] if labels else f"prompt {index[k]}" for k in mine]
                     found.update(
                         self._call(
-                            mine, [prompts[index[k]] for k in mine], [samples[index[k]] for k in mine], params
+                            mine, [prompts[index[k]] for k in mine], [samples[index[k]] for k in mine], params,
+                            names, done,
                         )
                     )
             pending = [k for k in pending if k not in found]
@@ -188,9 +210,11 @@ class LiveTeacher:
         return [found[k] for k in keys]
 
     def _call(
-        self, keys: list[str], prompts: list[str], samples: list[int], params: dict
+        self, keys: list[str], prompts: list[str], samples: list[int], params: dict, names: Sequence[str] = (),
+        on_done: Callable[[str], None] | None = None,
     ) -> dict[str, Generation]:
-        """Run the backend on claimed keys, committing each output as it arrives."""
+        """Run the backend on claimed keys, committing each output as it arrives. A failure names the teacher
+        and the row (``names[i]``); what was committed before it stays in the cache."""
         done: dict[str, Generation] = {}
         try:
             for i, gen in self.backend.generate(prompts, samples):
@@ -208,6 +232,11 @@ class LiveTeacher:
                     finish_reason=gen.finish_reason,
                 )
                 done[keys[i]] = gen
+                if on_done is not None:
+                    on_done(keys[i])
+        except BackendError as e:
+            row = names[e.failed[0]] if e.failed and names else "a request"
+            raise type(e)(f"teacher {self.name!r}, {row}: {e}", failed=e.failed) from None
         finally:
             self.cache.release([k for k in keys if k not in done])
         return done

@@ -1,0 +1,216 @@
+"""A corpus of newcomer mistakes, each file written here: every one either works as a user would expect or stops
+with one line per problem naming the file, the line or row and the field, exit code 2, never a traceback.
+
+Run through the CLI entry point (``tinydistill.cli.main``); a few also as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tinydistill.cli import main
+from tinydistill.data import load_examples
+
+Q = {"id": "1", "question": "What sticks to a magnet?", "choices": ["wood", "iron", "glass", "paper"], "answer": "iron"}
+CSV_HEAD = "id,question,choices,answer\n"
+
+
+def jsonl(*rows: dict) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def numbered(answers: list, n: int = 4) -> str:
+    return jsonl(*({"id": str(i), "question": f"Question {i}?", "choices": [f"c{k}" for k in range(n)], "answer": a}
+                   for i, a in enumerate(answers)))
+
+
+def config(train: str = "{path: data.jsonl}", **sections: str) -> str:
+    """A run config (YAML text): ``train`` is the train source (line 3); ``sections`` follow from line 5."""
+    text = f"name: newcomer\ndata:\n  train: {train}\n  valid: {{path: data.jsonl}}\n"
+    return text + "".join(sections.values())
+
+
+@dataclass
+class Error:
+    """Exit 2; each fragment in the (one-line) error; ``lines``: how many error lines (one per problem)."""
+
+    fragments: list[str]
+    lines: int = 1
+
+
+@dataclass
+class Works:
+    """Exit 0; ``check(tmp)`` sees what the user expects (the rows as meant)."""
+
+    check: Callable[[Path], None] = field(default=lambda tmp: None)
+
+
+def answers_are(path: str, expected: list[int], **kw) -> Callable[[Path], None]:
+    def check(tmp: Path) -> None:
+        assert [e.answer for e in load_examples(tmp / path, **kw)] == expected
+
+    return check
+
+
+# name → (files to write: name → text or bytes, the command, what must happen)
+CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
+    # ------------------------------------------------------------------------------------ encodings
+    "latin-1 CSV": ({"quiz.csv": (CSV_HEAD + "1,Café?,oui|non,oui\n").encode("latin-1")}, ["data", "check", "quiz.csv"],
+                    Error(["quiz.csv:2:6:", "not valid UTF-8 (byte 0xe9)", "save the file as UTF-8"])),
+    "UTF-16 CSV from Notepad (BOM)": ({"quiz.csv": (CSV_HEAD + "1,Café?,oui|non,oui\n").encode("utf-16")},
+                                      ["data", "check", "quiz.csv"], Works(answers_are("quiz.csv", [0]))),
+    "UTF-16 without a BOM": ({"quiz.csv": (CSV_HEAD + "1,q?,a|b,a\n").encode("utf-16-le")},
+                             ["data", "check", "quiz.csv"], Error(["quiz.csv:", "UTF-16 without a byte-order mark"])),
+    "Excel 'CSV UTF-8' (BOM) with question first": (
+        {"quiz.csv": ("question,choices,answer\r\nWhat sticks?,wood|iron,iron\r\n").encode("utf-8-sig")},
+        ["data", "check", "quiz.csv"], Works(answers_are("quiz.csv", [1]))),
+    "BOM in JSON Lines": ({"d.jsonl": jsonl(Q).encode("utf-8-sig")}, ["data", "check", "d.jsonl"],
+                          Works(answers_are("d.jsonl", [1]))),
+    "BOM in a JSON list": ({"d.json": json.dumps([Q]).encode("utf-8-sig")}, ["data", "check", "d.json"],
+                           Works(answers_are("d.json", [1]))),
+    "latin-1 config": ({"data.jsonl": jsonl(Q), "c.yaml": config(student="student: {model: café}\n").encode("latin-1")},
+                       ["train", "c.yaml"], Error(["c.yaml:5:", "not valid UTF-8"])),
+    # --------------------------------------------------------------------------------- line endings
+    "CRLF JSON Lines": ({"d.jsonl": jsonl(Q, dict(Q, id="2", answer="wood")).replace("\n", "\r\n")},
+                        ["data", "check", "d.jsonl"], Works(answers_are("d.jsonl", [1, 0]))),
+    "CRLF CSV": ({"d.csv": (CSV_HEAD + "1,q?,a|b,b\n2,r?,a|b,a\n").replace("\n", "\r\n")}, ["data", "check", "d.csv"],
+                 Works(answers_are("d.csv", [1, 0]))),
+    "old Mac CR line endings": ({"d.jsonl": jsonl(Q, dict(Q, id="2")).replace("\n", "\r")},
+                                ["data", "check", "d.jsonl"], Works(answers_are("d.jsonl", [1, 1]))),
+    "CR line endings, semicolons, commas in cells": ({"d.csv": "question;choices;answer\rq?;a, b|c;c\r"},
+                                                     ["data", "check", "d.csv"], Works(answers_are("d.csv", [1]))),
+    # ------------------------------------------------------------------------------------- answers
+    "1-based numbers (detected)": ({"d.jsonl": numbered([1, 4, 2])}, ["data", "check", "d.jsonl"],
+                                   Works(answers_are("d.jsonl", [0, 3, 1]))),
+    "1-based numbers that cannot be told apart": ({"d.jsonl": numbered([1, 2, 3])}, ["data", "check", "d.jsonl"],
+                                                  Works(answers_are("d.jsonl", [0, 1, 2], answer_base=1))),
+    "0-based number out of range": ({"d.jsonl": numbered([0, 2, 7])}, ["data", "check", "d.jsonl"],
+                                    Error(["d.jsonl:3", "field 'answer'", "answer 7 is not among the choices"])),
+    "1-based numbers in a CSV": ({"d.csv": CSV_HEAD + "1,q?,a|b|c,3\n2,r?,a|b|c,1\n"}, ["data", "check", "d.csv"],
+                                 Works(answers_are("d.csv", [2, 0]))),
+    "letter answers": ({"d.jsonl": jsonl(*(dict(Q, id=a, answer=a) for a in ["B", "(b)", "b.", "b)"]))},
+                       ["data", "check", "d.jsonl"], Works(answers_are("d.jsonl", [1, 1, 1, 1]))),
+    "letter beyond the choices": ({"d.jsonl": jsonl(dict(Q, answer="E"))}, ["data", "check", "d.jsonl"],
+                                  Error(["d.jsonl:1", "field 'answer'", "4 choices: letters a-d"])),
+    "answer text with other case and spaces": ({"d.jsonl": jsonl(dict(Q, answer="  Iron "))},
+                                               ["data", "check", "d.jsonl"], Works(answers_are("d.jsonl", [1]))),
+    "six choices": ({"d.jsonl": jsonl(dict(Q, choices=["a", "b", "c", "d", "e", "f"], answer="F"))},
+                    ["data", "check", "d.jsonl"], Works(answers_are("d.jsonl", [5]))),
+    "empty answer cell": ({"d.csv": CSV_HEAD + "1,q?,a|b,\n"}, ["data", "check", "d.csv"],
+                          Error(["d.csv:2", "field 'answer'", "missing value"])),
+    # ------------------------------------------------------------------------------------- content
+    "Unicode questions and choices": (
+        {"d.jsonl": jsonl({"question": "哪个星球最大？🪐", "choices": ["木星", "火星"], "answer": "木星"},
+                          {"question": "Ärger über Öl?", "choices": ["ja", "nein"], "answer": "nein"})},
+        ["data", "check", "d.jsonl"], Works(answers_are("d.jsonl", [0, 1]))),
+    "duplicate choices": ({"d.jsonl": jsonl(dict(Q, choices=["iron", "iron"]))}, ["data", "check", "d.jsonl"],
+                          Error(["d.jsonl:1", "field 'choices'", "duplicate choice 'iron'"])),
+    "choices as one sentence": ({"d.jsonl": jsonl(dict(Q, choices="A) wood B) iron"))}, ["data", "check", "d.jsonl"],
+                                Error(["d.jsonl:1", "field 'choices'", "at least two choices"])),
+    "duplicate ids": ({"d.jsonl": jsonl(Q, Q)}, ["data", "check", "d.jsonl"],
+                      Error(["d.jsonl row 1", "field 'id'", "duplicate id '1'"])),
+    "capitalised CSV header": ({"d.csv": "Question,Choices,Answer\nq?,a|b,a\n"}, ["data", "check", "d.csv"],
+                               Error(["d.csv:2", "field 'question'", "the file has 'Question'"])),
+    "semicolon CSV (European Excel)": ({"d.csv": "question;choices;answer\nq?;a|b;b\n"}, ["data", "check", "d.csv"],
+                                       Works(answers_are("d.csv", [1]))),
+    "unquoted comma in a CSV cell": ({"d.csv": CSV_HEAD + "1,Iron, or wood?,wood|iron,iron\n"},
+                                     ["data", "check", "d.csv"], Error(["d.csv:2:", "5 cells but the header has 4"])),
+    "half-written last JSON Lines row": ({"d.jsonl": jsonl(Q) + '{"id": "2", "quest'}, ["data", "check", "d.jsonl"],
+                                         Error(["d.jsonl:2:13:", "malformed JSON Lines: Unterminated string"])),
+    "trailing comma in a JSON list": ({"d.json": '[\n  {"question": "q?", "choices": ["a", "b"], "answer": "a"},\n]'},
+                                      ["data", "check", "d.json"], Error(["d.json:3:1:", "malformed JSON"])),
+    "empty file": ({"d.jsonl": ""}, ["data", "check", "d.jsonl"], Error(["d.jsonl:", "file is empty"])),
+    # ------------------------------------------------------------------------------------- config
+    "typo in a top-level key": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="studnet: {model: minilm}\n")},
+                                ["train", "c.yaml"], Error(["c.yaml:5:", "studnet", "did you mean 'student'?"])),
+    "typo in a section name": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="traning:\n  epochs: 2\n")},
+                               ["train", "c.yaml"], Error(["c.yaml:5:", "traning", "did you mean 'train'?"])),
+    "typo in a nested key": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="train:\n  epochs: 2\n  bacth_size: 4\n")},
+                             ["train", "c.yaml"],
+                             Error(["c.yaml:7:", "train.bacth_size", "did you mean 'batch_size'?"])),
+    "typo in a data option": ({"data.jsonl": jsonl(Q), "c.yaml": config("{path: data.jsonl, on_invalide: skip}")},
+                              ["train", "c.yaml"], Error(["c.yaml:3:", "data.train.on_invalide", "'on_invalid'"])),
+    "three mistakes at once": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="studnet: {}\ntrain: {lr: x, epoch: 1}\n")},
+                               ["train", "c.yaml"], Error(["c.yaml:5:", "c.yaml:6:"], lines=3)),
+    "bare 'no' read as a boolean": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="student: {answer_target: no}\n")},
+                                    ["train", "c.yaml"], Error(["c.yaml:5:", "student.answer_target", "quote it"])),
+    "tab indentation": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="train:\n\tepochs: 2\n")}, ["train", "c.yaml"],
+                        Error(["c.yaml:6:", "malformed YAML"])),
+    "answer_base out of range": ({"data.jsonl": jsonl(Q), "c.yaml": config("{path: data.jsonl, answer_base: 2}")},
+                                 ["train", "c.yaml"], Error(["c.yaml:3:", "data.train.answer_base", "0 or 1"])),
+    # ------------------------------------------------------------------------------------- paths
+    "data file not found": ({"c.yaml": config("{path: nowhere/train.jsonl}")}, ["train", "c.yaml"],
+                            Error(["nowhere/train.jsonl: file not found"])),
+    "config file not found": ({}, ["train", "missing.yaml"], Error(["missing.yaml: config file not found"])),
+    "a folder without TinyLLM files": ({"empty/.keep": ""}, ["data", "check", "empty"],
+                                       Error(["empty: no '<name>_<split>.json' files"])),
+    "eval of a folder that is no run": ({"d.jsonl": jsonl(Q), "notarun/x.txt": ""},
+                                        ["eval", "notarun", "--data", "d.jsonl", "--out", "ev"],
+                                        Error(["notarun: neither a run folder"])),
+    "a --set on a missing list item": ({"data.jsonl": jsonl(Q), "c.yaml": config()},
+                                       ["train", "c.yaml", "--set", "teachers.0.alpha_rationale=1"],
+                                       Error(["--set teachers.0.alpha_rationale: no list item '0'"])),
+}
+
+
+def _write(tmp: Path, files: dict[str, str | bytes]) -> None:
+    for name, content in files.items():
+        path = tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_bytes(content.encode("utf-8"))  # exactly these bytes: no newline translation
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_newcomer_mistake(case: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    files, argv, expect = CASES[case]
+    _write(tmp_path, files)
+    monkeypatch.chdir(tmp_path)  # paths as a user types them, relative to where they stand
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    if isinstance(expect, Works):
+        assert code == 0, err
+        expect.check(tmp_path)
+        return
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == expect.lines and all(ln.startswith("error: ") for ln in lines), err
+    for fragment in expect.fragments:
+        assert fragment in err, (fragment, err)
+
+
+@pytest.mark.parametrize("case", ["three mistakes at once"])
+def test_newcomer_mistake_in_a_real_process(case: str, tmp_path: Path) -> None:
+    files, argv, expect = CASES[case]
+    _write(tmp_path, files)
+    proc = subprocess.run([sys.executable, "-m", "tinydistill.cli", *argv], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == expect.lines
+    assert all(f in proc.stderr for f in expect.fragments), proc.stderr
+
+
+@pytest.mark.parametrize("where", ["student", "teacher"])
+def test_a_model_name_unavailable_offline(where: str, tmp_path: Path) -> None:
+    """A hub name with no network and nothing cached: one line naming the key and the model, exit 2."""
+    extra = ("student: {model: no-such-org/no-such-model-xyz}\n" if where == "student" else
+             "teachers:\n  - {name: big, kind: hf, model: no-such-org/no-such-model-xyz}\n")
+    _write(tmp_path, {"data.jsonl": jsonl(Q, dict(Q, id="2")), "c.yaml": config(s=extra)})
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-m", "tinydistill.cli", "train" if where == "student" else "teach",
+                           "c.yaml", "--no-progress"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'no-such-org/no-such-model-xyz'" in lines[0], proc.stderr
+    assert ("student.model: cannot load" if where == "student" else "teacher 'big' (kind: hf) model") in lines[0]
