@@ -1,0 +1,303 @@
+"""The generator: one thread owns the model and advances every running request by one token per step.
+
+Requests that arrive together are prefilled as one batch (a *group*). Each pass of the loop gives every group
+one decode step in turn, so a small request finishes in about its own number of steps while a huge one runs;
+a row that is cancelled (the client went away), hits its time limit, an EOS or its ``max_new`` leaves its
+group at once, and its key/value cache rows are dropped.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+log = logging.getLogger("tinydistill.serve")
+
+#: Why a row stopped: an EOS token, ``max_new`` tokens, the request's time limit, or a cancel.
+STOP, LENGTH, TIME_LIMIT, CANCELLED = "stop", "length", "time_limit", "cancelled"
+
+
+def _ignore(kind: str, value: Any) -> None:
+    return None
+
+
+@dataclass(eq=False)
+class Job:
+    """One choice of one request. ``on_event(kind, value)`` is called on the generator thread with
+    ``("token", id)``, then once ``("done", reason)`` or ``("error", message)``."""
+
+    prompt_ids: list[int]
+    max_new: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    deadline: float = math.inf  # time.monotonic() past which the row stops with TIME_LIMIT
+    on_event: Callable[[str, Any], None] = _ignore
+    tokens: list[int] = field(default_factory=list)
+    cancelled: bool = False
+    finished: bool = False
+    _generator: torch.Generator | None = None
+
+    def cancel(self) -> None:
+        """Stop generating at the next step (safe from any thread; a no-op once finished)."""
+        self.cancelled = True
+
+    def _finish(self, kind: str, value: Any) -> None:
+        if not self.finished:
+            self.finished = True
+            self.on_event(kind, value)
+
+
+class Busy(Exception):
+    """The waiting queue is full."""
+
+
+@dataclass(eq=False)
+class _Group:
+    jobs: list[Job]
+    past: Any = None  # the model's key/value cache, batch dim aligned with ``jobs``
+    mask: torch.Tensor | None = None  # (B, T) causal: attention mask so far; seq2seq: the encoder's
+    pos: torch.Tensor | None = None  # (B, 1) causal: position of the last token
+    encoded: Any = None  # seq2seq: encoder outputs
+    last: torch.Tensor | None = None  # (B,) the tokens sampled at the previous step
+
+    def select(self, keep: list[int]) -> None:
+        """Keep only the rows ``keep`` (indices into ``jobs``) in every per-row tensor and the cache."""
+        idx = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
+        self.jobs = [self.jobs[i] for i in keep]
+        self.past.batch_select_indices(idx)
+        self.mask = self.mask[idx]
+        self.last = self.last[idx]
+        if self.pos is not None:
+            self.pos = self.pos[idx]
+        if self.encoded is not None:
+            self.encoded.last_hidden_state = self.encoded.last_hidden_state[idx]
+
+
+class Engine:
+    """Owns ``model`` on one thread; :meth:`submit` queues jobs, :meth:`status` reports its progress."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        pad_id: int,
+        eos_ids: Sequence[int],
+        max_batch: int = 16,
+        max_active: int = 64,
+        max_queue: int = 1024,
+        wait_s: float = 0.005,
+    ) -> None:
+        self.model = model
+        self.pad_id, self.eos_ids = pad_id, set(eos_ids)
+        self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+        gc = model.generation_config
+        start = gc.decoder_start_token_id if gc.decoder_start_token_id is not None else pad_id
+        self.start_id = int(start[0] if isinstance(start, list) else start)
+        self.device = next(model.parameters()).device
+        # transformers 5.x renamed the key/value cache argument ``past_key_values`` → ``cache``
+        self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.max_batch, self.max_active, self.max_queue, self.wait_s = max_batch, max_active, max_queue, wait_s
+        self._waiting: deque[Job] = deque()
+        self._groups: list[_Group] = []
+        self._cv = threading.Condition()
+        self._closed = False
+        self.active = 0  # rows being generated
+        self.steps = 0  # forward passes done
+        self.beat = time.monotonic()  # when the loop last made progress (or went idle)
+        self._thread = threading.Thread(target=self._run, name="tinydistill-serve-engine", daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------------------------- other threads
+    def submit(self, jobs: Sequence[Job]) -> None:
+        """Queue ``jobs`` (one request's choices); :class:`Busy` if the queue cannot take them."""
+        with self._cv:
+            if len(self._waiting) + len(jobs) > self.max_queue:
+                raise Busy(f"{len(self._waiting)} rows are waiting (the limit is {self.max_queue})")
+            if not self._waiting and not self.active:
+                self.beat = time.monotonic()  # an idle loop is not a stuck one
+            self._waiting.extend(jobs)
+            self._cv.notify()
+
+    def status(self) -> dict[str, Any]:
+        """Rows generating and waiting, forward passes so far, seconds since the loop last progressed."""
+        return {
+            "alive": self._thread.is_alive(),
+            "active": self.active,
+            "queued": len(self._waiting),
+            "steps": self.steps,
+            "since_progress_s": round(time.monotonic() - self.beat, 3),
+        }
+
+    def stuck(self, stall_s: float) -> str | None:
+        """Why the generator is not ready (dead, or work pending and no progress for ``stall_s``), else None."""
+        s = self.status()
+        if not s["alive"]:
+            return "the generator thread has stopped"
+        if (s["active"] or s["queued"]) and s["since_progress_s"] > stall_s:
+            return (
+                f"no generation step for {s['since_progress_s']:.1f} s "
+                f"with {s['active']} rows running and {s['queued']} waiting"
+            )
+        return None
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout=10)
+
+    # --------------------------------------------------------------------------------- generator thread
+    def _take(self) -> list[Job]:
+        """New rows to start: wait while idle; when idle, wait ``wait_s`` so a wave forms one batch."""
+        with self._cv:
+            while not self._waiting and not self._groups and not self._closed:
+                self._cv.wait()
+            if not self._groups and not self._closed:
+                self._cv.wait_for(lambda: len(self._waiting) >= self.max_batch or self._closed, self.wait_s)
+            self.beat = time.monotonic()
+            room = min(self.max_batch, self.max_active - self.active, len(self._waiting))
+            taken = [self._waiting.popleft() for _ in range(max(0, room))]
+        for j in taken:
+            if j.cancelled:
+                j._finish("done", CANCELLED)
+        return [j for j in taken if not j.finished]
+
+    def _run(self) -> None:
+        while True:
+            new = self._take()
+            if self._closed:
+                break
+            if new:
+                self._guarded(new, None)
+            for g in list(self._groups):
+                self._guarded(g.jobs, g)
+            self._groups = [g for g in self._groups if g.jobs]
+            self.active = sum(len(g.jobs) for g in self._groups)
+            self.steps += 1
+            self.beat = time.monotonic()
+        for j in [j for g in self._groups for j in g.jobs] + list(self._waiting):
+            j._finish("error", "the server is shutting down")
+
+    def _guarded(self, jobs: list[Job], group: _Group | None) -> None:
+        """Prefill ``jobs`` (group None) or step ``group``; an error fails that group's rows, not the server."""
+        try:
+            with torch.inference_mode():
+                self._prefill(jobs) if group is None else self._step(group)
+        except Exception as e:  # noqa: BLE001 - reported to each waiting request, logged with its traceback
+            log.exception("generation failed")
+            if group is not None:
+                group.jobs = []
+            for j in jobs:
+                j._finish("error", f"generation failed: {type(e).__name__}: {e}")
+
+    def _prefill(self, jobs: list[Job]) -> None:
+        rows = [j.prompt_ids for j in jobs]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):  # causal: pad on the left, so every row continues at the right edge
+            span = slice(0, len(r)) if self.is_encoder_decoder else slice(width - len(r), width)
+            ids[i, span] = torch.tensor(r, dtype=torch.long)
+            mask[i, span] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        g = _Group(jobs, mask=mask)
+        if self.is_encoder_decoder:
+            g.encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask, return_dict=True)
+            start = torch.full((len(rows), 1), self.start_id, dtype=torch.long, device=self.device)
+            out = self.model(encoder_outputs=g.encoded, attention_mask=mask, decoder_input_ids=start, use_cache=True)
+        else:
+            pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)  # as transformers' generate does
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+            g.pos = pos[:, -1:]
+        g.past = _cache_of(out)
+        self._advance(g, out.logits[:, -1, :])
+        if g.jobs:
+            self._groups.append(g)
+
+    def _step(self, g: _Group) -> None:
+        now = time.monotonic()
+        keep = []
+        for i, j in enumerate(g.jobs):
+            if j.cancelled or now >= j.deadline:
+                j._finish("done", CANCELLED if j.cancelled else TIME_LIMIT)
+            else:
+                keep.append(i)
+        if not self._prune(g, keep):
+            return
+        step = g.last[:, None]  # (B, 1)
+        past = {self._cache_kw: g.past}
+        if self.is_encoder_decoder:
+            out = self.model(
+                encoder_outputs=g.encoded, attention_mask=g.mask, decoder_input_ids=step, use_cache=True, **past
+            )
+        else:
+            g.mask = torch.cat([g.mask, g.mask.new_ones((len(g.jobs), 1))], dim=1)
+            g.pos = g.pos + 1
+            out = self.model(input_ids=step, attention_mask=g.mask, position_ids=g.pos, use_cache=True, **past)
+        g.past = _cache_of(out)
+        self._advance(g, out.logits[:, -1, :])
+
+    def _advance(self, g: _Group, logits: torch.Tensor) -> None:
+        """Sample each row's next token from ``logits`` (B, V), report it, and drop the rows that end."""
+        tokens = _sample(logits, g.jobs)
+        now = time.monotonic()
+        keep = []
+        for i, (j, t) in enumerate(zip(g.jobs, tokens, strict=True)):
+            if j.cancelled:
+                j._finish("done", CANCELLED)
+                continue
+            j.tokens.append(t)
+            j.on_event("token", t)
+            if t in self.eos_ids:
+                j._finish("done", STOP)
+            elif len(j.tokens) >= j.max_new:
+                j._finish("done", LENGTH)
+            elif now >= j.deadline:
+                j._finish("done", TIME_LIMIT)
+            else:
+                keep.append(i)
+        g.last = torch.tensor(tokens, dtype=torch.long, device=self.device)
+        self._prune(g, keep)
+
+    def _prune(self, g: _Group, keep: list[int]) -> bool:
+        """Keep rows ``keep`` of ``g``; False (and the group emptied) when none are left."""
+        if not keep:
+            g.jobs = []
+            return False
+        if len(keep) < len(g.jobs):
+            g.select(keep)
+        return True
+
+
+def _cache_of(out: Any) -> Any:
+    """The key/value cache a forward pass returned (``cache`` in newer transformers, ``past_key_values`` before)."""
+    return out["cache"] if "cache" in out else out["past_key_values"]
+
+
+def _sample(logits: torch.Tensor, jobs: Sequence[Job]) -> list[int]:
+    """Greedy for temperature 0, else temperature + top-p sampling from each job's own seeded generator."""
+    greedy = logits.argmax(dim=-1).tolist()
+    out = []
+    for i, j in enumerate(jobs):
+        if j.temperature <= 0:
+            out.append(greedy[i])
+            continue
+        probs = torch.softmax(logits[i].float() / j.temperature, dim=-1)
+        if j.top_p < 1.0:
+            sorted_p, order = probs.sort(descending=True)
+            drop = sorted_p.cumsum(-1) - sorted_p >= j.top_p  # keep the smallest prefix reaching top_p
+            probs = probs.scatter(0, order[drop], 0.0)
+        if j._generator is None:
+            j._generator = torch.Generator(device=logits.device).manual_seed(j.seed)
+        out.append(int(torch.multinomial(probs, 1, generator=j._generator).item()))
+    return out
