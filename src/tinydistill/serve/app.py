@@ -82,7 +82,7 @@ def create_app(
         yield
         app.state.engine.close()
 
-    app = FastAPI(title="tinydistill serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="tinydistill serve", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(Guard, api_key=api_key, max_body_bytes=limits.max_body_bytes)
     stats: Counter = Counter()

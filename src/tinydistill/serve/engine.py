@@ -177,6 +177,7 @@ class Engine:
             new = self._take()
             if self._closed:
                 break
+            self.active = sum(len(g.jobs) for g in self._groups) + len(new)  # before a prefill that may hang
             if new:
                 self._guarded(new, None)
             for g in list(self._groups):

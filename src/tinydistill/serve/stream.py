@@ -97,11 +97,14 @@ class Run:
             for k in range(n)
         ]
         self.prompts = list(prompts)
+        self.incremental = incremental
         self.texts = [Text(tokenizer, stops) if incremental else None for _ in self.jobs]
         self.finish: list[str | None] = [None] * len(self.jobs)
         self.timed_out = 0
 
     def _post(self, loop: asyncio.AbstractEventLoop, index: int, kind: str, value: Any) -> None:
+        if kind == "token" and not self.incremental:  # a plain reply reads the tokens once, at the end
+            return
         with contextlib.suppress(RuntimeError):  # the event loop has closed: the server is stopping
             loop.call_soon_threadsafe(self.queue.put_nowait, (index, kind, value))
 
@@ -127,25 +130,28 @@ class Run:
         ``disconnected`` is polled while waiting (for a plain reply; a streamed one is cancelled by Starlette).
         """
         pending = len(self.jobs)
+        check_at = time.monotonic() + POLL_S
         try:
             while pending:
                 try:
-                    index, kind, value = await asyncio.wait_for(self.queue.get(), POLL_S)
+                    item = await asyncio.wait_for(self.queue.get(), max(0.0, check_at - time.monotonic()))
                 except TimeoutError:
+                    item = None
+                if time.monotonic() >= check_at:
+                    check_at = time.monotonic() + POLL_S
                     if disconnected is not None and await disconnected():
-                        raise ClientGone from None
+                        raise ClientGone
                     if time.monotonic() > self.give_up:
-                        raise APIError(504, "the generator did not answer within the time limit",
-                                       code="timeout") from None
+                        raise APIError(504, "the generator did not answer within the time limit", code="timeout")
+                if item is None:
                     continue
+                index, kind, value = item
                 if self.finish[index] is not None:  # already ended by a stop string
                     continue
                 text = self.texts[index]
                 if kind == "error":
                     raise APIError(500, value, code="generation_failed")
                 if kind == "token":
-                    if text is None:
-                        continue
                     text.push(value)
                     if not text.stopped:
                         if delta := text.take():
