@@ -19,8 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 log = logging.getLogger("tinydistill.serve")
+
+#: Groups whose lengths differ by at most this (or a quarter of the longer) are merged into one batch.
+MERGE_SLACK = 64
 
 #: Why a row stopped: an EOS token, ``max_new`` tokens, the request's time limit, or a cancel.
 STOP, LENGTH, TIME_LIMIT, CANCELLED = "stop", "length", "time_limit", "cancelled"
@@ -70,6 +75,24 @@ class _Group:
     encoded: Any = None  # seq2seq: encoder outputs
     last: torch.Tensor | None = None  # (B,) the tokens sampled at the previous step
 
+    def length(self) -> int:
+        return self.mask.shape[1]
+
+    def absorb(self, other: _Group) -> None:
+        """Append ``other``'s rows (causal groups with plain caches): the shorter side is padded on the left."""
+        width = max(self.length(), other.length())
+        for mine, theirs in zip(self.past.layers, other.past.layers, strict=True):
+            for name in ("keys", "values"):  # (B, heads, T, head_dim)
+                a, b = getattr(mine, name), getattr(theirs, name)
+                a = F.pad(a, (0, 0, width - a.shape[-2], 0))
+                b = F.pad(b, (0, 0, width - b.shape[-2], 0))
+                setattr(mine, name, torch.cat([a, b]))
+        self.mask = torch.cat([F.pad(m, (width - m.shape[1], 0)) for m in (self.mask, other.mask)])
+        self.pos = torch.cat([self.pos, other.pos])
+        self.last = torch.cat([self.last, other.last])
+        self.jobs = self.jobs + other.jobs
+        other.jobs = []
+
     def select(self, keep: list[int]) -> None:
         """Keep only the rows ``keep`` (indices into ``jobs``) in every per-row tensor and the cache."""
         idx = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
@@ -96,6 +119,7 @@ class Engine:
         max_active: int = 64,
         max_queue: int = 1024,
         wait_s: float = 0.005,
+        max_wait_s: float = 0.05,
     ) -> None:
         self.model = model
         self.pad_id, self.eos_ids = pad_id, set(eos_ids)
@@ -106,13 +130,16 @@ class Engine:
         self.device = next(model.parameters()).device
         # transformers 5.x renamed the key/value cache argument ``past_key_values`` → ``cache``
         self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        self.max_batch, self.max_active, self.max_queue, self.wait_s = max_batch, max_active, max_queue, wait_s
+        self.max_batch, self.max_active, self.max_queue = max_batch, max_active, max_queue
+        self.wait_s, self.max_wait_s = wait_s, max_wait_s
         self._waiting: deque[Job] = deque()
         self._groups: list[_Group] = []
         self._cv = threading.Condition()
         self._closed = False
         self.active = 0  # rows being generated
-        self.steps = 0  # forward passes done
+        self.steps = 0  # passes of the loop (each gives every group one forward pass)
+        self.batches = 0  # groups prefilled
+        self.merges = 0  # groups folded into another
         self.beat = time.monotonic()  # when the loop last made progress (or went idle)
         self._thread = threading.Thread(target=self._run, name="tinydistill-serve-engine", daemon=True)
         self._thread.start()
@@ -135,6 +162,8 @@ class Engine:
             "active": self.active,
             "queued": len(self._waiting),
             "steps": self.steps,
+            "batches": self.batches,
+            "merges": self.merges,
             "since_progress_s": round(time.monotonic() - self.beat, 3),
         }
 
@@ -158,12 +187,17 @@ class Engine:
 
     # --------------------------------------------------------------------------------- generator thread
     def _take(self) -> list[Job]:
-        """New rows to start: wait while idle; when idle, wait ``wait_s`` so a wave forms one batch."""
+        """New rows to start (at most ``max_batch``, within ``max_active``); blocks while there is nothing to do."""
         with self._cv:
             while not self._waiting and not self._groups and not self._closed:
                 self._cv.wait()
-            if not self._groups and not self._closed:
-                self._cv.wait_for(lambda: len(self._waiting) >= self.max_batch or self._closed, self.wait_s)
+            if not self._groups:  # idle: gather a wave (clients send together) until it pauses for wait_s
+                end, seen = time.monotonic() + self.max_wait_s, len(self._waiting)
+                while len(self._waiting) < self.max_batch and not self._closed and time.monotonic() < end:
+                    self._cv.wait(min(self.wait_s, max(0.0, end - time.monotonic())))
+                    if len(self._waiting) == seen:
+                        break
+                    seen = len(self._waiting)
             self.beat = time.monotonic()
             room = min(self.max_batch, self.max_active - self.active, len(self._waiting))
             taken = [self._waiting.popleft() for _ in range(max(0, room))]
@@ -180,6 +214,7 @@ class Engine:
             self.active = sum(len(g.jobs) for g in self._groups) + len(new)  # before a prefill that may hang
             if new:
                 self._guarded(new, None)
+                self._merge()
             for g in list(self._groups):
                 self._guarded(g.jobs, g)
             self._groups = [g for g in self._groups if g.jobs]
@@ -201,7 +236,22 @@ class Engine:
             for j in jobs:
                 j._finish("error", f"generation failed: {type(e).__name__}: {e}")
 
+    def _merge(self) -> None:
+        """Fold causal groups of similar length into one batch (fewer forward passes per step); seq2seq groups
+        and caches other than plain DynamicCache stay apart, and a much longer group is not padded to."""
+        if self.is_encoder_decoder:
+            return
+        plain = [g for g in self._groups if _plain(g.past)]
+        plain.sort(key=lambda g: g.length())
+        for shorter, longer in zip(plain, plain[1:], strict=False):
+            width = longer.length()
+            if width - shorter.length() <= max(MERGE_SLACK, width // 4):
+                longer.absorb(shorter)
+                self.merges += 1
+        self._groups = [g for g in self._groups if g.jobs]
+
     def _prefill(self, jobs: list[Job]) -> None:
+        self.batches += 1
         rows = [j.prompt_ids for j in jobs]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
@@ -278,6 +328,11 @@ class Engine:
         if len(keep) < len(g.jobs):
             g.select(keep)
         return True
+
+
+def _plain(cache: Any) -> bool:
+    """A DynamicCache of plain full-attention layers (keys/values tensors that can be padded and joined)."""
+    return type(cache) is DynamicCache and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
 def _cache_of(out: Any) -> Any:
