@@ -112,3 +112,19 @@ def test_t5_caps_max_tokens_by_the_server_limit() -> None:
         assert "at most 64" in err["message"]
         out = client(url).completions.create(model="t5", prompt="word " * 3000, max_tokens=64, temperature=0)
         assert out.usage.prompt_tokens == 1024 and out.usage.completion_tokens == 64  # inputs cut to 1,024
+    wider = create_app(tiny_t5(), minilm_tokenizer(), model_name="t5", limits=Limits(max_input_tokens=2000))
+    with serve_in_thread(wider) as url:  # no position limit in T5's config: --max-input-tokens decides
+        out = client(url).completions.create(model="t5", prompt="word " * 3000, max_tokens=2, temperature=0)
+        assert out.usage.prompt_tokens == 2000
+
+
+def test_edge_values_that_are_valid_are_answered(gpt2_url: str) -> None:
+    c = client(gpt2_url)
+    tiny_t = c.completions.create(model="tiny", prompt="hi", max_tokens=3, temperature=1e-30)  # greedy, not NaN
+    greedy = c.completions.create(model="tiny", prompt="hi", max_tokens=3, temperature=0)
+    assert tiny_t.choices[0].text == greedy.choices[0].text
+    for seed in (-5, 10**30):
+        out = c.completions.create(model="tiny", prompt="hi", max_tokens=3, temperature=1.0, seed=seed, n=2)
+        assert len(out.choices) == 2
+    one_token = c.completions.create(model="tiny", prompt="", max_tokens=2)  # "" is [CLS] [SEP]
+    assert one_token.usage.prompt_tokens == 2

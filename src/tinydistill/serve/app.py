@@ -107,12 +107,18 @@ def create_app(
             raise APIError(404, f"the model '{req.model}' does not exist here; this server serves '{model_name}'",
                            param="model", code="model_not_found")
 
+    encode_lock = threading.Lock()
+
+    def encode(texts: list[str], special: bool) -> list[list[int]]:
+        with encode_lock:  # one encode at a time: a fast tokenizer shared across threads may be "already borrowed"
+            return tokenizer(texts, add_special_tokens=special)["input_ids"]
+
     async def prepare(req: P._Request, texts: list[str], special: bool, default: int, param: str) -> _Prepared:
         check_model(req)
         check_sampling(req, limits)
         requested, field = req.requested_tokens()
         max_new = budget.max_new(requested, field, default)
-        encoded = await asyncio.to_thread(lambda: tokenizer(texts, add_special_tokens=special)["input_ids"])
+        encoded = await asyncio.to_thread(encode, texts, special)
         return _Prepared([budget.cut(ids, max_new, param) for ids in encoded], texts, max_new)
 
     def start(req: P._Request, prep: _Prepared) -> Run:

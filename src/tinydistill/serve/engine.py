@@ -27,6 +27,9 @@ log = logging.getLogger("tinydistill.serve")
 #: Groups whose lengths differ by at most this (or a quarter of the longer) are merged into one batch.
 MERGE_SLACK = 64
 
+#: Below this temperature a row is decoded greedily (dividing logits by it would overflow).
+MIN_TEMPERATURE = 1e-4
+
 #: Why a row stopped: an EOS token, ``max_new`` tokens, the request's time limit, or a cancel.
 STOP, LENGTH, TIME_LIMIT, CANCELLED = "stop", "length", "time_limit", "cancelled"
 
@@ -345,15 +348,15 @@ def _sample(logits: torch.Tensor, jobs: Sequence[Job]) -> list[int]:
     greedy = logits.argmax(dim=-1).tolist()
     out = []
     for i, j in enumerate(jobs):
-        if j.temperature <= 0:
+        probs = torch.softmax(logits[i].float() / j.temperature, dim=-1) if j.temperature >= MIN_TEMPERATURE else None
+        if probs is None or not bool(torch.isfinite(probs).all()):  # greedy, or a temperature too small to sample
             out.append(greedy[i])
             continue
-        probs = torch.softmax(logits[i].float() / j.temperature, dim=-1)
         if j.top_p < 1.0:
             sorted_p, order = probs.sort(descending=True)
             drop = sorted_p.cumsum(-1) - sorted_p >= j.top_p  # keep the smallest prefix reaching top_p
             probs = probs.scatter(0, order[drop], 0.0)
         if j._generator is None:
-            j._generator = torch.Generator(device=logits.device).manual_seed(j.seed)
+            j._generator = torch.Generator(device=logits.device).manual_seed(j.seed % 2**63)
         out.append(int(torch.multinomial(probs, 1, generator=j._generator).item()))
     return out

@@ -21,7 +21,8 @@ class Limits:
 
     max_tokens: int = 4096  # the most max_tokens a request may ask for
     max_prompt_tokens: int = 32_768  # longer prompts are refused before any cut
-    max_input_tokens: int | None = None  # prompts are cut from the left to this (None: the model's positions)
+    max_input_tokens: int | None = None  # prompts are cut from the left to this (None: the model's positions,
+    # or DEFAULT_INPUT_TOKENS where its config names none)
     max_n: int = 8
     max_prompts: int = 64  # prompts in one /v1/completions request
     max_body_bytes: int = 2 * 2**20
@@ -67,8 +68,11 @@ class Budget:
         if window.reply is not None:
             caps.append((window.reply, f"{window.reply + 1} decoder positions"))
         self.reply_cap, self._reply_why = min(caps)
-        model_input = window.prompt or window.shared or DEFAULT_INPUT_TOKENS
-        self.input_cap = min(limits.max_input_tokens or model_input, model_input)
+        model_input = window.prompt or window.shared  # None: no position limit in the config
+        if model_input is None:
+            self.input_cap = limits.max_input_tokens or DEFAULT_INPUT_TOKENS
+        else:
+            self.input_cap = min(limits.max_input_tokens or model_input, model_input)
 
     def max_new(self, requested: int | None, param: str, default: int) -> int:
         """The reply's token budget: ``requested`` if within the caps, else 400; ``default`` if not given."""
