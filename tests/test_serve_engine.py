@@ -100,3 +100,28 @@ def test_cancelled_rows_leave_their_group_and_the_rest_finish() -> None:
         engine.close()
     assert reasons == {0: LENGTH, 1: CANCELLED, 2: LENGTH}
     assert len(jobs[1].tokens) < 50 and len(jobs[0].tokens) == len(jobs[2].tokens) == 200
+
+
+def test_a_failed_merge_keeps_the_groups_apart(monkeypatch) -> None:
+    from tinydistill.serve import engine as engine_module
+
+    def broken(self, other) -> None:
+        raise RuntimeError("unforeseen cache layout")
+
+    monkeypatch.setattr(engine_module._Group, "absorb", broken)
+    model = tiny_gpt2(seed=1)
+    backend, engine = _engine(model)
+    expected = [dict(backend.generate_texts([p], max_new_tokens=8))[0].completion_tokens for p in PROMPTS]
+    done = threading.Semaphore(0)
+    try:
+        first = _jobs(backend, PROMPTS[:2], 8, done)
+        engine.submit(first)
+        wait_until(lambda: len(first[0].tokens) >= 2)
+        late = _jobs(backend, PROMPTS[2:], 8, done)
+        engine.submit(late)
+        for _ in PROMPTS:
+            assert done.acquire(timeout=30)
+        assert not engine.merging and engine.status()["alive"]
+    finally:
+        engine.close()
+    assert [len(j.tokens) for j in first + late] == expected

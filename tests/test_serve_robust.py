@@ -90,5 +90,7 @@ def test_health_fails_while_the_generator_is_stuck_and_models_does_not() -> None
             assert httpx.get(f"{base}/health", timeout=10).status_code == 200
             app.state.engine.close()  # a generator thread that has died is not ready either
             assert_error(httpx.get(f"{base}/health", timeout=10), 503, code="not_ready")
+            late = httpx.post(f"{url}/completions", json={"prompt": "hi", "max_tokens": 2}, timeout=10)
+            assert_error(late, 503, code="not_ready")  # refused at once, not left to hang
     finally:
         gate.remove()

@@ -69,6 +69,10 @@ class Busy(Exception):
     """The waiting queue is full."""
 
 
+class Stopped(Exception):
+    """The generator has stopped (closed, or failed outside any one request)."""
+
+
 @dataclass(eq=False)
 class _Group:
     jobs: list[Job]
@@ -84,12 +88,16 @@ class _Group:
     def absorb(self, other: _Group) -> None:
         """Append ``other``'s rows (causal groups with plain caches): the shorter side is padded on the left."""
         width = max(self.length(), other.length())
-        for mine, theirs in zip(self.past.layers, other.past.layers, strict=True):
-            for name in ("keys", "values"):  # (B, heads, T, head_dim)
-                a, b = getattr(mine, name), getattr(theirs, name)
-                a = F.pad(a, (0, 0, width - a.shape[-2], 0))
-                b = F.pad(b, (0, 0, width - b.shape[-2], 0))
-                setattr(mine, name, torch.cat([a, b]))
+
+        def joined(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # (B, heads, T, head_dim) each
+            return torch.cat([F.pad(x, (0, 0, width - x.shape[-2], 0)) for x in (a, b)])
+
+        layers = [
+            (joined(mine.keys, theirs.keys), joined(mine.values, theirs.values))
+            for mine, theirs in zip(self.past.layers, other.past.layers, strict=True)
+        ]  # all built before any is replaced: a failure leaves both groups as they were
+        for layer, (keys, values) in zip(self.past.layers, layers, strict=True):
+            layer.keys, layer.values = keys, values
         self.mask = torch.cat([F.pad(m, (width - m.shape[1], 0)) for m in (self.mask, other.mask)])
         self.pos = torch.cat([self.pos, other.pos])
         self.last = torch.cat([self.last, other.last])
@@ -143,6 +151,7 @@ class Engine:
         self.steps = 0  # passes of the loop (each gives every group one forward pass)
         self.batches = 0  # groups prefilled
         self.merges = 0  # groups folded into another
+        self.merging = not self.is_encoder_decoder  # a seq2seq decoder's positions would shift under padding
         self.beat = time.monotonic()  # when the loop last made progress (or went idle)
         self._thread = threading.Thread(target=self._run, name="tinydistill-serve-engine", daemon=True)
         self._thread.start()
@@ -151,6 +160,8 @@ class Engine:
     def submit(self, jobs: Sequence[Job]) -> None:
         """Queue ``jobs`` (one request's choices); :class:`Busy` if the queue cannot take them."""
         with self._cv:
+            if self._closed:
+                raise Stopped("the generator has stopped")
             if len(self._waiting) + len(jobs) > self.max_queue:
                 raise Busy(f"{len(self._waiting)} rows are waiting (the limit is {self.max_queue})")
             if not self._waiting and not self.active:
@@ -210,6 +221,20 @@ class Engine:
         return [j for j in taken if not j.finished]
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:  # a fault outside any one group: fail every request now rather than hang them
+            log.exception("the generator stopped")
+            message = f"the generator stopped: {type(e).__name__}: {e}"
+        else:
+            message = "the server is shutting down"
+        with self._cv:
+            left = [j for g in self._groups for j in g.jobs] + list(self._waiting)
+            self._closed = True
+        for j in left:
+            j._finish("error", message)
+
+    def _loop(self) -> None:
         while True:
             new = self._take()
             if self._closed:
@@ -217,15 +242,18 @@ class Engine:
             self.active = sum(len(g.jobs) for g in self._groups) + len(new)  # before a prefill that may hang
             if new:
                 self._guarded(new, None)
-                self._merge()
+                if self.merging:
+                    try:
+                        self._merge()
+                    except Exception:  # noqa: BLE001 - a cache layout we did not foresee: keep the groups apart
+                        log.exception("merging batches failed; generating them separately from now on")
+                        self.merging = False
             for g in list(self._groups):
                 self._guarded(g.jobs, g)
             self._groups = [g for g in self._groups if g.jobs]
             self.active = sum(len(g.jobs) for g in self._groups)
             self.steps += 1
             self.beat = time.monotonic()
-        for j in [j for g in self._groups for j in g.jobs] + list(self._waiting):
-            j._finish("error", "the server is shutting down")
 
     def _guarded(self, jobs: list[Job], group: _Group | None) -> None:
         """Prefill ``jobs`` (group None) or step ``group``; an error fails that group's rows, not the server."""
@@ -240,10 +268,8 @@ class Engine:
                 j._finish("error", f"generation failed: {type(e).__name__}: {e}")
 
     def _merge(self) -> None:
-        """Fold causal groups of similar length into one batch (fewer forward passes per step); seq2seq groups
-        and caches other than plain DynamicCache stay apart, and a much longer group is not padded to."""
-        if self.is_encoder_decoder:
-            return
+        """Fold causal groups of similar length into one batch (fewer forward passes per step). Caches other than
+        a plain DynamicCache stay apart (seq2seq models never merge), and no group is padded to a much longer one."""
         plain = [g for g in self._groups if _plain(g.past)]
         plain.sort(key=lambda g: g.length())
         for shorter, longer in zip(plain, plain[1:], strict=False):

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
-from .engine import LENGTH, TIME_LIMIT, Busy, Engine, Job
+from .engine import LENGTH, TIME_LIMIT, Busy, Engine, Job, Stopped
 from .errors import APIError
 
 POLL_S = 0.25  # how often a waiting request checks that its client is still there
@@ -114,6 +114,8 @@ class Run:
         except Busy as e:
             raise APIError(429, f"the server is busy: {e}; retry shortly", code="server_busy",
                            headers={"retry-after": "1"}) from e
+        except Stopped as e:
+            raise APIError(503, str(e), code="not_ready") from e
 
     def cancel(self) -> None:
         for j in self.jobs:
