@@ -148,7 +148,7 @@ def create_app(
         run = start(req, prep)
         if req.stream:
             return StreamingResponse(
-                _counted(stream(run, f"{uuid.uuid4().hex}"), run, prep, req.n),
+                _counted(stream(run, uuid.uuid4().hex), run, prep),
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
             )
@@ -164,7 +164,7 @@ def create_app(
             completed[key] += 1
         return shape(run)
 
-    async def _counted(body: AsyncIterator[str], run: Run, prep: _Prepared, n: int) -> AsyncIterator[str]:
+    async def _counted(body: AsyncIterator[str], run: Run, prep: _Prepared) -> AsyncIterator[str]:
         """A stream's events; a finished stream counts as completed, a cancelled one as disconnected."""
         try:
             async for event in body:
@@ -173,6 +173,7 @@ def create_app(
             stats["disconnected"] += 1
             raise
         finally:
+            run.cancel()  # also when the stream ends before it reached run.events() (a no-op for finished rows)
             stats["time_limit"] += run.timed_out
         if all(f is not None for f in run.finish):
             for key in prep.keys:
