@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tests.serve_helpers import wait_until
+from tests.serve_helpers import slowed, wait_until
 from tests.teacher_helpers import minilm_tokenizer, one_thread, tiny_gpt2, tiny_t5
 from tinydistill.serve.engine import CANCELLED, LENGTH, Engine, Job
 from tinydistill.teachers.hf import HFBackend
@@ -40,17 +40,18 @@ def test_late_requests_join_and_every_row_equals_generate_alone(make) -> None:
     backend, engine = _engine(model)
     expected = [dict(backend.generate_texts([p], max_new_tokens=12))[0] for p in PROMPTS]  # one at a time
     done = threading.Semaphore(0)
-    try:
-        first = _jobs(backend, PROMPTS[:2], 12, done)
-        engine.submit(first)
-        wait_until(lambda: len(first[0].tokens) >= 3)  # the first group is mid-generation
-        late = _jobs(backend, PROMPTS[2:], 12, done)
-        engine.submit(late)
-        for _ in PROMPTS:
-            assert done.acquire(timeout=30)
-        status = engine.status()
-    finally:
-        engine.close()
+    with slowed(model, 0.01):  # 10 ms a step: the late requests surely arrive mid-generation
+        try:
+            first = _jobs(backend, PROMPTS[:2], 12, done)
+            engine.submit(first)
+            wait_until(lambda: len(first[0].tokens) >= 3)  # the first group is mid-generation
+            late = _jobs(backend, PROMPTS[2:], 12, done)
+            engine.submit(late)
+            for _ in PROMPTS:
+                assert done.acquire(timeout=30)
+            status = engine.status()
+        finally:
+            engine.close()
     tok = minilm_tokenizer()
     got = [tok.decode(j.tokens, skip_special_tokens=True).strip() for j in first + late]
     assert got == [e.text for e in expected]
@@ -113,15 +114,16 @@ def test_a_failed_merge_keeps_the_groups_apart(monkeypatch) -> None:
     backend, engine = _engine(model)
     expected = [dict(backend.generate_texts([p], max_new_tokens=8))[0].completion_tokens for p in PROMPTS]
     done = threading.Semaphore(0)
-    try:
-        first = _jobs(backend, PROMPTS[:2], 8, done)
-        engine.submit(first)
-        wait_until(lambda: len(first[0].tokens) >= 2)
-        late = _jobs(backend, PROMPTS[2:], 8, done)
-        engine.submit(late)
-        for _ in PROMPTS:
-            assert done.acquire(timeout=30)
-        assert not engine.merging and engine.status()["alive"]
-    finally:
-        engine.close()
+    with slowed(model, 0.01):
+        try:
+            first = _jobs(backend, PROMPTS[:2], 8, done)
+            engine.submit(first)
+            wait_until(lambda: len(first[0].tokens) >= 2)
+            late = _jobs(backend, PROMPTS[2:], 8, done)
+            engine.submit(late)
+            for _ in PROMPTS:
+                assert done.acquire(timeout=30)
+            assert not engine.merging and engine.status()["alive"]
+        finally:
+            engine.close()
     assert [len(j.tokens) for j in first + late] == expected
