@@ -95,38 +95,38 @@ def test_fault_injection_answers_429_500_and_slow_and_the_client_recovers() -> N
     assert all(app.state.completed[f"q{i}"] == 1 for i in range(5))
 
 
-def test_serve_cli_subprocess(tmp_path: Path) -> None:
+def test_serve_cli_subprocess_with_the_api_key_from_the_environment(tmp_path: Path) -> None:
     folder = tmp_path / "student"
     tiny_gpt2().save_pretrained(folder)
     minilm_tokenizer().save_pretrained(folder)
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    key = "sk-test-0123456789"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TINYDISTILL_API_KEY": key}
+    log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tinydistill.cli",
-            "serve",
-            str(folder),
-            "--port",
-            str(port),
-            "--name",
-            "student",
-        ],
+        [sys.executable, "-m", "tinydistill.cli", "serve", str(folder), "--port", str(port), "--name", "student"],
         env=env,
+        stderr=log,
     )
     try:
         url = f"http://127.0.0.1:{port}/v1"
         for _ in range(300):  # bounded: ~60 s for imports and model load on a busy machine
             try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 401:  # up, and asking for the key
                     break
             except httpx.TransportError:
                 pass
             assert proc.poll() is None, "serve exited early"
             time.sleep(0.2)
-        out = _client(url).completions.create(model="student", prompt="hello", max_tokens=3, temperature=0)
+        assert httpx.get(f"{url}/models", timeout=10).json()["error"]["code"] == "invalid_api_key"
+        out = OpenAI(base_url=url, api_key=key, max_retries=0, timeout=60).completions.create(
+            model="student", prompt="hello", max_tokens=3, temperature=0
+        )
         assert out.model == "student" and out.choices[0].text is not None
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        log.close()
+    printed = (tmp_path / "serve.log").read_text()
+    assert f"serving student on http://127.0.0.1:{port}/v1 (API key: required)" in printed
+    assert key not in printed and "warning" not in printed  # loopback by default: no bind warning

@@ -1,0 +1,26 @@
+"""``tinydistill serve MODEL``: an OpenAI-compatible endpoint for any local HF model (a trained student too).
+
+Routes: ``/v1/models``, ``/v1/chat/completions`` and ``/v1/completions`` (``"stream": true`` answers with
+Server-Sent Events) and ``/health`` (alias ``/ready``). One thread owns the model and gives every running
+request one token per step (:mod:`.engine`); requests are checked against :class:`.limits.Limits` and answered
+with OpenAI-shaped errors (:mod:`.errors`); an optional API key and a body-size cap guard every route
+(:mod:`.guard`). ``--fault-rate`` answers a seeded share of requests with 429, 500 or a slow reply, to show that
+clients retry and still complete every row exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .cli import cmd_serve, configure_serve_parser
+from .limits import Limits
+
+__all__ = ["Limits", "cmd_serve", "configure_serve_parser", "create_app"]
+
+
+def __getattr__(name: str) -> Any:  # the app (and torch) load only when used, not for `tinydistill --help`
+    if name == "create_app":
+        from .app import create_app
+
+        return create_app
+    raise AttributeError(name)

@@ -1,0 +1,281 @@
+"""The FastAPI app: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions`` (plain or streamed) and
+``/health`` (alias ``/ready``), with the request checks of :mod:`.limits` and the guard of :mod:`.guard`."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from ..teachers.hf import HFBackend
+from . import protocol as P
+from .engine import Engine
+from .errors import APIError, error_body, install_error_handlers
+from .guard import Guard
+from .limits import Budget, Limits, Window, check_sampling
+from .stream import ClientGone, Run
+
+
+class _Faults:
+    """Seeded fault injection: a ``rate`` share of requests get 429, 500 or a ``slow_s`` delay."""
+
+    def __init__(self, rate: float, seed: int, slow_s: float) -> None:
+        self.rate, self.slow_s = rate, slow_s
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def draw(self) -> str | None:
+        with self._lock:
+            if self.rate <= 0 or self._rng.random() >= self.rate:
+                return None
+            return self._rng.choice(("429", "500", "slow"))
+
+
+@dataclass
+class _Prepared:
+    """A checked request: the prompt ids (cut), the reply budget, and the key counted in ``app.state.completed``."""
+
+    prompts: list[list[int]]
+    keys: list[str]
+    max_new: int
+
+
+def create_app(
+    model: Any,
+    tokenizer: Any,
+    *,
+    model_name: str = "local",
+    limits: Limits = Limits(),
+    api_key: str | None = None,
+    fault_rate: float = 0.0,
+    fault_seed: int = 0,
+    slow_s: float = 0.5,
+    max_batch: int = 16,
+    max_active: int = 64,
+    max_queue: int = 1024,
+) -> FastAPI:
+    """The app over a loaded model. ``app.state.stats`` counts requests, faults, disconnects and time limits;
+    ``app.state.engine`` is the generator (started with the app)."""
+    backend = HFBackend(model, tokenizer, name=model_name)  # chat rendering and special tokens
+    budget = Budget(limits, Window.of(model), model_name)
+    faults = _Faults(fault_rate, fault_seed, slow_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        app.state.engine = Engine(
+            model,
+            pad_id=backend.pad_id,
+            eos_ids=backend.eos_ids,
+            max_batch=max_batch,
+            max_active=max_active,
+            max_queue=max_queue,
+        )
+        yield
+        app.state.engine.close()
+
+    app = FastAPI(title="tinydistill serve", lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(Guard, api_key=api_key, max_body_bytes=limits.max_body_bytes)
+    stats: Counter = Counter()
+    completed: Counter = Counter()  # prompt → successful completions returned
+    app.state.stats, app.state.completed, app.state.limits = stats, completed, limits
+
+    async def fault() -> JSONResponse | None:
+        stats["requests"] += 1
+        kind = faults.draw()
+        if kind is None:
+            return None
+        stats[f"fault_{kind}"] += 1
+        if kind == "slow":
+            await asyncio.sleep(faults.slow_s)
+            return None
+        code = int(kind)
+        headers = {"retry-after": "0"} if code == 429 else None
+        return JSONResponse(error_body(code, "injected fault", code="injected"), status_code=code, headers=headers)
+
+    def check_model(req: P._Request) -> None:
+        if req.model is not None and req.model != model_name:
+            raise APIError(404, f"the model '{req.model}' does not exist here; this server serves '{model_name}'",
+                           param="model", code="model_not_found")
+
+    encode_lock = threading.Lock()
+
+    def encode(texts: list[str], special: bool) -> list[list[int]]:
+        with encode_lock:  # one encode at a time: a fast tokenizer shared across threads may be "already borrowed"
+            return tokenizer(texts, add_special_tokens=special)["input_ids"]
+
+    async def prepare(req: P._Request, texts: list[str], special: bool, default: int, param: str) -> _Prepared:
+        check_model(req)
+        check_sampling(req, limits)
+        requested, field = req.requested_tokens()
+        max_new = budget.max_new(requested, field, default)
+        encoded = await asyncio.to_thread(encode, texts, special)
+        return _Prepared([budget.cut(ids, max_new, param) for ids in encoded], texts, max_new)
+
+    def start(req: P._Request, prep: _Prepared) -> Run:
+        run = Run(
+            app.state.engine,
+            tokenizer,
+            prep.prompts,
+            n=req.n,
+            max_new=prep.max_new,
+            temperature=0.0 if req.temperature is None else req.temperature,
+            top_p=1.0 if req.top_p is None else req.top_p,
+            seed=req.seed or 0,
+            stops=req.stops(),
+            timeout_s=limits.request_timeout_s,
+            grace_s=limits.stall_s,
+            incremental=req.stream or bool(req.stops()),
+        )
+        run.start()
+        return run
+
+    async def answer(
+        request: Request, req: P._Request, prep: _Prepared, shape: Callable[[Run], dict[str, Any]],
+        stream: Callable[[Run, str], AsyncIterator[str]],
+    ) -> Any:
+        if (bad := await fault()) is not None:
+            return bad
+        run = start(req, prep)
+        if req.stream:
+            return StreamingResponse(
+                _counted(stream(run, uuid.uuid4().hex), run, prep),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            )
+        try:
+            async for _ in run.events(request.is_disconnected):
+                pass
+        except ClientGone:
+            stats["disconnected"] += 1
+            return Response(status_code=499)
+        finally:
+            stats["time_limit"] += run.timed_out
+        for key in prep.keys:
+            completed[key] += 1
+        return shape(run)
+
+    async def _counted(body: AsyncIterator[str], run: Run, prep: _Prepared) -> AsyncIterator[str]:
+        """A stream's events; a finished stream counts as completed, a cancelled one as disconnected."""
+        try:
+            async for event in body:
+                yield event
+        except asyncio.CancelledError:
+            stats["disconnected"] += 1
+            raise
+        finally:
+            run.cancel()  # also when the stream ends before it reached run.events() (a no-op for finished rows)
+            stats["time_limit"] += run.timed_out
+        if all(f is not None for f in run.finish):
+            for key in prep.keys:
+                completed[key] += 1
+
+    def total_usage(run: Run) -> dict[str, int]:  # each prompt counted once, however many choices it has
+        return P.usage(sum(len(p) for p in run.prompts), sum(len(j.tokens) for j in run.jobs))
+
+    # ------------------------------------------------------------------------------------------ routes
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model_card(model_name)]}
+
+    @app.get("/v1/models/{name:path}")
+    async def model_info(name: str) -> dict[str, Any]:
+        if name != model_name:
+            raise APIError(404, f"the model '{name}' does not exist here; this server serves '{model_name}'",
+                           param="model", code="model_not_found")
+        return _model_card(model_name)
+
+    @app.get("/health")
+    @app.get("/ready")
+    async def health() -> JSONResponse:
+        engine = getattr(app.state, "engine", None)
+        if engine is None:
+            return JSONResponse(error_body(503, "the generator has not started", code="not_ready"), 503)
+        if (why := engine.stuck(limits.stall_s)) is not None:
+            return JSONResponse(error_body(503, f"not ready: {why}", code="not_ready"), 503)
+        return JSONResponse({"status": "ok", "model": model_name, **engine.status()})
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(req: P.ChatRequest, request: Request) -> Any:
+        if not req.messages:
+            raise APIError(400, "messages must not be empty", param="messages", code="invalid_value")
+        msgs = [{"role": m.role, "content": m.text()} for m in req.messages]
+        try:
+            text = backend.render(msgs)
+        except Exception as e:  # noqa: BLE001 - a chat template that rejects these messages (roles, order)
+            raise APIError(400, f"the messages do not fit the model's chat template: {e}", param="messages",
+                           code="invalid_value") from e
+        prep = await prepare(req, [text], not backend.uses_chat_template, 128, "messages")
+
+        def shape(run: Run) -> dict[str, Any]:
+            return {
+                **P.envelope("chat.completion", f"chatcmpl-{uuid.uuid4().hex}", model_name),
+                "usage": total_usage(run),
+                "choices": [P.chat_choice(i, run.text(i), run.finish[i]) for i in range(len(run.jobs))],
+            }
+
+        async def stream(run: Run, rid: str) -> AsyncIterator[str]:
+            head = P.envelope("chat.completion.chunk", f"chatcmpl-{rid}", model_name)
+            for i in range(len(run.jobs)):
+                yield P.sse({**head, "choices": [P.chat_delta(i, {"role": "assistant", "content": ""}, None)]})
+            try:
+                async for i, delta, finish in run.events():
+                    if delta:
+                        yield P.sse({**head, "choices": [P.chat_delta(i, {"content": delta}, None)]})
+                    if finish:
+                        yield P.sse({**head, "choices": [P.chat_delta(i, {}, finish)]})
+            except APIError as e:
+                yield P.sse(e.body())
+                return
+            if req.stream_options and req.stream_options.include_usage:
+                yield P.sse({**head, "choices": [], "usage": total_usage(run)})
+            yield P.DONE
+
+        return await answer(request, req, prep, shape, stream)
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(req: P.CompletionRequest, request: Request) -> Any:
+        texts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        if not texts:
+            raise APIError(400, "prompt must not be empty", param="prompt", code="invalid_value")
+        if len(texts) > limits.max_prompts:
+            raise APIError(400, f"prompt has {len(texts)} prompts; at most {limits.max_prompts} per request",
+                           param="prompt", code="invalid_value")
+        prep = await prepare(req, texts, True, 16, "prompt")
+
+        def shape(run: Run) -> dict[str, Any]:
+            return {
+                **P.envelope("text_completion", f"cmpl-{uuid.uuid4().hex}", model_name),
+                "usage": total_usage(run),
+                "choices": [P.text_choice(i, run.text(i), run.finish[i]) for i in range(len(run.jobs))],
+            }
+
+        async def stream(run: Run, rid: str) -> AsyncIterator[str]:
+            head = P.envelope("text_completion", f"cmpl-{rid}", model_name)
+            try:
+                async for i, delta, finish in run.events():
+                    if delta or finish:
+                        yield P.sse({**head, "choices": [P.text_choice(i, delta, finish)]})
+            except APIError as e:
+                yield P.sse(e.body())
+                return
+            if req.stream_options and req.stream_options.include_usage:
+                yield P.sse({**head, "choices": [], "usage": total_usage(run)})
+            yield P.DONE
+
+        return await answer(request, req, prep, shape, stream)
+
+    return app
+
+
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "tinydistill"}

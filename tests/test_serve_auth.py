@@ -1,0 +1,80 @@
+"""The optional API key (``--api-key`` / ``TINYDISTILL_API_KEY``) on every route, and the bind warning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.serve_helpers import assert_error, client
+from tests.teacher_helpers import minilm_tokenizer, one_thread, serve_in_thread, tiny_gpt2
+from tinydistill.cli import main
+from tinydistill.serve import create_app
+from tinydistill.serve.cli import bind_warning, is_loopback
+
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
+
+KEY = "sk-test-0123456789"
+ROUTES = [
+    ("GET", "/v1/models", None),
+    ("GET", "/v1/models/tiny", None),
+    ("GET", "/health", None),
+    ("GET", "/ready", None),
+    ("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 2}),
+    ("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}),
+    ("GET", "/v1/nowhere", None),
+    ("GET", "/docs", None),
+]
+
+
+def test_every_route_needs_the_key_when_one_is_set() -> None:
+    app = create_app(tiny_gpt2(), minilm_tokenizer(), model_name="tiny", api_key=KEY)
+    with serve_in_thread(app) as url:
+        base = url.removesuffix("/v1")
+        for method, path, body in ROUTES:
+            for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": KEY}):
+                r = httpx.request(method, base + path, json=body, headers=headers, timeout=30)
+                assert_error(r, 401, code="invalid_api_key")
+            ok = httpx.request(method, base + path, json=body, headers={"authorization": f"Bearer {KEY}"}, timeout=30)
+            assert ok.status_code == (404 if path == "/v1/nowhere" else 200), (path, ok.text)
+        with pytest.raises(openai.AuthenticationError):
+            client(url, api_key="wrong").models.list()
+        out = client(url, api_key=KEY).completions.create(model="tiny", prompt="hi", max_tokens=2)
+        assert out.usage.completion_tokens >= 1
+    assert app.state.stats["requests"] == 3  # the two authorised POSTs above and the client's
+
+
+def test_no_key_means_open_routes() -> None:
+    with serve_in_thread(create_app(tiny_gpt2(), minilm_tokenizer(), model_name="tiny")) as url:
+        assert httpx.get(f"{url}/models", timeout=30).status_code == 200
+
+
+def test_bind_warning_names_the_exposure() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("127.0.0.2")
+    assert not is_loopback("0.0.0.0") and not is_loopback("") and not is_loopback("192.168.1.5")
+    assert bind_warning("127.0.0.1", 8000, None) is None
+    open_warning = bind_warning("0.0.0.0", 8000, None)
+    assert "0.0.0.0:8000" in open_warning and "anyone" in open_warning and "--api-key" in open_warning
+    assert "API key required" in bind_warning("0.0.0.0", 8000, KEY)
+
+
+def test_cli_warns_when_bound_beyond_loopback(tmp_path: Path, monkeypatch, capsys) -> None:
+    import uvicorn
+
+    folder = tmp_path / "student"
+    tiny_gpt2().save_pretrained(folder)
+    minilm_tokenizer().save_pretrained(folder)
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))  # nothing is bound in this test
+    monkeypatch.delenv("TINYDISTILL_API_KEY", raising=False)
+    assert main(["serve", str(folder), "--host", "0.0.0.0", "--port", "8123"]) == 0
+    err = capsys.readouterr().err
+    assert seen == {"host": "0.0.0.0", "port": 8123, "log_level": "warning"}
+    assert "warning: serving on 0.0.0.0:8123, reachable by anyone" in err
+    assert main(["serve", str(folder)]) == 0  # the default: loopback, no warning
+    assert seen["host"] == "127.0.0.1" and "warning" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:
+        main(["serve", str(folder), "--max-n", "0"])
+    assert bad.value.code == 2
