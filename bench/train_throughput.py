@@ -93,7 +93,7 @@ def tokenised(cfg, n: int):
 
     rows = examples(n)
     torch.manual_seed(0)
-    student = load_student(cfg.student, with_decoder=True)
+    student = load_student(cfg.student, with_rationale_head=True)
     plan = build_method(cfg, rows, build_teachers(cfg), student)
     items, _ = tokenize_tasks(student, rows, plan.tasks, cfg.student.max_input_length, cfg.student.prefix_side)
     return student, items, plan.objective

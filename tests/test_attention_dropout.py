@@ -24,11 +24,13 @@ def _two_passes_in_train_mode(student) -> tuple[torch.Tensor, torch.Tensor]:
 def test_attention_dropout_is_applied_in_training(tiny_bert_dir, attn):
     """The checkpoint has no dropout (passes repeat exactly); 0.5 on attention alone makes them differ."""
     kept = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice",
-                                      attn_implementation=attn), with_decoder=True)
+                                      attn_implementation=attn, rationale_head="decoder"),
+                        with_rationale_head=True)
     a, b = _two_passes_in_train_mode(kept)
     assert torch.equal(a, b)
     dropped = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice",
-                                         attn_implementation=attn, attention_dropout=0.5), with_decoder=True)
+                                         attn_implementation=attn, attention_dropout=0.5,
+                                         rationale_head="decoder"), with_rationale_head=True)
     a, b = _two_passes_in_train_mode(dropped)
     assert not torch.allclose(a, b)
     assert dropped.model.scorer.config.attention_probs_dropout_prob == 0.5

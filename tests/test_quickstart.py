@@ -19,9 +19,12 @@ def test_quickstart_runs_three_methods_then_eval_scores_the_student(tmp_path, ca
     for method in ("inference", "finetune", "tinyllm"):
         for name in ("config.yaml", "report.md", "report.json", "predictions.jsonl", "best/config.json"):
             assert (root / method / name).exists(), (method, name)
-    assert (root / "tinyllm" / "best" / "rationale_decoder" / "config.json").exists()
-    metrics = [json.loads(line) for line in (root / "tinyllm" / "metrics.jsonl").read_text().splitlines()]
+    assert not (root / "tinyllm" / "best" / "rationale_decoder").exists()  # the masked-rationale head is not deployed
+    stage = root / "tinyllm" / "rationale_stage" / "metrics.jsonl"  # both teachers' rationales, learned first
+    metrics = [json.loads(line) for line in stage.read_text().splitlines()]
     assert any("loss/rationale/flan_t5" in m and "loss/rationale/llama2" in m for m in metrics)
+    answer = [json.loads(line) for line in (root / "tinyllm" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/answer" in m for m in answer)
 
     # the trained student scores data in another format (JSONL written here) through `tinydistill eval`
     rows = [json.loads(line) for line in (embedded_data_dir() / "obqa_valid.json").read_text().splitlines()][-30:]
@@ -35,6 +38,6 @@ def test_quickstart_runs_three_methods_then_eval_scores_the_student(tmp_path, ca
     assert sum(p["correct"] for p in preds) == round(m["rank_accuracy"] * 30)
 
     # running the same command again resumes: nothing is retrained
-    before = (root / "tinyllm" / "metrics.jsonl").read_text()
+    before = (root / "tinyllm" / "metrics.jsonl").read_text(), stage.read_text()
     assert main(["quickstart", "--no-progress", *SMALL]) == 0
-    assert (root / "tinyllm" / "metrics.jsonl").read_text() == before
+    assert ((root / "tinyllm" / "metrics.jsonl").read_text(), stage.read_text()) == before

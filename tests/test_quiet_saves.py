@@ -14,8 +14,9 @@ from tinydistill.trainer import make_accelerator
 
 
 def _choice_student(folder):
-    cfg = StudentConfig(model=str(folder), architecture="multiple_choice", attn_implementation="eager")
-    return load_student(cfg, with_decoder=True)  # the rationale decoder's output layer is tied to its embeddings
+    cfg = StudentConfig(model=str(folder), architecture="multiple_choice", attn_implementation="eager",
+                        rationale_head="decoder")
+    return load_student(cfg, with_rationale_head=True)  # the rationale decoder's output layer is tied to its embeddings
 
 
 def _tied(model) -> list[str]:
@@ -72,8 +73,8 @@ def test_first_save_in_a_process_prints_no_deepspeed_notice(tmp_path, tiny_bert_
     script = (
         "import sys\nfrom tinydistill.config import StudentConfig\n"
         "from tinydistill.students import load_student, save_student\n"
-        f"s = load_student(StudentConfig(model={str(tiny_bert_dir)!r}, architecture='multiple_choice'),"
-        " with_decoder=True)\n"
+        f"s = load_student(StudentConfig(model={str(tiny_bert_dir)!r}, architecture='multiple_choice',"
+        " rationale_head='decoder'), with_rationale_head=True)\n"
         f"save_student(s, {str(tmp_path / 'best')!r})\n"
         "print('deepspeed' in sys.modules)\n"
     )

@@ -77,7 +77,8 @@ def test_valid_and_valid_from_train_are_exclusive(tmp_path, tiny_bert_dir):
 
 def test_choice_student_rationale_batch_reads_only_the_source(tiny_bert_dir):
     """Regression: the rationale decoder's encoder input must not contain the rationale it is asked to write."""
-    student = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice"), with_decoder=True)
+    student = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice",
+                                          rationale_head="decoder"), with_rationale_head=True)
     ex = Example("1", "what goes with a cat?", ("milk", "bone"), 0)
     tasks = [TaskSpec(ANSWER_TASK, "", lambda i, e: "milk", 8),
              TaskSpec("rationale/t", "explain: ", lambda i, e: "cats drink milk every day", 16)]

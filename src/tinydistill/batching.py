@@ -22,6 +22,8 @@ def row_length(row: Mapping[str, object]) -> int:
     for item in row.values():
         if hasattr(item, "pair_ids"):
             total += sum(len(p) for p in item.pair_ids)  # type: ignore[attr-defined]
+        elif hasattr(item, "mlm_labels"):  # a masked rationale: one (source, rationale) sequence
+            total += len(item.input_ids)  # type: ignore[attr-defined]
         else:
             total += len(item.source_ids) + len(item.target_ids)  # type: ignore[attr-defined]
     return total

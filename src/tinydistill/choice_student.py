@@ -1,34 +1,66 @@
 """A multiple-choice student: an encoder scores each (question, choice) pair with a classification head, and
-an optional decoder reading the *same* encoder learns the teachers' rationales.
+the *same* encoder learns the teachers' rationales through a rationale head.
 
 This is TinyLLM's multi-task idea on an encoder student: the rationale losses shape the shared encoder, the
-answer comes from a head that cannot collapse onto a letter. The deployable model is a plain
-``AutoModelForMultipleChoice`` (``best/``); the rationale decoder is saved beside it (``best/rationale_decoder``).
+answer comes from a head that cannot collapse onto a letter. Two rationale heads:
+
+- ``mlm`` (default): the encoder reads ``(task prefix + question + choices, rationale)`` with a share of the
+  rationale's tokens masked and predicts them through the tied word embeddings (a conditional masked language
+  model of each teacher's explanation). The head is three small tensors, used in training only.
+- ``decoder``: a causal LM with cross-attention, initialised from the same checkpoint, writes the rationale.
+
+The deployable model is a plain ``AutoModelForMultipleChoice`` (``best/``); a rationale decoder is saved beside
+it (``best/rationale_decoder``).
 """
 
 from __future__ import annotations
 
+import random
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForMultipleChoice, PreTrainedModel
 
 from .data import Example
-from .losses import IGNORE_INDEX
+from .losses import IGNORE_INDEX, token_cross_entropy
 
 DECODER_DIR = "rationale_decoder"
 
 
-class ChoiceModel(nn.Module):
-    """``scorer``: an ``AutoModelForMultipleChoice``; ``decoder``: a causal LM with cross-attention (or None)."""
+class MaskedRationaleHead(nn.Module):
+    """BERT's MLM transform (dense → GELU → LayerNorm) plus an output bias; the output matrix is the encoder's
+    word embeddings (tied, not a copy). The dense layer starts as the identity, so the first logits are the
+    encoder's own hidden states read against its embeddings."""
 
-    def __init__(self, scorer: PreTrainedModel, decoder: PreTrainedModel | None = None) -> None:
+    def __init__(self, hidden_size: int, vocab_size: int, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+        with torch.no_grad():
+            self.dense.weight.copy_(torch.eye(hidden_size))
+            self.dense.bias.zero_()
+
+    def forward(self, hidden: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """(N, H) hidden states, (V, H) word embeddings → (N, V) logits."""
+        return F.linear(self.norm(F.gelu(self.dense(hidden))), embeddings, self.bias)
+
+
+class ChoiceModel(nn.Module):
+    """``scorer``: an ``AutoModelForMultipleChoice``; ``decoder``: a causal LM with cross-attention (or None);
+    ``mlm_head``: a :class:`MaskedRationaleHead` on the scorer's encoder (or None)."""
+
+    def __init__(self, scorer: PreTrainedModel, decoder: PreTrainedModel | None = None,
+                 mlm_head: MaskedRationaleHead | None = None) -> None:
         super().__init__()
         self.scorer = scorer
         self.decoder = decoder
+        self.mlm_head = mlm_head
         self.config = scorer.config
 
     @property
@@ -44,6 +76,20 @@ class ChoiceModel(nn.Module):
         kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         logits = self.scorer(**kwargs).logits.float()
         return logits.masked_fill(~batch["choice_mask"].bool(), float("-inf"))
+
+    def masked_rationale_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy of the masked rationale tokens of (B, L) pair tensors, ``mlm_labels`` (B, L) holding the
+        original id at masked positions and -100 elsewhere; each token weighs its row's ``row_weights``."""
+        if self.mlm_head is None:
+            raise RuntimeError("this multiple-choice student was built without a masked-rationale head")
+        kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        hidden = self.encoder(**kwargs).last_hidden_state  # (B, L, H)
+        labels = batch["mlm_labels"]
+        where = labels != IGNORE_INDEX
+        logits = self.mlm_head(hidden[where], self.encoder.get_input_embeddings().weight)  # (N, V)
+        weights = batch.get("row_weights")
+        token_weights = None if weights is None else weights[:, None].expand_as(labels)[where]  # (N,)
+        return token_cross_entropy(logits[:, None], labels[where][:, None], token_weights)
 
     def rationale_logits(self, batch: dict[str, torch.Tensor], start_id: int, pad_id: int) -> torch.Tensor:
         """Encode the source with the shared encoder; the decoder reads right-shifted labels. → (B, T, V)."""
@@ -80,19 +126,22 @@ class ChoiceModel(nn.Module):
             self.decoder.save_pretrained(folder / DECODER_DIR, **kwargs)
 
 
-def load_choice_model(name: str, with_decoder: bool, attn: str | None = None,
+def load_choice_model(name: str, rationale_head: str | None, attn: str | None = None,
                       config_changes: dict | None = None) -> tuple[ChoiceModel, frozenset[str]]:
-    """Scorer (and decoder) from one checkpoint; returns the names of randomly initialised parameters.
-    ``config_changes`` (e.g. the attention dropout) apply to both."""
+    """Scorer (and rationale head: ``"mlm"``, ``"decoder"`` or None) from one checkpoint; returns the names of
+    randomly initialised parameters. ``config_changes`` (e.g. the attention dropout) apply to both."""
     config_changes = config_changes or {}
     scorer = AutoModelForMultipleChoice.from_pretrained(name, attn_implementation=attn, **config_changes)
-    decoder = None
+    decoder = mlm_head = None
     saved_decoder = Path(name) / DECODER_DIR
-    if with_decoder or saved_decoder.is_dir():
+    if rationale_head == "mlm":
+        mlm_head = MaskedRationaleHead(scorer.config.hidden_size, scorer.config.vocab_size,
+                                       getattr(scorer.config, "layer_norm_eps", 1e-12))
+    elif rationale_head == "decoder" or saved_decoder.is_dir():
         source = str(saved_decoder) if saved_decoder.is_dir() else name
         decoder = AutoModelForCausalLM.from_pretrained(source, is_decoder=True, add_cross_attention=True,
                                                        attn_implementation=attn, **config_changes)
-    model = ChoiceModel(scorer, decoder)
+    model = ChoiceModel(scorer, decoder, mlm_head)
     fresh = "architectures" not in scorer.config.to_dict() or not any(
         "MultipleChoice" in a for a in (scorer.config.architectures or []))
     new = set()
@@ -101,6 +150,8 @@ def load_choice_model(name: str, with_decoder: bool, attn: str | None = None,
     if decoder is not None and not saved_decoder.is_dir():
         new |= {f"decoder.{n}" for n, _ in decoder.named_parameters()
                 if "crossattention" in n or ".predictions.transform" in n}
+    if mlm_head is not None:
+        new |= {f"mlm_head.{n}" for n, _ in mlm_head.named_parameters()}
     return model, frozenset(new)
 
 
@@ -177,3 +228,60 @@ def pad_choices(items: Sequence[ChoiceItem], pad_id: int) -> dict[str, torch.Ten
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "choice_mask": choice_mask,
             "labels": torch.tensor([it.label for it in items]),
             "row_weights": torch.tensor([it.weight for it in items], dtype=torch.float)}
+
+
+@dataclass
+class MaskedRationaleItem:
+    """One row of a rationale task for the ``mlm`` head: the (source, rationale) pair with some rationale
+    tokens masked, and the original ids at those positions (-100 elsewhere)."""
+
+    input_ids: list[int]
+    type_ids: list[int]
+    mlm_labels: list[int]
+    weight: float = 1.0
+    row: int = -1
+
+
+def mask_positions(n: int, ratio: float, key: str) -> list[int]:
+    """Which of ``n`` rationale tokens to mask: ``round(ratio · n)`` of them (at least one), drawn by a
+    generator seeded from ``key`` alone, so a row's masks are the same in every run, epoch and resume."""
+    count = min(n, max(1, round(ratio * n)))
+    return sorted(random.Random(zlib.crc32(key.encode())).sample(range(n), count))
+
+
+def encode_masked_rationale(tokenizer, source_ids: Sequence[int], rationale: str, max_rationale_length: int,
+                            ratio: float, key: str) -> tuple[MaskedRationaleItem, bool]:
+    """``source_ids`` ([CLS] … [SEP]) + rationale tokens (cut to ``max_rationale_length`` - 1) + [SEP], type 1 on
+    the rationale side, ``ratio`` of its tokens replaced by [MASK]; returns (item, whether it was cut)."""
+    if tokenizer.mask_token_id is None:
+        raise ValueError("student.rationale_head 'mlm' needs a tokenizer with a mask token; use 'decoder'")
+    ids = tokenizer(rationale, add_special_tokens=False)["input_ids"]
+    cut = len(ids) > max_rationale_length - 1
+    ids = ids[: max_rationale_length - 1]
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    labels = [IGNORE_INDEX] * len(source_ids) + [IGNORE_INDEX] * len(ids) + [IGNORE_INDEX]
+    masked = list(ids)
+    for p in mask_positions(len(ids), ratio, key) if ids else ():
+        labels[len(source_ids) + p] = ids[p]
+        masked[p] = tokenizer.mask_token_id
+    full = [*source_ids, *masked, sep]
+    types = [0] * len(source_ids) + [1] * (len(ids) + 1)
+    return MaskedRationaleItem(full, types, labels), cut
+
+
+def pad_masked_rationales(items: Sequence[MaskedRationaleItem], pad_id: int) -> dict[str, torch.Tensor]:
+    """→ input_ids/attention_mask/token_type_ids/mlm_labels (B, L), row_weights (B,), row_index (B,)."""
+    length = max(len(it.input_ids) for it in items)
+    ids = torch.full((len(items), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(items), length), dtype=torch.long)
+    types = torch.zeros((len(items), length), dtype=torch.long)
+    labels = torch.full((len(items), length), IGNORE_INDEX, dtype=torch.long)
+    for b, it in enumerate(items):
+        n = len(it.input_ids)
+        ids[b, :n] = torch.tensor(it.input_ids)
+        mask[b, :n] = 1
+        types[b, :n] = torch.tensor(it.type_ids)
+        labels[b, :n] = torch.tensor(it.mlm_labels)
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "mlm_labels": labels,
+            "row_weights": torch.tensor([it.weight for it in items], dtype=torch.float),
+            "row_index": torch.tensor([it.row for it in items], dtype=torch.long)}

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .choice_student import ChoiceItem, encode_choices, pad_choices
+from .choice_student import (
+    ChoiceItem,
+    MaskedRationaleItem,
+    encode_choices,
+    encode_masked_rationale,
+    pad_choices,
+    pad_masked_rationales,
+)
 from .data import Example
 from .errors import TinyDistillError
 from .losses import IGNORE_INDEX
@@ -128,17 +135,20 @@ def check_prefix_side(student: Student, prefix_side: str) -> None:
 
 def tokenize_tasks(
     student: Student, examples: Sequence[Example], tasks: Sequence[TaskSpec], max_input_length: int,
-    prefix_side: str = "encoder",
+    prefix_side: str = "encoder", *, mask_ratio: float = 0.3, mask_seed: int = 0,
 ) -> tuple[list[dict[str, TaskItem]], TruncationStats]:
     """Tokenise every (row, task) pair once. Rows where a task has no target simply lack that task.
 
     ``prefix_side="decoder"`` (seq2seq): every task reads the same source (no prefix) and its target starts
     with the task prefix, masked from the loss, so one encoder pass can serve all of a row's tasks.
+    A multiple-choice student with a masked-rationale head gets each rationale as ``(source, rationale)`` with
+    ``mask_ratio`` of its tokens masked, the positions fixed by ``(mask_seed, task, row)``.
     """
     check_prefix_side(student, prefix_side)
     enc = SourceEncoder(student, max_input_length)
     placed = {task.name: place_prefix(student, task.prefix, prefix_side) for task in tasks}  # tokenised once
     stats = TruncationStats(rows=len(examples))
+    masked_rationales = getattr(student.model, "mlm_head", None) is not None
     rows: list[dict[str, TaskItem]] = []
     for i, ex in enumerate(examples):
         items: dict[str, TaskItem | ChoiceItem] = {}
@@ -154,6 +164,15 @@ def tokenize_tasks(
                 continue
             weight = task.row_weight(i) if task.row_weight else 1.0
             if weight <= 0:
+                continue
+            if masked_rationales and task.name != ANSWER_TASK:
+                masked, cut = encode_masked_rationale(student.tokenizer, enc.encode(ex, task.prefix), text,
+                                                      task.max_target_length, mask_ratio,
+                                                      f"{mask_seed}/{task.name}/{i}")
+                if cut:
+                    stats.targets[task.name] = stats.targets.get(task.name, 0) + 1
+                masked.weight, masked.row = weight, i
+                items[task.name] = masked
                 continue
             target_ids, cut = encode_target(student, text, task.max_target_length)
             if cut:
@@ -237,11 +256,15 @@ class MultiTaskCollator:
             if isinstance(items[0], ChoiceItem):
                 out[name] = pad_choices(items, self.pad_id)
                 continue
+            if isinstance(items[0], MaskedRationaleItem):
+                out[name] = pad_masked_rationales(items, self.pad_id)
+                continue
             out[name] = self.pad(items, self.pad_id)
             out[name]["row_index"] = torch.tensor([it.row for it in items], dtype=torch.long)
             if all(it.choice_ids for it in items):
                 out[name].update(self.pad_choice_targets(items))
-        if self.pad is pad_seq2seq and not any(isinstance(v[0], ChoiceItem) for v in by_task.values()):
+        if self.pad is pad_seq2seq and not any(isinstance(v[0], ChoiceItem | MaskedRationaleItem)
+                                               for v in by_task.values()):
             for name, shared in shared_sources(rows, by_task, self.pad_id).items():
                 out[name].update(shared)
         return out

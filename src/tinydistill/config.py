@@ -68,6 +68,12 @@ class StudentConfig(_Strict):
     max_input_length: int = Field(256, ge=8)
     max_answer_length: int = Field(32, ge=2)
     max_rationale_length: int = Field(64, ge=2)
+    rationale_head: Literal["mlm", "decoder"] = Field(
+        "mlm", description="multiple_choice students: how the shared encoder learns a teacher's rationale; "
+        "'mlm' = masked rationale tokens predicted from (prefix + question + choices, rationale) through the "
+        "tied word embeddings (training-only head), 'decoder' = a cross-attending rationale decoder")
+    rationale_mask_ratio: float = Field(
+        0.3, gt=0, lt=1, description="rationale_head mlm: share of each rationale's tokens masked (fixed per row)")
     attn_implementation: Literal["auto", "sdpa", "eager"] = Field(
         "auto", description="auto = the library default (SDPA); eager is faster on CPU for short inputs")
     prefix_side: Literal["encoder", "decoder"] = Field(
@@ -111,6 +117,10 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints; 0 = at evals")
     keep_checkpoints: int = Field(1, ge=1)
     early_stopping_patience: int = Field(0, ge=0, description="evaluations without improvement; 0 = off")
+    rationale_stage_epochs: float | None = Field(
+        None, ge=0, description="epochs of rationale-only training before the answer stage (TinyLLM, "
+        "step_by_step); None = 1 for a multiple-choice student's mlm rationale head, 0 (the papers' joint "
+        "objective) otherwise")
     select_metric: Literal["rank_accuracy", "generate_accuracy", "valid_loss", "exact_match", "token_f1"] = (
         "rank_accuracy")
     num_workers: int = Field(0, ge=0)

@@ -16,7 +16,7 @@ import torch
 
 from .analysis import dataset_label
 from .checkpoint import write_json_atomic
-from .collate import tokenize_tasks
+from .collate import ANSWER_TASK, tokenize_tasks
 from .config import DataSourceConfig, RunConfig, dump_config
 from .data import ColumnMap, Example, load_examples, split_of_file
 from .distributed import is_main_process, main_process_first, share_from_main
@@ -31,6 +31,8 @@ from .teachers.factory import build_teacher
 from .trainer import autocast_dtype, train
 
 BEST_DIR = "best"
+#: A run's rationale-only first stage (its checkpoints and metrics.jsonl) lives in this subfolder.
+RATIONALE_STAGE_DIR = "rationale_stage"
 
 
 @dataclass
@@ -107,6 +109,25 @@ def _prepare_run_dir(cfg: RunConfig) -> Path:
     return run_dir
 
 
+def _tokenise(cfg: RunConfig, student: Student, examples: Sequence[Example], tasks, log) -> tuple[list, dict]:
+    """Tokenise ``tasks`` for ``examples``; log every truncation and every task's skipped rows."""
+    rows, trunc = tokenize_tasks(student, examples, tasks, cfg.student.max_input_length, cfg.student.prefix_side,
+                                 mask_ratio=cfg.student.rationale_mask_ratio, mask_seed=cfg.seed)
+    truncation = trunc.as_dict()
+    if trunc.sources:
+        log(f"[{cfg.name}] {trunc.sources} of {len(examples)} training inputs exceeded "
+            f"max_input_length={cfg.student.max_input_length}: {trunc.source_tokens_dropped} question tokens "
+            f"dropped from their start (prefix and choices kept)")
+    for task, n in trunc.targets.items():
+        log(f"[{cfg.name}] {n} '{task}' targets cut to their max length")
+    skipped = {t.name: sum(t.name not in r for r in rows) for t in tasks if t.name != ANSWER_TASK}
+    for task, n in skipped.items():
+        if n:
+            log(f"[{cfg.name}] {task}: {n} rows have no usable rationale and are skipped for that task")
+    truncation["rows_without_task"] = skipped
+    return rows, truncation
+
+
 def evaluate_on(student: Student, cfg: RunConfig, examples: Sequence[Example],
                 modes: Sequence[str] | None = None, progress: bool = False) -> EvalResult:
     if cfg.data.task == "open":  # no choices: generate, then exact match / token F1
@@ -145,31 +166,22 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
     torch.manual_seed(cfg.seed)
     train_rows, valid_rows = load_train_valid(cfg)
     teachers = build_teachers(cfg, icl_pool=train_rows)
-    student = load_student(cfg.student, with_decoder=cfg.trains_rationales())
+    student = load_student(cfg.student, with_rationale_head=cfg.trains_rationales())
     log(f"[{cfg.name}] method={cfg.method} student={cfg.student.model} "
         f"({student.num_parameters() / 1e6:.1f}M params, {student.kind}) train={len(train_rows)} "
         f"valid={len(valid_rows)} teachers={[t.name for t in cfg.active_teachers()]}")
 
     plan = build_method(cfg, train_rows, teachers, student)
-    tasks = plan.tasks
     for note in plan.notes:
         log(f"[{cfg.name}] {note}")
     eval_rows = plan.eval_rows or list  # PINTO: evaluation inputs carry the teacher's rationale too
     valid_rows = eval_rows(valid_rows)
-    rows, trunc = tokenize_tasks(student, plan.rows or train_rows, tasks, cfg.student.max_input_length,
-                                 cfg.student.prefix_side)
-    truncation = trunc.as_dict()
-    if trunc.sources:
-        log(f"[{cfg.name}] {trunc.sources} of {len(train_rows)} training inputs exceeded "
-            f"max_input_length={cfg.student.max_input_length}: {trunc.source_tokens_dropped} question tokens "
-            f"dropped from their start (prefix and choices kept)")
-    for task, n in trunc.targets.items():
-        log(f"[{cfg.name}] {n} '{task}' targets cut to their max length")
-    skipped = {t.name: sum(t.name not in r for r in rows) for t in tasks[1:]}
-    for task, n in skipped.items():
-        if n:
-            log(f"[{cfg.name}] {task}: {n} rows have no usable rationale and are skipped for that task")
-    truncation["rows_without_task"] = skipped
+    rows, truncation = _tokenise(cfg, student, plan.rows or train_rows, plan.tasks, log)
+    stage_rows = None
+    if plan.rationale_stage is not None:  # rationale-only training first (multiple-choice students by default)
+        stage_rows, stage_truncation = _tokenise(cfg, student, train_rows, plan.rationale_stage.tasks, log)
+        truncation["targets_truncated"].update(stage_truncation["targets_truncated"])
+        truncation["rows_without_task"].update(stage_truncation["rows_without_task"])
 
     best_dir = run_dir / BEST_DIR
     train_seconds = 0.0
@@ -182,11 +194,24 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
 
         if plan.prepare is not None:  # e.g. teacher signals computed once and cached
             main_process_first(lambda: plan.prepare(rows))
+        if plan.rationale_stage is not None and stage_rows is not None:
+            stage = plan.rationale_stage
+            stage_cfg = cfg.train.model_copy(update={"epochs": stage.epochs, "max_steps": None, "eval_every": 0,
+                                                     "early_stopping_patience": 0})
+            log(f"[{cfg.name}] rationale stage: {stage.epochs:g} epoch(s) on {len(stage_rows)} rows")
+            (run_dir / RATIONALE_STAGE_DIR).mkdir(exist_ok=True)
+            first = train(student, stage_rows, stage.objective, stage_cfg, seed=cfg.seed,
+                          run_dir=run_dir / RATIONALE_STAGE_DIR, valid_fn=None, stop_after_steps=stop_after_steps,
+                          progress=progress)
+            train_seconds += first.seconds
+            if not first.state.completed:
+                raise KeyboardInterrupt(f"stopped after step {first.state.step} of the rationale stage")
+            log(f"[{cfg.name}] answer stage")
         save = plan.save or save_student
         result = train(student, rows, plan.objective, cfg.train, seed=cfg.seed, run_dir=run_dir, valid_fn=valid_fn,
                        on_best=lambda s: save(s, best_dir), stop_after_steps=stop_after_steps,
                        progress=progress, on_eval=on_valid)
-        train_seconds = result.seconds
+        train_seconds += result.seconds
         if not result.state.completed:
             raise KeyboardInterrupt(f"stopped after step {result.state.step}")
         if best_dir.exists():

@@ -166,14 +166,15 @@ def quiet_saves() -> None:
             logger.addFilter(_DropNotice(fragment))
 
 
-def load_student(cfg: StudentConfig, *, with_decoder: bool = False) -> Student:
-    """Load the student named in ``cfg``, then cut it to ``cfg.layers`` / ``cfg.num_layers`` if asked."""
+def load_student(cfg: StudentConfig, *, with_rationale_head: bool = False) -> Student:
+    """Load the student named in ``cfg``, then cut it to ``cfg.layers`` / ``cfg.num_layers`` if asked.
+    ``with_rationale_head``: a multiple-choice student gets its ``cfg.rationale_head`` (mlm or decoder)."""
     quiet_saves()
     if cfg.config_overrides:
         from .student_sizes import narrow_student
 
         return narrow_student(cfg)
-    student = _load_student(cfg, with_decoder)
+    student = _load_student(cfg, with_rationale_head)
     if cfg.layers is not None or cfg.num_layers is not None:
         from .student_sizes import keep_layers
 
@@ -187,7 +188,7 @@ def saved_student_config(cfg: StudentConfig, folder: str | Path) -> StudentConfi
                                   "num_layers": None, "config_overrides": {}})
 
 
-def _load_student(cfg: StudentConfig, with_decoder: bool = False) -> Student:
+def _load_student(cfg: StudentConfig, with_rationale_head: bool = False) -> Student:
     name = resolve_model_name(cfg.model)
     try:
         hf_config = AutoConfig.from_pretrained(name)
@@ -199,10 +200,10 @@ def _load_student(cfg: StudentConfig, with_decoder: bool = False) -> Student:
     dropout = attention_dropout_override(hf_config.encoder if two_sided else hf_config, cfg.attention_dropout)
     if arch == "auto" and any("MultipleChoice" in a for a in (hf_config.architectures or [])):
         arch = "multiple_choice"
-    if arch == "multiple_choice":  # encoder + choice head (+ a rationale decoder on the same encoder)
+    if arch == "multiple_choice":  # encoder + choice head (+ a rationale head on the same encoder)
         from .choice_student import load_choice_model
 
-        model, new = load_choice_model(name, with_decoder, attn, dropout)
+        model, new = load_choice_model(name, cfg.rationale_head if with_rationale_head else None, attn, dropout)
         return Student(model, AutoTokenizer.from_pretrained(name), "multiple_choice", new)
     if arch == "auto":
         if hf_config.is_encoder_decoder:

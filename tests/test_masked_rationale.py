@@ -1,0 +1,163 @@
+"""The masked-rationale pathway of a multiple-choice student: the loss on known values, the masks, the staged run."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoModelForMultipleChoice, AutoTokenizer
+
+from tests.test_reproduce import choice_config, tinyllm_folder
+from tinydistill.choice_student import (
+    ChoiceModel,
+    MaskedRationaleHead,
+    encode_masked_rationale,
+    mask_positions,
+    pad_masked_rationales,
+)
+from tinydistill.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
+from tinydistill.config import StudentConfig, config_from_dict
+from tinydistill.losses import IGNORE_INDEX
+from tinydistill.run import RATIONALE_STAGE_DIR, run
+from tinydistill.students import load_student
+
+
+class _Encoder(nn.Module):
+    """Returns fixed hidden states; its word embeddings are ``embeddings``."""
+
+    def __init__(self, hidden: torch.Tensor, embeddings: torch.Tensor) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.embeddings = nn.Embedding.from_pretrained(embeddings)
+
+    def forward(self, **_) -> SimpleNamespace:
+        return SimpleNamespace(last_hidden_state=self.hidden)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+
+class _Scorer(nn.Module):
+    def __init__(self, encoder: _Encoder) -> None:
+        super().__init__()
+        self.base_model = encoder
+        self.config = SimpleNamespace()
+
+
+def test_masked_rationale_loss_matches_a_hand_computed_value():
+    """H=2, V=3, identity dense: LN(gelu([1,0])) = [1,-1] and LN(gelu([0,1])) = [-1,1], so the masked positions'
+    logits are E·h = [1,-1,0] and [-1,1,0]; labels 0 and 2 cost log(e+1/e+1) - 1 and log(e+1/e+1)."""
+    hidden = torch.tensor([[[9.0, 9.0], [1.0, 0.0], [0.0, 1.0]]])  # (B=1, L=3, H=2); position 0 unmasked
+    embeddings = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    model = ChoiceModel(_Scorer(_Encoder(hidden, embeddings)), mlm_head=MaskedRationaleHead(2, 3, eps=0.0))
+    batch = {"input_ids": torch.zeros(1, 3, dtype=torch.long), "attention_mask": torch.ones(1, 3, dtype=torch.long),
+             "mlm_labels": torch.tensor([[IGNORE_INDEX, 0, 2]])}
+    z = math.log(math.e + 1 / math.e + 1)
+    assert model.masked_rationale_loss(batch).item() == pytest.approx(((z - 1) + z) / 2, abs=1e-5)
+    # row weights weigh every masked token of their row: a second row (weight 3) with one masked token, label 1
+    two = torch.cat([hidden, torch.tensor([[[0.0, 1.0], [9.0, 9.0], [9.0, 9.0]]])])
+    model = ChoiceModel(_Scorer(_Encoder(two, embeddings)), mlm_head=MaskedRationaleHead(2, 3, eps=0.0))
+    batch = {"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 3, dtype=torch.long),
+             "mlm_labels": torch.tensor([[IGNORE_INDEX, 0, 2], [1, IGNORE_INDEX, IGNORE_INDEX]]),
+             "row_weights": torch.tensor([1.0, 3.0])}
+    expected = ((z - 1) + z + 3 * (z - 1)) / 5  # [-1,1,0] with label 1 costs z - 1
+    assert model.masked_rationale_loss(batch).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_head_reads_the_encoders_own_embeddings(tiny_bert_dir):
+    """The output matrix is the word-embedding tensor itself (tied): a gradient of the loss reaches it."""
+    student = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice"),
+                           with_rationale_head=True)
+    assert student.model.mlm_head is not None and student.model.decoder is None
+    tok = student.tokenizer
+    source = tok("explain: what goes with a cat?")["input_ids"]
+    item, _ = encode_masked_rationale(tok, source, "a cat likes milk so milk", 16, 0.5, "k")
+    batch = pad_masked_rationales([item], student.pad_token_id)
+    student.model.masked_rationale_loss(batch).backward()
+    embeddings = student.model.encoder.get_input_embeddings().weight
+    assert embeddings.grad is not None and embeddings.grad.abs().sum() > 0
+    extra = sum(p.numel() for p in student.model.mlm_head.parameters())
+    assert extra == 32 * 32 + 32 + 2 * 32 + len(tok)  # dense, LayerNorm, output bias: nothing else
+
+
+def test_masks_are_fixed_by_their_key_and_hide_only_rationale_tokens(tokenizer_dir):
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    source = tok("explain: what goes with a cat?\nAnswer Choices:\n(a) milk\n(b) bone")["input_ids"]
+    rationale = "a cat likes milk because cats drink milk every single day"
+    ids = tok(rationale, add_special_tokens=False)["input_ids"]
+    item, cut = encode_masked_rationale(tok, source, rationale, 64, 0.3, "0/rationale/t/5")
+    assert not cut
+    assert item.input_ids[: len(source)] == source  # the question and choices are never masked
+    assert item.input_ids[-1] == tok.sep_token_id and item.type_ids == [0] * len(source) + [1] * (len(ids) + 1)
+    masked = [i for i, label in enumerate(item.mlm_labels) if label != IGNORE_INDEX]
+    assert len(masked) == round(0.3 * len(ids))
+    for i in masked:
+        assert item.input_ids[i] == tok.mask_token_id and item.mlm_labels[i] == ids[i - len(source)]
+    unmasked = [i for i in range(len(source), len(source) + len(ids)) if i not in masked]
+    assert all(item.input_ids[i] == ids[i - len(source)] for i in unmasked)
+    again, _ = encode_masked_rationale(tok, source, rationale, 64, 0.3, "0/rationale/t/5")
+    assert again == item  # the same row, task and seed: the same masks in every run and after every resume
+    assert mask_positions(len(ids), 0.3, "1/rationale/t/5") != mask_positions(len(ids), 0.3, "0/rationale/t/5")
+    short, cut = encode_masked_rationale(tok, source, rationale, 5, 0.3, "k")
+    assert cut and len(short.input_ids) == len(source) + 5  # 4 rationale tokens + [SEP]
+
+
+def test_tokenised_rationale_tasks_become_masked_pairs(tiny_bert_dir):
+    student = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice"),
+                           with_rationale_head=True)
+    from tinydistill.data import Example
+
+    rows = [Example("1", "what goes with a cat?", ("milk", "bone"), 0),
+            Example("2", "what goes with a dog?", ("milk", "bone"), 1)]
+    tasks = [TaskSpec("answer", "", lambda i, e: "x", 8),
+             TaskSpec("rationale/t", "explain: ", lambda i, e: ["cats drink milk", "dogs chew bones"][i], 16)]
+    items, _ = tokenize_tasks(student, rows, tasks, 48, mask_ratio=0.5, mask_seed=0)
+    batch = MultiTaskCollator(student.kind, student.pad_token_id)(items)
+    assert set(batch) == {"answer", "rationale/t"} and "choice_mask" in batch["answer"]
+    rationale = batch["rationale/t"]
+    assert rationale["input_ids"].shape == rationale["mlm_labels"].shape
+    assert ((rationale["mlm_labels"] != IGNORE_INDEX).sum(1) >= 1).all()
+    assert rationale["row_index"].tolist() == [0, 1]
+
+
+def test_tinyllm_learns_rationales_first_then_answers_and_deploys_a_plain_choice_model(tmp_path, tiny_bert_dir):
+    data = tinyllm_folder(tmp_path)
+    raw = choice_config(tiny_bert_dir, data, tmp_path / "runs", method="tinyllm",
+                        train={"epochs": 3, "batch_size": 8, "lr": 1e-2, "mixed_precision": "no",
+                               "warmup_ratio": 0.0, "rationale_stage_epochs": 3})
+    outcome = run(config_from_dict(raw), progress=False, log=lambda *_: None)
+    stage = [json.loads(line) for line in (outcome.cfg.run_dir / RATIONALE_STAGE_DIR / "metrics.jsonl").open()]
+    for teacher in ("flan_t5", "llama2"):
+        losses = [r[f"loss/rationale/{teacher}"] for r in stage]
+        assert losses[-1] < losses[0]  # each teacher's masked-rationale loss falls
+    assert all("loss/answer" not in r for r in stage)
+    answer = [json.loads(line) for line in (outcome.cfg.run_dir / "metrics.jsonl").open() if "loss" in line]
+    assert all(set(k for k in r if k.startswith("loss/")) == {"loss/answer"} for r in answer)
+    assert outcome.valid.metrics["rank_accuracy"] > 0.4  # the synthetic task: chance is 25%
+    best = AutoModelForMultipleChoice.from_pretrained(outcome.cfg.run_dir / "best")  # plain transformers
+    assert not any("mlm" in n for n, _ in best.named_parameters())
+    assert any("rationale stage" in n for n in json.loads(
+        (outcome.cfg.run_dir / "summary.json").read_text())["method_notes"])
+
+
+def test_a_run_stopped_in_the_rationale_stage_resumes_to_the_uninterrupted_result(tmp_path, tiny_bert_dir):
+    data = tinyllm_folder(tmp_path)
+
+    def cfg(out):
+        return config_from_dict(choice_config(
+            tiny_bert_dir, data, out, method="tinyllm",
+            train={"epochs": 1, "batch_size": 8, "lr": 1e-2, "mixed_precision": "no", "warmup_ratio": 0.0,
+                   "rationale_stage_epochs": 2, "checkpoint_every": 1}))
+
+    whole = run(cfg(tmp_path / "a"), progress=False, log=lambda *_: None)
+    with pytest.raises(KeyboardInterrupt, match="rationale stage"):
+        run(cfg(tmp_path / "b"), progress=False, log=lambda *_: None, stop_after_steps=3)
+    resumed = run(cfg(tmp_path / "b"), progress=False, log=lambda *_: None)
+    assert resumed.valid.metrics == whole.valid.metrics
+    a = AutoModelForMultipleChoice.from_pretrained(whole.cfg.run_dir / "best").state_dict()
+    b = AutoModelForMultipleChoice.from_pretrained(resumed.cfg.run_dir / "best").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
