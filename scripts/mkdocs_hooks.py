@@ -15,6 +15,7 @@ import json
 import sys
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +205,7 @@ def _argument_rows(parser: argparse.ArgumentParser) -> list[str]:
             details.append("required")
         default = action.default
         if (action.option_strings and default not in (None, False, [], argparse.SUPPRESS)
-                and not isinstance(action, argparse._VersionAction) and "default" not in helped):
+                and not isinstance(action, argparse._VersionAction) and "default" not in helped and default != ""):
             details.append(f"default {_code(str(default))}")
         text = _cell(action.help or "")
         if details:
@@ -244,7 +245,8 @@ def cli_reference() -> str:
     ]
     subs = _subcommands(parser)
     lines += [f"| [`{name}`](#tinydistill-{name}) | {_cell(text)} |" for name, text, _ in subs]
-    lines += ["", "Global: `tinydistill --version` prints the version.", ""]
+    lines += ["", "Global options, before the command:", "", "| argument | meaning |", "|---|---|",
+              *_argument_rows(parser), ""]
     for name, text, sub in subs:
         lines += _command_section(f"tinydistill {name}", text, sub, 2)
     return "\n".join(lines)
@@ -326,6 +328,9 @@ def on_files(files: Any, config: Any) -> Any:
     """Add the generated pages to the site."""
     from mkdocs.structure.files import File
 
-    for path, text in generated_pages(Path(config["docs_dir"])).items():
+    with warnings.catch_warnings():  # importing the CLI imports torch, whose deprecation notes are not ours
+        warnings.simplefilter("ignore")
+        pages = generated_pages(Path(config["docs_dir"]))
+    for path, text in pages.items():
         files.append(File.generated(config, path, content=text))
     return files
