@@ -263,7 +263,9 @@ def _first_table(text: str) -> list[str]:
 
 
 def _number(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
 
 
 def _bench_table(data: dict[str, Any]) -> list[str]:
