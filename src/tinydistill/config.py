@@ -145,7 +145,7 @@ class TrainConfig(_Strict):
         "rank_accuracy")
     """valid metric that selects the best checkpoint (open tasks: exact_match or token_f1)"""
     num_workers: int = Field(0, ge=0)
-    """DataLoader worker processes"""
+    """not read by the training loop: batches are built in the training process"""
     group_by_length: bool = Field(
         True, description="batch rows of similar length (sorted within 50-batch windows, batches shuffled)")
     reuse_host_memory: bool = Field(
