@@ -22,23 +22,32 @@ MINILM_ALIAS = "minilm"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ColumnsConfig(_Strict):
+    """Your column names for the example fields (JSON, JSON Lines, CSV, hub datasets)."""
+
     id: str = "id"
+    """column holding the row id"""
     question: str = "question"
+    """column holding the question"""
     choices: str = "choices"
+    """column holding the choices (a list; in CSV a JSON list or a|b|c)"""
     answer: str = "answer"
+    """column holding the gold answer: choice text, letter or index"""
     domain: str | None = "domain"
+    """optional column naming the row's domain (error analysis groups by it)"""
 
 
 class DataSourceConfig(_Strict):
     path: str = Field(description="file, TinyLLM folder, or hub name with format: hf")
     format: Literal["auto", "tinyllm", "json", "jsonl", "csv", "hf"] = "auto"
+    """auto: a folder is TinyLLM layout, a file is read by content or extension"""
     split: str | None = Field(None, description="split name; default: the role (train/valid/test)")
     subset: str | None = Field(None, description="hub dataset configuration name")
     columns: ColumnsConfig = ColumnsConfig()
+    """map your column names onto the example fields"""
     limit: int | None = Field(None, ge=1, description="keep a seeded random subset of this many rows")
     on_invalid: Literal["error", "skip"] = Field("error", description="stop at a bad row, or skip it (logged)")
     answer_base: Literal[0, 1] | None = Field(
@@ -47,8 +56,11 @@ class DataSourceConfig(_Strict):
 
 
 class DataConfig(_Strict):
+    """Where the rows come from: train, the selection set (valid or carved from train), an optional test."""
+
     task: Literal["mcqa", "open"] = Field("mcqa", description="multiple choice, or open answer (question → text)")
     train: DataSourceConfig
+    """the training data"""
     valid: DataSourceConfig | None = Field(None, description="the selection set; or carve it with valid_from_train")
     valid_from_train: int | None = Field(
         None, ge=1, description="hold out this many train rows (fixed split, same for every seed) as the selection "
@@ -63,11 +75,17 @@ class DataConfig(_Strict):
 
 
 class StudentConfig(_Strict):
+    """The student model: checkpoint, kind, token budgets, size and attention."""
+
     model: str = Field(MINILM_ALIAS, description="HF name or path; 'minilm' = the offline all-MiniLM-L6-v2")
     architecture: Literal["auto", "seq2seq", "causal", "bert2bert", "multiple_choice"] = "auto"
+    """student kind; auto: chosen from the checkpoint's config"""
     max_input_length: int = Field(256, ge=8)
+    """input tokens; longer inputs lose tokens from their start (counted and logged)"""
     max_answer_length: int = Field(32, ge=2)
+    """answer target tokens"""
     max_rationale_length: int = Field(64, ge=2)
+    """rationale target tokens"""
     rationale_head: Literal["mlm", "decoder"] = Field(
         "mlm", description="multiple_choice students: how the shared encoder learns a teacher's rationale; "
         "'mlm' = masked rationale tokens predicted from (prefix + question + choices, rationale) through the "
@@ -102,20 +120,32 @@ class StudentConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    """The training loop: schedule, optimiser, precision, evaluation, checkpoints, trackers."""
+
     epochs: float = Field(1.0, gt=0)
+    """passes over the training set (fractions allowed); max_steps overrides"""
     max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
     batch_size: int = Field(8, ge=1)
+    """rows per micro-batch; the global batch under several processes"""
     grad_accum_steps: int = Field(1, ge=1)
+    """micro-batches per optimizer step"""
     lr: float = Field(3e-4, gt=0)
+    """peak AdamW learning rate"""
     new_params_lr_scale: float = Field(1.0, gt=0, description="lr multiplier for randomly initialised weights")
     weight_decay: float = Field(0.01, ge=0)
+    """AdamW weight decay (none on biases and norms)"""
     warmup_ratio: float = Field(0.06, ge=0, le=1)
+    """share of the steps spent warming the learning rate up"""
     schedule: Literal["linear", "cosine", "constant"] = "linear"
+    """learning-rate decay after warm-up"""
     max_grad_norm: float = Field(1.0, gt=0)
+    """gradient clipping norm (all trained weights)"""
     mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
+    """autocast precision; fp16 falls back to bf16 on CPU; a bare `no` is read as the string"""
     eval_every: int = Field(0, ge=0, description="optimizer steps between valid evaluations; 0 = per epoch")
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints; 0 = at evals")
     keep_checkpoints: int = Field(1, ge=1)
+    """newest checkpoints kept in checkpoints/"""
     early_stopping_patience: int = Field(0, ge=0, description="evaluations without improvement; 0 = off")
     rationale_stage_epochs: float | None = Field(
         None, ge=0, description="epochs of rationale-only training before the answer stage (TinyLLM, "
@@ -123,7 +153,9 @@ class TrainConfig(_Strict):
         "objective) otherwise")
     select_metric: Literal["rank_accuracy", "generate_accuracy", "valid_loss", "exact_match", "token_f1"] = (
         "rank_accuracy")
+    """valid metric that selects the best checkpoint (open tasks: exact_match or token_f1)"""
     num_workers: int = Field(0, ge=0)
+    """not read by the training loop: batches are built in the training process"""
     group_by_length: bool = Field(
         True, description="batch rows of similar length (sorted within 50-batch windows, batches shuffled)")
     reuse_host_memory: bool = Field(
@@ -142,10 +174,16 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
+    """How the student is scored on valid (selection) and test."""
+
     modes: tuple[Literal["rank", "generate"], ...] = ("rank", "generate")
+    """rank the choices by likelihood or head score; generate and parse the answer"""
     batch_size: int = Field(32, ge=1)
+    """rows per evaluation batch"""
     rank_reduction: Literal["sum", "mean"] = "sum"
+    """sum or mean of a choice's token log-probabilities"""
     max_new_tokens: int = Field(32, ge=1)
+    """generation budget when eval generates"""
     valid_limit: int | None = Field(None, ge=1, description="rows of valid used for selection evals")
 
 
@@ -156,8 +194,11 @@ class LoraConfig(_Strict):
     """peft LoRA on the student (``method: lora``)."""
 
     r: int = Field(8, ge=1)
+    """LoRA rank"""
     alpha: float = Field(16.0, gt=0)
+    """LoRA scaling alpha"""
     dropout: float = Field(0.05, ge=0, lt=1)
+    """dropout on the LoRA path"""
     target_modules: tuple[str, ...] | None = Field(
         None, description="module names to adapt; None: peft's default for the architecture")
     save: Literal["merged", "adapter"] = Field(
@@ -169,7 +210,9 @@ class LayerPair(_Strict):
 
     side: Literal["encoder", "decoder"] = Field("decoder", description="decoder = a causal model's one stack")
     teacher: int = -1
+    """teacher hidden_states index"""
     student: int = -1
+    """student hidden_states index"""
 
 
 class WhiteboxConfig(_Strict):
@@ -177,6 +220,7 @@ class WhiteboxConfig(_Strict):
 
     teacher_model: str | None = Field(None, description="local HF folder or name; same tokenizer as the student")
     kd_temperature: float = Field(2.0, gt=0)
+    """softmax temperature T of the soft labels"""
     alpha_kd: float = Field(0.5, ge=0, le=1, description="L = (1-α)·CE + α·T²·KL")
     hidden_mse_weight: float = Field(1.0, ge=0, description="whitebox only: weight of the hidden-state MSE")
     layer_map: tuple[LayerPair, ...] = Field(
@@ -202,20 +246,29 @@ class StageConfig(_Strict):
     """One stage of a multi-stage run: its own data and method; anything else by dotted ``set`` overrides."""
 
     label: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    """stage name; its run folder is stage-<k>-<label>/"""
     method: MethodName | None = None
+    """this stage's method; None: the base config's"""
     data: DataConfig | None = None
+    """this stage's data; None: the base config's"""
     set: dict[str, Any] = Field(default_factory=dict, description="dotted overrides, e.g. train.epochs: 3")
 
 
 class RunConfig(_Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    """run name: the run folder is <output_dir>/<name>"""
     output_dir: str = "runs"
+    """parent folder of run folders"""
     seed: int = 0
+    """seed of data order, subsets, initialisation and sampling"""
     method: MethodName = "tinyllm"
+    """what the run optimises (see Methods)"""
     answer_prefix: str = "answer: "
+    """task prefix of the answer task"""
     data: DataConfig
     student: StudentConfig = StudentConfig()
     teachers: tuple[TeacherSpec, ...] = ()
+    """rationale teachers, each with its own task prefix and weight α_m"""
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     lora: LoraConfig = LoraConfig()
