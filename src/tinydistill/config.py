@@ -106,7 +106,9 @@ class TrainConfig(_Strict):
     warmup_ratio: float = Field(0.06, ge=0, le=1)
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     max_grad_norm: float = Field(1.0, gt=0)
-    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="auto = bf16 autocast on a GPU or CPU that computes bf16 natively (CUDA bf16, "
+        "AVX512-BF16, AMX), fp32 elsewhere, where bf16 autocast trains slower")
     eval_every: int = Field(0, ge=0, description="optimizer steps between valid evaluations; 0 = per epoch")
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints; 0 = at evals")
     keep_checkpoints: int = Field(1, ge=1)

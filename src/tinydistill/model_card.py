@@ -17,6 +17,15 @@ _LOADERS = {"multiple_choice": "AutoModelForMultipleChoice", "seq2seq": "AutoMod
             "causal": "AutoModelForCausalLM"}
 
 
+def _precision(train: Mapping, summary: Mapping) -> str:
+    """The precision the run trained in (summary.json records it; ``auto`` resolves per device)."""
+    asked = train.get("mixed_precision")
+    used = summary.get("precision")
+    if used is None or used == asked:
+        return str(asked)
+    return f"{'fp32' if used == 'no' else used} ({asked})"
+
+
 def _pct(x: Any) -> str:
     return f"{100 * x:.1f}" if isinstance(x, int | float) and x == x else "–"
 
@@ -124,7 +133,7 @@ def model_card(run_dir: str | Path) -> str:
         "## Training", "",
         f"- epochs {tr.get('epochs')}, max_steps {tr.get('max_steps')}, batch {tr.get('batch_size')} × "
         f"accumulation {tr.get('grad_accum_steps')}, lr {tr.get('lr')} ({tr.get('schedule')}, warm-up "
-        f"{tr.get('warmup_ratio')}), weight decay {tr.get('weight_decay')}, precision {tr.get('mixed_precision')}",
+        f"{tr.get('warmup_ratio')}), weight decay {tr.get('weight_decay')}, precision {_precision(tr, summary)}",
         f"- selected on valid by `{tr.get('select_metric')}`; seed {raw.get('seed')}; max input length "
         f"{student.get('max_input_length')}", "",
         "## Results", "", *_results_table(summary), "",
