@@ -53,6 +53,7 @@ def test_markdown_tables_keep_escaped_pipes():
     assert "<td>x | y</td><td>2</td>" in out
 
 
+@pytest.mark.slow
 def test_run_writes_report_html_and_model_card(tiny_t5_dir, synthetic_data, tmp_path):
     from tinydistill.config import config_from_dict
     from tinydistill.run import run

@@ -76,6 +76,7 @@ def test_decoder_prefix_needs_a_seq2seq_student(tiny_gpt2_dir):
         tokenize_tasks(gpt2, EXAMPLES, TASKS, 64, prefix_side="decoder")
 
 
+@pytest.mark.slow
 def test_shared_encoder_training_learns(tiny_t5_dir, synthetic_data, tmp_path):
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs",
                                       **{"student.prefix_side": "decoder"}))

@@ -17,6 +17,7 @@ def _train_losses(run_dir):
             if '"loss"' in line and '"split"' not in line]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student,overrides", [
     ("tiny_t5_dir", {}),
     # the causal student reads the animal only through causal attention: it needs more, larger steps
@@ -43,6 +44,7 @@ def test_student_learns_a_learnable_task_well_above_chance(student, overrides, s
     assert {"loss/answer", "loss/rationale/synth"} <= first.keys()
 
 
+@pytest.mark.slow
 def test_best_student_loads_with_plain_transformers(tiny_t5_dir, synthetic_data, tmp_path):
     from transformers import AutoModelForSeq2SeqLM
 
@@ -52,6 +54,7 @@ def test_best_student_loads_with_plain_transformers(tiny_t5_dir, synthetic_data,
     assert model.num_parameters() > 0
 
 
+@pytest.mark.slow
 def test_resumed_run_matches_uninterrupted(tiny_t5_dir, synthetic_data, tmp_path):
     over = {"train.epochs": 2, "train.checkpoint_every": 4, "train.eval_every": 5, "student.model":
             str(tiny_t5_dir)}
@@ -72,6 +75,7 @@ def test_resumed_run_matches_uninterrupted(tiny_t5_dir, synthetic_data, tmp_path
     assert la == pytest.approx(lb, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_finetune_method_trains_answer_only(tiny_t5_dir, synthetic_data, tmp_path):
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", method="finetune",
                                       **{"train.epochs": 1}))
@@ -80,6 +84,7 @@ def test_finetune_method_trains_answer_only(tiny_t5_dir, synthetic_data, tmp_pat
     assert "loss/answer" in first and not any(k.startswith("loss/rationale") for k in first)
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_when_valid_stops_improving(tiny_t5_dir, synthetic_data, tmp_path):
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", **{
         "train.epochs": 6, "train.lr": 1e-9, "train.eval_every": 2, "train.early_stopping_patience": 2}))
@@ -90,6 +95,7 @@ def test_early_stopping_stops_when_valid_stops_improving(tiny_t5_dir, synthetic_
     assert [e["improved"] for e in evals] == [True, False, False]
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_equals_the_larger_batch(tiny_t5_dir, synthetic_data, tmp_path, monkeypatch):
     """Batch 16 in one step has the gradient of batch 8 accumulated twice (same rows; up to the per-token mean
     being taken per micro-batch, ~1% here). Regression: the loss was divided by the accumulation steps twice, by

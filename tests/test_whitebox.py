@@ -43,6 +43,7 @@ def _cfg(model_dir, data, out, **over):
     return config_from_dict(run_config(model_dir, data, out, **{**base, **over}))
 
 
+@pytest.mark.slow
 def test_whitebox_student_ends_closer_to_the_teacher_than_finetuning(tiny_t5_dir, teacher_dir, synthetic_data,
                                                                       tmp_path):
     wb = {"teacher_model": str(teacher_dir), "alpha_kd": 0.9, "kd_temperature": 1.0, "signals": "cached",
@@ -114,6 +115,7 @@ def test_kd_needs_a_teacher_model(tiny_t5_dir, synthetic_data, tmp_path):
         _cfg(tiny_t5_dir, synthetic_data, tmp_path / "r", method="kd")
 
 
+@pytest.mark.slow
 def test_cached_signals_match_online_ones_and_release_the_teacher(tiny_t5_dir, teacher_dir, synthetic_data,
                                                                    tmp_path):
     wb = {"teacher_model": str(teacher_dir), "kd_temperature": 2.0, "alpha_kd": 0.5, "top_k": 0,
