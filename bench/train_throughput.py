@@ -2,19 +2,22 @@
 
 Same student (the offline bert2bert warm-started from all-MiniLM-L6-v2 on both sides), same rows (shipped ARC
 train rows with FLAN-T5 and LLaMA-2 rationales; synthetic rows if that folder is absent), same tokens, same
-objective ``L = L_answer + 0.5·L_flan + 0.5·L_llama``, batch size, lr schedule, bf16 autocast and number of
-examples. The baseline is the research code's way: an HF ``Seq2SeqTrainer`` whose ``compute_loss`` runs three
+objective ``L = L_answer + 0.5·L_flan + 0.5·L_llama``, batch size, lr schedule and number of examples. The
+baseline is the research code's way: an HF ``Seq2SeqTrainer`` (bf16 autocast) whose ``compute_loss`` runs three
 separate forward passes per batch (answer, rationale of teacher 1, rationale of teacher 2; task prefix in the
-encoder input), with every input padded to ``max_input_length``. Each variant of ours adds one measured step.
+encoder input), with every input padded to ``max_input_length``. "defaults" is our trainer with the product's
+own config defaults (precision, batching, attention, prefix side: none set here); the other rows set each knob,
+one measured step at a time (bf16), then the same in fp32.
 
 Every variant runs in its own process (so peak RSS is its own), after a 2-step warm-up; examples/s counts a
 whole ``train`` call (one epoch over the rows, setup included, checkpoint writing left out). tokens/s counts
-real tokens (source + target of every task, no padding); "MFU" is the executed model FLOPs without padding
-(6 · matmul parameters · tokens; one encoder pass per row with the shared encoder) over the bf16 matmul peak
-measured here. Prints a table; ``--json`` writes it with a top-level ``ratio`` = ours (all steps) examples/s
-÷ baseline examples/s.
+real tokens (source + target of every task, no padding). GFLOP/s is the model FLOPs the work needs (6 · matmul
+parameters · real tokens; one encoder pass per row with the shared encoder) per second; "util" divides it by
+the best matmul rate (fp32 or bf16) the same process reaches right before its timed run at the run's own Linear
+shapes, and is printed at most 100%. ``--json`` writes the table with a top-level ``ratio`` = product defaults
+examples/s ÷ baseline examples/s and ``ratio_tuned`` = the faster tuned row (bf16 or fp32) ÷ baseline.
 
-    python bench/train_throughput.py [--quick] [--json PATH] [--rows N] [--threads N] [--compile]
+    python bench/train_throughput.py [--quick] [--json PATH] [--rows N] [--threads N] [--clock wall|cpu] [--compile]
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                                                   "student.attn_implementation": "eager",
                                                   "train.mixed_precision": "no", "train.reuse_host_memory": True}),
     "defaults_bf16": ("  product defaults, but bf16 autocast", {"train.mixed_precision": "bf16"}),
+    "defaults_fp32": ("  product defaults, but fp32", {"train.mixed_precision": "no"}),
     "compile": ("  reuse, + torch.compile", {"train.group_by_length": True, "student.prefix_side": "decoder",
                                             "student.attn_implementation": "eager", "train.mixed_precision": "bf16",
                                             "train.reuse_host_memory": True, "compile": True}),
@@ -152,16 +156,19 @@ def run_ours(n: int, settings: dict) -> dict:
         warm = cfg.train.model_copy(update={"max_steps": 2})
         trainer.train(student, items, objective, warm, seed=1, run_dir=Path(tmp) / "w", valid_fn=None, progress=False)
         peak = matmul_peak(student.model, cfg.train.batch_size * mean_source_length(items))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         trainer.train(student, items, objective, cfg.train, seed=0, run_dir=Path(tmp) / "r", valid_fn=None,
                       progress=False)
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         losses = [json.loads(x)["loss"] for x in (Path(tmp) / "r" / "metrics.jsonl").read_text().splitlines()]
-    shared = cfg.student.prefix_side == "decoder"
-    tokens, flops = work_per_row(items, student.model, shared=shared)
-    return {"seconds": seconds, "tokens_per_row": tokens, "flops_per_row": flops, "first_loss": losses[0],
-            "last_loss": losses[-1], "precision": trainer.effective_precision(cfg.train.mixed_precision),
-            "prefix_side": cfg.student.prefix_side, "attn_implementation": cfg.student.attn_implementation,
+    from tinydistill.collate import resolve_prefix_side
+
+    side = resolve_prefix_side(student, cfg.student.prefix_side)
+    tokens, flops = work_per_row(items, student.model, shared=side == "decoder")
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "tokens_per_row": tokens, "flops_per_row": flops,
+            "first_loss": losses[0], "last_loss": losses[-1],
+            "precision": trainer.effective_precision(cfg.train.mixed_precision), "prefix_side": side,
+            "attn_implementation": cfg.student.attn_implementation,
             "group_by_length": cfg.train.group_by_length, "reuse_host_memory": cfg.train.reuse_host_memory, **peak}
 
 
@@ -207,15 +214,15 @@ def run_baseline(n: int) -> dict:
         trainer(tmp, 2, 1).train()  # warm-up
         t = trainer(tmp, -1, 0)
         peak = matmul_peak(student.model, cfg.train.batch_size * max_len)  # every source padded to max_len
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         t.train()
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     losses = [r["loss"] for r in t.state.log_history if "loss" in r]
     tokens, flops = work_per_row(items, student.model, shared=False)
     n_enc, _ = matmul_params(student.model)
     padded_flops = flops + 6 * n_enc * sum(max_len * len(r) - sum(len(it.source_ids) for it in r.values())
                                            for r in items) / len(items)
-    return {"seconds": seconds, "tokens_per_row": tokens, "flops_per_row": flops,
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "tokens_per_row": tokens, "flops_per_row": flops,
             "padded_flops_per_row": padded_flops, "first_loss": losses[0], "last_loss": losses[-1],
             "precision": "bf16", "prefix_side": "encoder", **peak}
 
@@ -277,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
     ap.add_argument("--variants", default=None, help="comma-separated subset of: " + ", ".join(VARIANTS))
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="time a run by the wall clock, or by its process CPU time (with --threads 1 on a machine "
+                         "shared with other work: what an idle core would take)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     n = args.rows or (48 if args.quick else 256)
@@ -287,20 +297,20 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name in names:
         results[name] = r = spawn(name, n, args.threads)
-        r["examples_per_s"] = n / r["seconds"]
+        r["examples_per_s"] = n / r["cpu_seconds" if args.clock == "cpu" else "seconds"]
         r["tokens_per_s"] = r["examples_per_s"] * r["tokens_per_row"]
         r["achieved_gflops"] = r["examples_per_s"] * r["flops_per_row"] / 1e9
         r["mfu_raw"] = r["achieved_gflops"] / r["peak_gflops"]
         r["mfu"] = min(r["mfu_raw"], 1.0)  # never above 100%: a peak measured low (load) would read as >100%
         print(f"  {name}: {r['examples_per_s']:.2f} examples/s", file=sys.stderr, flush=True)
     base = results.get("baseline", {}).get("examples_per_s")
-    print(f"\n{'variant':<46}{'prec':>5}{'ex/s':>7}{'tok/s':>7}{'vs base':>8}{'GFLOP/s':>8}{'peak':>6}{'util':>7}"
+    print(f"\n{'variant':<58}{'prec':>5}{'ex/s':>7}{'tok/s':>7}{'vs base':>8}{'GFLOP/s':>8}{'peak':>6}{'util':>7}"
           f"{'RSS MB':>7}{'loss':>12}")
     for name, r in results.items():
         vs = f"{r['examples_per_s'] / base:.2f}x" if base else "-"
         loss = f"{r['first_loss']:.2f}->{r['last_loss']:.2f}"
         util = f"{100 * r['mfu']:.1f}%" + ("*" if r["mfu_raw"] > 1 else "")
-        print(f"{VARIANTS[name][0]:<46}{r['precision']:>5}{r['examples_per_s']:>7.2f}{r['tokens_per_s']:>7.0f}"
+        print(f"{VARIANTS[name][0]:<58}{r['precision']:>5}{r['examples_per_s']:>7.2f}{r['tokens_per_s']:>7.0f}"
               f"{vs:>8}{r['achieved_gflops']:>8.1f}{r['peak_gflops']:>6.0f}{util:>7}{r['peak_rss_mb']:>7.0f}"
               f"{loss:>12}")
 
@@ -314,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     def fmt(x: float | None) -> str:
         return "-" if x is None else f"{x:.2f}x"
 
-    print(f"\n{n} {'ARC' if DATA.is_dir() else 'synthetic'} rows, batch 8, {args.threads} threads.\n"
+    print(f"\n{n} {'ARC' if DATA.is_dir() else 'synthetic'} rows, batch 8, {args.threads} threads, "
+          f"{args.clock} clock.\n"
           f"ratio (product defaults / baseline) = {fmt(ratio)} (goal 3x); tuned ({tuned}) = {fmt(ratio_tuned)}.\n"
           "GFLOP/s: model FLOPs actually needed (6 x matmul weights x real tokens, no padding, the encoder "
           "counted once per row when shared) per second.\npeak: the best matmul rate (fp32 or bf16) this same "
@@ -324,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
           "optimizer and data handling are not in the peak, so well under 100% is expected on a CPU.")
     write_results(args.json, {
         "ratio": ratio, "ratio_tuned": ratio_tuned, "tuned_variant": tuned, "headline_variant": HEADLINE,
-        "rows": n, "threads": args.threads,
+        "rows": n, "threads": args.threads, "clock": args.clock,
         "variants": {k: {"label": VARIANTS[k][0], **v} for k, v in results.items()},
     })
     return 0

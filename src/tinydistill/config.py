@@ -70,9 +70,9 @@ class StudentConfig(_Strict):
     max_rationale_length: int = Field(64, ge=2)
     attn_implementation: Literal["auto", "sdpa", "eager"] = Field(
         "auto", description="auto = the library default (SDPA); eager is faster on CPU for short inputs")
-    prefix_side: Literal["encoder", "decoder"] = Field(
-        "encoder", description="seq2seq: task prefix before the question (paper) or first on the decoder side, "
-        "so one encoder pass serves every task of a row")
+    prefix_side: Literal["auto", "encoder", "decoder"] = Field(
+        "auto", description="seq2seq: task prefix before the question (paper) or first on the decoder side, "
+        "so one encoder pass serves every task of a row; auto = decoder for seq2seq students, else encoder")
     answer_target: Literal["letter_text", "text", "letter"] = Field(
         "letter_text", description="answer target: '(b) iron', 'iron' or '(b)'"
     )
