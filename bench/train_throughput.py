@@ -25,10 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -227,7 +229,9 @@ def run_baseline(n: int) -> dict:
             "precision": "bf16", "prefix_side": "encoder", **peak}
 
 
-def worker(name: str, n: int, threads: int) -> None:
+def worker(name: str, n: int, threads: int, cpu: int | None = None) -> None:
+    if cpu is not None:  # --jobs: this variant's own core
+        os.sched_setaffinity(0, {cpu})
     torch.set_num_threads(threads)
     settings = VARIANTS[name][1]
     result = run_baseline(n) if name == "baseline" else run_ours(n, settings)
@@ -272,8 +276,10 @@ def matmul_peak(model: torch.nn.Module, tokens: int, seconds: float = 1.0) -> di
     return out
 
 
-def spawn(name: str, n: int, threads: int) -> dict:
-    return run_worker(__file__, ["--worker", name, "--rows", str(n), "--threads", str(threads)], f"variant {name}")
+def spawn(name: str, n: int, threads: int, cpu: int | None = None) -> dict:
+    pin = [] if cpu is None else ["--cpu", str(cpu)]
+    return run_worker(__file__, ["--worker", name, "--rows", str(n), "--threads", str(threads), *pin],
+                      f"variant {name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,30 +293,53 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="time a run by the wall clock, or by its process CPU time (with --threads 1 on a machine "
                          "shared with other work: what an idle core would take)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="variants measured at once, each pinned to its own core (with --threads 1 --clock cpu)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     n = args.rows or (48 if args.quick else 256)
     if args.worker:
-        worker(args.worker, n, args.threads)
+        worker(args.worker, n, args.threads, args.cpu)
         return 0
     names = args.variants.split(",") if args.variants else [v for v in VARIANTS if v != "compile" or args.compile]
-    results = {}
-    for name in names:
-        results[name] = r = spawn(name, n, args.threads)
+    results: dict[str, dict] = {}
+    cpus = queue.Queue()
+    for cpu in sorted(os.sched_getaffinity(0))[: args.jobs] if args.jobs > 1 else [None]:
+        cpus.put(cpu)
+
+    def measure(name: str) -> None:
+        cpu = cpus.get()
+        try:
+            r = spawn(name, n, args.threads, cpu)
+        finally:
+            cpus.put(cpu)
         r["examples_per_s"] = n / r["cpu_seconds" if args.clock == "cpu" else "seconds"]
         r["tokens_per_s"] = r["examples_per_s"] * r["tokens_per_row"]
         r["achieved_gflops"] = r["examples_per_s"] * r["flops_per_row"] / 1e9
         r["mfu_raw"] = r["achieved_gflops"] / r["peak_gflops"]
         r["mfu"] = min(r["mfu_raw"], 1.0)  # never above 100%: a peak measured low (load) would read as >100%
+        results[name] = r
         print(f"  {name}: {r['examples_per_s']:.2f} examples/s", file=sys.stderr, flush=True)
+        summarise({k: results[k] for k in names if k in results}, n, args, final=False)  # partial results kept
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        list(pool.map(measure, names))
+    summarise({k: results[k] for k in names if k in results}, n, args, final=True)
+    return 0
+
+
+def summarise(results: dict[str, dict], n: int, args: argparse.Namespace, final: bool) -> None:
+    """Print the table (``final``) and write the JSON (every time: a long run keeps what it measured)."""
     base = results.get("baseline", {}).get("examples_per_s")
-    print(f"\n{'variant':<58}{'prec':>5}{'ex/s':>7}{'tok/s':>7}{'vs base':>8}{'GFLOP/s':>8}{'peak':>6}{'util':>7}"
+    out = print if final else (lambda *a, **k: None)
+    out(f"\n{'variant':<58}{'prec':>5}{'ex/s':>7}{'tok/s':>7}{'vs base':>8}{'GFLOP/s':>8}{'peak':>6}{'util':>7}"
           f"{'RSS MB':>7}{'loss':>12}")
     for name, r in results.items():
         vs = f"{r['examples_per_s'] / base:.2f}x" if base else "-"
         loss = f"{r['first_loss']:.2f}->{r['last_loss']:.2f}"
         util = f"{100 * r['mfu']:.1f}%" + ("*" if r["mfu_raw"] > 1 else "")
-        print(f"{VARIANTS[name][0]:<58}{r['precision']:>5}{r['examples_per_s']:>7.2f}{r['tokens_per_s']:>7.0f}"
+        out(f"{VARIANTS[name][0]:<58}{r['precision']:>5}{r['examples_per_s']:>7.2f}{r['tokens_per_s']:>7.0f}"
               f"{vs:>8}{r['achieved_gflops']:>8.1f}{r['peak_gflops']:>6.0f}{util:>7}{r['peak_rss_mb']:>7.0f}"
               f"{loss:>12}")
 
@@ -324,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     def fmt(x: float | None) -> str:
         return "-" if x is None else f"{x:.2f}x"
 
-    print(f"\n{n} {'ARC' if DATA.is_dir() else 'synthetic'} rows, batch 8, {args.threads} threads, "
+    out(f"\n{n} {'ARC' if DATA.is_dir() else 'synthetic'} rows, batch 8, {args.threads} threads, "
           f"{args.clock} clock.\n"
           f"ratio (product defaults / baseline) = {fmt(ratio)} (goal 3x); tuned ({tuned}) = {fmt(ratio_tuned)}.\n"
           "GFLOP/s: model FLOPs actually needed (6 x matmul weights x real tokens, no padding, the encoder "
@@ -338,7 +367,6 @@ def main(argv: list[str] | None = None) -> int:
         "rows": n, "threads": args.threads, "clock": args.clock,
         "variants": {k: {"label": VARIANTS[k][0], **v} for k, v in results.items()},
     })
-    return 0
 
 
 if __name__ == "__main__":
