@@ -142,7 +142,7 @@ def work_per_row(items: list[dict], model: torch.nn.Module, shared: bool) -> tup
 
 
 # ----------------------------------------------------------------------------------------------- workers
-def run_ours(n: int, settings: dict) -> dict:
+def run_ours(n: int, settings: dict, clock: str = "wall") -> dict:
     import tinydistill.trainer as trainer
 
     overrides = {k: v for k, v in settings.items() if k != "compile"}
@@ -157,7 +157,7 @@ def run_ours(n: int, settings: dict) -> dict:
             (Path(tmp) / sub).mkdir()
         warm = cfg.train.model_copy(update={"max_steps": 2})
         trainer.train(student, items, objective, warm, seed=1, run_dir=Path(tmp) / "w", valid_fn=None, progress=False)
-        peak = matmul_peak(student.model, cfg.train.batch_size * mean_source_length(items))
+        peak = matmul_peak(student.model, cfg.train.batch_size * mean_source_length(items), clock=clock)
         t0, c0 = time.perf_counter(), time.process_time()
         trainer.train(student, items, objective, cfg.train, seed=0, run_dir=Path(tmp) / "r", valid_fn=None,
                       progress=False)
@@ -174,7 +174,7 @@ def run_ours(n: int, settings: dict) -> dict:
             "group_by_length": cfg.train.group_by_length, "reuse_host_memory": cfg.train.reuse_host_memory, **peak}
 
 
-def run_baseline(n: int) -> dict:
+def run_baseline(n: int, clock: str = "wall") -> dict:
     """The research recipe: Seq2SeqTrainer + a data collator per task + compute_loss with one pass per task."""
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
@@ -215,7 +215,7 @@ def run_baseline(n: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trainer(tmp, 2, 1).train()  # warm-up
         t = trainer(tmp, -1, 0)
-        peak = matmul_peak(student.model, cfg.train.batch_size * max_len)  # every source padded to max_len
+        peak = matmul_peak(student.model, cfg.train.batch_size * max_len, clock=clock)  # sources padded to max
         t0, c0 = time.perf_counter(), time.process_time()
         t.train()
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
@@ -229,12 +229,12 @@ def run_baseline(n: int) -> dict:
             "precision": "bf16", "prefix_side": "encoder", **peak}
 
 
-def worker(name: str, n: int, threads: int, cpu: int | None = None) -> None:
+def worker(name: str, n: int, threads: int, cpu: int | None = None, clock: str = "wall") -> None:
     if cpu is not None:  # --jobs: this variant's own core
         os.sched_setaffinity(0, {cpu})
     torch.set_num_threads(threads)
     settings = VARIANTS[name][1]
-    result = run_baseline(n) if name == "baseline" else run_ours(n, settings)
+    result = run_baseline(n, clock) if name == "baseline" else run_ours(n, settings, clock)
     result["rows"] = n
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report(result)
@@ -247,12 +247,14 @@ def mean_source_length(items: list[dict]) -> int:
     return max(1, round(sum(lengths) / len(lengths)))
 
 
-def matmul_peak(model: torch.nn.Module, tokens: int, seconds: float = 1.0) -> dict:
+def matmul_peak(model: torch.nn.Module, tokens: int, seconds: float = 1.0, clock: str = "wall") -> dict:
     """The matmul rate this process gets right now at the run's own shapes, fp32 and bf16 (GFLOP/s).
 
     One round is a Linear layer's forward and backward GEMMs (``X·W``, ``dY·Wᵀ``, ``Xᵀ·dY``) for the model's
     hidden×hidden and hidden×ffn weights at ``tokens`` rows (batch × sequence); the best of the rounds in
-    ``seconds`` per dtype. ``peak_gflops`` is the larger of the two: the denominator of ``mfu``."""
+    ``seconds`` per dtype, each round timed by ``clock`` as the run is. ``peak_gflops`` is the larger of the two:
+    the denominator of ``mfu``."""
+    now = time.process_time if clock == "cpu" else time.perf_counter
     enc = model.get_encoder().config
     hidden, ffn = enc.hidden_size, getattr(enc, "intermediate_size", 4 * enc.hidden_size)
     out = {"peak_tokens": tokens, "peak_shapes": [[tokens, hidden, hidden], [tokens, hidden, ffn]]}
@@ -265,20 +267,21 @@ def matmul_peak(model: torch.nn.Module, tokens: int, seconds: float = 1.0) -> di
         flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in gemms)
         for a, b in gemms:  # warm-up
             a @ b
-        best, end = 0.0, time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            t0 = time.perf_counter()
+        best, end = 0.0, now() + seconds
+        while now() < end:
+            t0 = now()
             for a, b in gemms:
                 a @ b
-            best = max(best, flops / (time.perf_counter() - t0) / 1e9)
+            best = max(best, flops / max(now() - t0, 1e-9) / 1e9)
         out[f"peak_{key}_gflops"] = best
     out["peak_gflops"] = max(out["peak_fp32_gflops"], out["peak_bf16_gflops"])
     return out
 
 
-def spawn(name: str, n: int, threads: int, cpu: int | None = None) -> dict:
+def spawn(name: str, n: int, threads: int, cpu: int | None = None, clock: str = "wall") -> dict:
     pin = [] if cpu is None else ["--cpu", str(cpu)]
-    return run_worker(__file__, ["--worker", name, "--rows", str(n), "--threads", str(threads), *pin],
+    return run_worker(__file__, ["--worker", name, "--rows", str(n), "--threads", str(threads), "--clock", clock,
+                                 *pin],
                       f"variant {name}")
 
 
@@ -300,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     n = args.rows or (48 if args.quick else 256)
     if args.worker:
-        worker(args.worker, n, args.threads, args.cpu)
+        worker(args.worker, n, args.threads, args.cpu, args.clock)
         return 0
     names = args.variants.split(",") if args.variants else [v for v in VARIANTS if v != "compile" or args.compile]
     results: dict[str, dict] = {}
@@ -311,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     def measure(name: str) -> None:
         cpu = cpus.get()
         try:
-            r = spawn(name, n, args.threads, cpu)
+            r = spawn(name, n, args.threads, cpu, args.clock)
         finally:
             cpus.put(cpu)
         r["examples_per_s"] = n / r["cpu_seconds" if args.clock == "cpu" else "seconds"]
