@@ -84,6 +84,7 @@ def test_predictions_from_other_data_are_refused(tmp_path):
         read_predictions(bad)
 
 
+@pytest.mark.slow
 def test_analyze_cli_on_a_trained_run(tiny_t5_dir, synthetic_data, tmp_path, capsys):
     from tinydistill.config import config_from_dict
     from tinydistill.run import run

@@ -71,6 +71,7 @@ def _losses(run_dir):
             if '"loss"' in line and '"split"' not in line]
 
 
+@pytest.mark.slow
 def test_resume_with_grouping_matches_uninterrupted(tiny_t5_dir, synthetic_data, tmp_path):
     over = {"train.epochs": 2, "train.checkpoint_every": 4, "train.eval_every": 5, "train.batch_size": 8,
             "train.group_by_length": True}

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.teacher_helpers import ScriptedBackend, make_examples
 from tinydistill.cache import TeacherCache, make_key
 from tinydistill.teachers.live import LiveTeacher
@@ -114,6 +116,7 @@ def test_live_teacher_rerun_makes_no_calls(tmp_path: Path) -> None:
     assert other.stats.calls == 2
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_resumes_without_repeating(tmp_path: Path) -> None:
     n = 40
     proc = _writer(tmp_path, "a", n, delay=0.05)
@@ -140,6 +143,7 @@ def test_kill_9_mid_run_resumes_without_repeating(tmp_path: Path) -> None:
     assert result["calls"] == n - len(stored) and all(result["rationales"])
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_cache(tmp_path: Path) -> None:
     n = 30
     procs = [_writer(tmp_path, tag, n, delay=0.02) for tag in ("a", "b")]
@@ -158,6 +162,7 @@ def _open_cache_at_barrier(path: str, barrier: object) -> None:
         assert len(cache) == 0
 
 
+@pytest.mark.slow
 def test_many_processes_opening_a_new_cache_at_once_all_succeed(tmp_path: Path) -> None:
     """Processes that create one file together race to switch it to WAL; none may fail."""
     import multiprocessing as mp

@@ -100,6 +100,7 @@ def _assert_same(a: dict, b: dict) -> None:
     assert a["train"] == b["train"]  # logged losses: the same windows, the same figures
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point,step,expect", [
     # the final step's state file is written, its marker not: skipped, the run falls back to step 35
     ("sealing", 40, "incomplete checkpoint (no completion marker); skipped"),
@@ -125,6 +126,7 @@ def test_a_kill_during_a_save_resumes_to_the_uninterrupted_result(point, step, e
     _assert_same(_outcome(tmp_path / "t"), _outcome(uninterrupted))
 
 
+@pytest.mark.slow
 def test_logged_losses_after_a_resume_mid_window_equal_the_uninterrupted_run(uninterrupted, tiny_t5_dir, data,
                                                                              tmp_path):
     cfg = config_from_dict(run_config(tiny_t5_dir, data, tmp_path, **OVER))
@@ -134,6 +136,7 @@ def test_logged_losses_after_a_resume_mid_window_equal_the_uninterrupted_run(uni
     _assert_same(_outcome(cfg.run_dir), _outcome(uninterrupted))
 
 
+@pytest.mark.slow
 def test_the_final_checkpoint_is_written_once(tiny_t5_dir, data, tmp_path, monkeypatch):
     saved: list[int] = []
     real = checkpoint.save_checkpoint
@@ -152,6 +155,7 @@ def test_the_final_checkpoint_is_written_once(tiny_t5_dir, data, tmp_path, monke
     assert checkpoint.incomplete_reason(final) is None  # the rewritten state file keeps the marker valid
 
 
+@pytest.mark.slow
 def test_a_checkpoint_folder_damaged_by_the_old_replace_resumes_from_its_temporary_copy(uninterrupted, tmp_path,
                                                                                         tiny_t5_dir, data, capfd):
     """The layout of the issue: an older version deleted ``step-N`` file by file (weights first) beside a
@@ -192,6 +196,7 @@ checkpoint.save_checkpoint(acc, folder, checkpoint.LoopState(step=3, epoch=1), k
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["sealing", "sealed", "aside", "installed"])
 def test_replacing_a_checkpoint_of_the_same_step_is_atomic(point, tmp_path):
     """Between renaming the old folder aside and the new one into place, a kill leaves both complete."""

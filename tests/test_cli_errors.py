@@ -101,6 +101,7 @@ def test_bad_override_is_a_one_line_error(tmp_path, capsys):
     assert "train.batch_size" in err and "greater than or equal to 1" in err
 
 
+@pytest.mark.slow
 def test_real_process_exit_code_and_no_traceback(tmp_path):
     missing = tmp_path / "nope.json"
     proc = subprocess.run([sys.executable, "-m", "tinydistill.cli", "data", "check", str(missing)],

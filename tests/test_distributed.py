@@ -118,6 +118,7 @@ def test_unit_scaling_makes_shard_losses_sum_to_the_global_mean() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- training
+@pytest.mark.slow
 def test_two_processes_train_like_one_and_resume(tiny_t5_dir, synthetic_data, tmp_path) -> None:
     """25 rows, global batch 12: each epoch ends with a 1-row batch, so one process has nothing to do there.
     Some rows have no rationale (task units differ by process). A one-process run stopped after step 3 is
@@ -154,6 +155,7 @@ def test_two_processes_train_like_one_and_resume(tiny_t5_dir, synthetic_data, tm
     assert json.loads((two.run_dir / "summary.json").read_text())["valid"]["n"] == 16
 
 
+@pytest.mark.slow
 def test_sharded_optimizer_state_trains_like_one_process_and_its_checkpoint_resumes_alone(
         tiny_t5_dir, synthetic_data, tmp_path) -> None:
     """``train.shard_optimizer_state``: two processes, each holding half of AdamW's moments, log the same losses
@@ -191,6 +193,7 @@ def test_sharded_optimizer_state_trains_like_one_process_and_its_checkpoint_resu
         torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=1e-4, msg=k)
 
 
+@pytest.mark.slow
 def test_fsdp_two_processes_train_like_one_and_resume_from_sharded_checkpoints(
         tiny_t5_dir, synthetic_data, tmp_path) -> None:
     """``accelerate launch --config_file configs/accelerate/fsdp.yaml`` (FSDP2, every T5 block its own unit) on
@@ -226,6 +229,7 @@ def test_fsdp_two_processes_train_like_one_and_resume_from_sharded_checkpoints(
     assert json.loads((fsdp_dir / "summary.json").read_text())["valid"] == first
 
 
+@pytest.mark.slow
 def test_deepspeed_zero2_two_processes_train_like_one_and_resume(tiny_t5_dir, synthetic_data, tmp_path) -> None:
     """``accelerate launch --config_file configs/accelerate/deepspeed_zero2.yaml`` on two CPU processes (DeepSpeed's
     CPU accelerator, gloo), with two micro-batches a step, a 1-row last batch (one process borrows the rows it lacks)
@@ -269,6 +273,7 @@ def test_deepspeed_zero2_two_processes_train_like_one_and_resume(tiny_t5_dir, sy
     assert json.loads((zero_dir / "summary.json").read_text())["valid"] == summary
 
 
+@pytest.mark.slow
 def test_fsdp_trains_a_choice_student_whose_objective_calls_its_submodules_like_one_process(
         tiny_bert_dir, tmp_path) -> None:
     """TinyLLM on a multiple-choice student: the objective calls the choice scorer and, for each teacher, the
@@ -295,6 +300,7 @@ def test_fsdp_trains_a_choice_student_whose_objective_calls_its_submodules_like_
     assert reloaded.kind == "multiple_choice"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "whitebox"])
 def test_fsdp_matches_ddp_for_adapters_and_white_box_projections(method, tiny_t5_dir, synthetic_data,
                                                                  tmp_path) -> None:
@@ -368,6 +374,7 @@ def test_teach_shards_split_the_rows_and_shard_zero_collects(tmp_path) -> None:
         assert len(cache) == n_rows
 
 
+@pytest.mark.slow
 def test_two_teach_processes_fill_the_cache_once(tmp_path) -> None:
     """``tinydistill teach`` under a launcher: each process takes its rank's rows of one shared cache."""
     from tinydistill.cache import TeacherCache

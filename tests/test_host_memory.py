@@ -24,6 +24,7 @@ print(applied, plain, kept)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_large_blocks_are_reused_instead_of_faulted_in_each_step():
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True).stdout.split()
@@ -51,6 +52,7 @@ print(applied, released, held, rss_mb())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim")
 def test_freed_blocks_go_back_to_the_os_after_a_run():
     out = subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True, check=True).stdout.split()

@@ -53,6 +53,7 @@ def test_markdown_tables_keep_escaped_pipes():
     assert "<td>x | y</td><td>2</td>" in out
 
 
+@pytest.mark.slow
 def test_run_writes_report_html_and_model_card(tiny_t5_dir, synthetic_data, tmp_path):
     from tinydistill.config import config_from_dict
     from tinydistill.run import run
@@ -83,6 +84,8 @@ def test_run_writes_report_html_and_model_card(tiny_t5_dir, synthetic_data, tmp_
         assert re.search(rf"\| {split} \| this student \| {re.escape(acc)} \|", card), split
     assert "`synth` (imported): α = 0.5" in card and "AutoModelForSeq2SeqLM.from_pretrained" in card
     assert f"top prediction share {100 * summary['valid']['rank_top_share']:.1f}%" in card
+    assert summary["precision"] == "no" and "precision no\n" in card  # the run config asks for fp32
+    assert "The prefix opens the decoder input" in card  # prefix_side auto: a seq2seq student's is the decoder's
 
 
 def test_a_failing_extra_is_a_warning_not_a_lost_run(tmp_path, monkeypatch):

@@ -55,6 +55,7 @@ def test_layer_subset_of_t5_both_sides_and_reload(tiny_t5_dir, tmp_path):
         keep_layers(load_student(StudentConfig(model=str(tiny_t5_dir))), layers=[1])
 
 
+@pytest.mark.slow
 def test_lora_trains_only_adapter_weights_and_saves_loadable_folders(tiny_t5_dir, synthetic_data, tmp_path):
     from tinydistill.lora import load_lora_student, save_lora_student
 
@@ -85,6 +86,7 @@ def test_lora_trains_only_adapter_weights_and_saves_loadable_folders(tiny_t5_dir
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_step_by_step_mixes_label_and_rationale(tiny_t5_dir, synthetic_data, tmp_path):
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", method="step_by_step",
                                       rationale_method={"alpha_label": 0.3}, **FAST))
@@ -98,6 +100,7 @@ def test_step_by_step_mixes_label_and_rationale(tiny_t5_dir, synthetic_data, tmp
     assert plan.objective.task_weights == pytest.approx({"answer": 0.3, "rationale/synth": 0.7})
 
 
+@pytest.mark.slow
 def test_pinto_feeds_the_rationale_at_evaluation_and_says_so(tiny_t5_dir, synthetic_data, tmp_path):
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", method="pinto", **FAST))
     run(cfg, **QUIET)
@@ -114,6 +117,7 @@ def test_step_by_step_needs_a_teacher(tiny_t5_dir, synthetic_data, tmp_path):
                                     teachers=[]))
 
 
+@pytest.mark.slow
 def test_two_stages_the_second_starting_from_the_firsts_best(tiny_t5_dir, synthetic_data, tmp_path):
     stages = [{"label": "wino", "method": "finetune", "set": {"train.max_steps": 2}},
               {"label": "siqa", "method": "inference"}]

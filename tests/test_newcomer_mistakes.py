@@ -189,6 +189,7 @@ def test_newcomer_mistake(case: str, tmp_path: Path, monkeypatch, capsys) -> Non
         assert fragment in err, (fragment, err)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["three mistakes at once"])
 def test_newcomer_mistake_in_a_real_process(case: str, tmp_path: Path) -> None:
     files, argv, expect = CASES[case]
@@ -200,6 +201,7 @@ def test_newcomer_mistake_in_a_real_process(case: str, tmp_path: Path) -> None:
     assert all(f in proc.stderr for f in expect.fragments), proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["student", "teacher"])
 def test_a_model_name_unavailable_offline(where: str, tmp_path: Path) -> None:
     """A hub name with no network and nothing cached: one line naming the key and the model, exit 2."""

@@ -46,6 +46,7 @@ def test_open_rows_load_with_aliases_and_mcqa_validation_stays(tmp_path):
         load_examples(path)  # the same rows are not MCQA
 
 
+@pytest.mark.slow
 def test_tiny_open_answer_run_reports_em_and_f1(tiny_t5_dir, tmp_path):
     rows = [{"id": f"{i}", "question": f"what goes with a {k}?", "answer": v}
             for i, (k, v) in enumerate(list(PAIRS.items()) * 4)]

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tinydistill.cli import main
 from tinydistill.quickstart import embedded_data_dir
 
@@ -9,6 +11,7 @@ SMALL = ["--set", "data.train.limit=24", "--set", "data.valid.limit=20", "--set"
          "--set", "student.max_rationale_length=16"]
 
 
+@pytest.mark.slow
 def test_quickstart_runs_three_methods_then_eval_scores_the_student(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["quickstart", "--no-progress", *SMALL]) == 0

@@ -66,6 +66,7 @@ def test_best_student_save_is_quiet_and_reloads_equal(tmp_path, tiny_bert_dir, c
     assert "Removed shared tensor" not in out.out + out.err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.backends.cuda.is_built(), reason="with a CUDA torch the notice may point at a real problem")
 def test_first_save_in_a_process_prints_no_deepspeed_notice(tmp_path, tiny_bert_dir):
     """`save_pretrained` imports DeepSpeed (when installed), which announces 'Setting accelerator to CPU'."""

@@ -92,6 +92,7 @@ def test_choice_student_rationale_batch_reads_only_the_source(tiny_bert_dir):
     assert logits.shape[:2] == labels.shape  # one decoder position per target token
 
 
+@pytest.mark.slow
 def test_a_long_row_keeps_the_question_asked_and_the_student_learns_from_it(tmp_path, tiny_bert_dir):
     """PubMedQA/BioASQ put a long context first and the question last: a pair too long loses the start of the
     context, never the prefix, the question's end or a choice — so a student can still learn from such rows
@@ -139,6 +140,7 @@ def test_without_stated_answer_cuts_the_answer_statement():
     assert without_stated_answer("no statement here") == "no statement here"
 
 
+@pytest.mark.slow
 def test_run_scores_test_once_then_kd_and_lora_train_a_choice_student(tmp_path, tiny_bert_dir):
     data = tinyllm_folder(tmp_path)
     out = tmp_path / "runs"
@@ -178,6 +180,7 @@ def test_run_scores_test_once_then_kd_and_lora_train_a_choice_student(tmp_path, 
     assert reloaded.kind == "multiple_choice" and not any("lora" in n for n, _ in reloaded.model.named_parameters())
 
 
+@pytest.mark.slow
 def test_reproduce_runs_cells_reports_mean_std_and_resumes_cell_by_cell(tmp_path, tiny_bert_dir, monkeypatch,
                                                                          capsys):
     monkeypatch.chdir(tmp_path)
@@ -233,6 +236,7 @@ def test_every_suite_plans_its_variants(tmp_path, monkeypatch, capsys, suite, ex
     assert planned == expected
 
 
+@pytest.mark.slow
 def test_ablation_and_fraction_cells_train_what_they_name(tmp_path, tiny_bert_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     tinyllm_folder(tmp_path / "data")
@@ -401,6 +405,7 @@ def test_train_limit_per_dataset_subsamples_only_the_named_dataset(tmp_path, mon
                  "--set", "whole:train.epochs=3", "--dry-run"]) == 0
 
 
+@pytest.mark.slow
 def test_set_scoped_to_datasets_changes_only_their_cells_and_the_report_records_it(tmp_path, tiny_bert_dir,
                                                                                      monkeypatch, capsys):
     """`--set toy:train.epochs=2` trains toy's cells for two epochs and the other dataset's for the sweep's one;
@@ -429,6 +434,7 @@ def test_set_scoped_to_datasets_changes_only_their_cells_and_the_report_records_
     assert "expected dataset" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_reproduce_takes_a_seq2seq_student_like_the_papers_and_its_report_names_it(tmp_path, tiny_t5_dir,
                                                                                     monkeypatch):
     """``--set student.model=google/flan-t5-small --set student.architecture=seq2seq``, with a tiny T5 here."""

@@ -34,6 +34,7 @@ def _search(config, space, study, *extra: str) -> int:
     return main(["search", str(config), "--space", str(space), "--study-dir", str(study), "--no-progress", *extra])
 
 
+@pytest.mark.slow
 def test_random_search_completes_persists_and_resumes(search_files, capsys):
     config, space, study = search_files
     assert _search(config, space, study, "--trials", "3", "--sampler", "random", "--pruner", "none") == 0
@@ -64,6 +65,7 @@ def test_random_search_completes_persists_and_resumes(search_files, capsys):
     assert "4 trials; best trial" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_pruned_and_interrupted_trials(search_files, monkeypatch):
     import optuna
 

@@ -95,6 +95,7 @@ def test_fault_injection_answers_429_500_and_slow_and_the_client_recovers() -> N
     assert all(app.state.completed[f"q{i}"] == 1 for i in range(5))
 
 
+@pytest.mark.slow
 def test_serve_cli_subprocess_with_the_api_key_from_the_environment(tmp_path: Path) -> None:
     folder = tmp_path / "student"
     tiny_gpt2().save_pretrained(folder)

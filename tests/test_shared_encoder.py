@@ -76,6 +76,20 @@ def test_decoder_prefix_needs_a_seq2seq_student(tiny_gpt2_dir):
         tokenize_tasks(gpt2, EXAMPLES, TASKS, 64, prefix_side="decoder")
 
 
+def test_auto_prefix_side_is_the_decoder_for_seq2seq_and_the_source_otherwise(t5, tiny_gpt2_dir):
+    assert StudentConfig().prefix_side == "auto"
+    auto, _ = tokenize_tasks(t5, EXAMPLES, TASKS, 64, prefix_side="auto")
+    dec, _ = tokenize_tasks(t5, EXAMPLES, TASKS, 64, prefix_side="decoder")
+    assert [{k: (it.source_ids, it.target_ids) for k, it in r.items()} for r in auto] == [
+        {k: (it.source_ids, it.target_ids) for k, it in r.items()} for r in dec]
+    gpt2 = load_student(StudentConfig(model=str(tiny_gpt2_dir)))
+    auto, _ = tokenize_tasks(gpt2, EXAMPLES, TASKS, 64, prefix_side="auto")
+    enc, _ = tokenize_tasks(gpt2, EXAMPLES, TASKS, 64, prefix_side="encoder")
+    assert [{k: (it.source_ids, it.n_prefix) for k, it in r.items()} for r in auto] == [
+        {k: (it.source_ids, it.n_prefix) for k, it in r.items()} for r in enc]
+
+
+@pytest.mark.slow
 def test_shared_encoder_training_learns(tiny_t5_dir, synthetic_data, tmp_path):
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs",
                                       **{"student.prefix_side": "decoder"}))

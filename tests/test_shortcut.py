@@ -4,6 +4,8 @@ import json
 import math
 import random
 
+import pytest
+
 from tinydistill.config import config_from_dict
 from tinydistill.evaluate import collapse_metrics
 from tinydistill.run import run
@@ -33,6 +35,7 @@ def _cfg(model_dir, tmp_path, **over):
     return config_from_dict(run_config(model_dir, data, tmp_path / "runs", **{**base, **over}))
 
 
+@pytest.mark.slow
 def test_penalty_prevents_the_collapse_a_plain_run_falls_into(tiny_t5_dir, tmp_path):
     plain = run(_cfg(tiny_t5_dir, tmp_path, name="plain"), progress=False, log=lambda *_: None)
     penal = run(_cfg(tiny_t5_dir, tmp_path, name="penalty", shortcut_penalty_weight=1.0), progress=False,
@@ -59,6 +62,7 @@ def yes_no_rows(n: int, seed: int, share_yes: float = 0.8) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_penalty_also_trains_a_multiple_choice_student(tiny_bert_dir, tmp_path):
     """The choice head's scores feed the penalty (it once read sequence-to-sequence choice targets and failed
     with a KeyError): on a yes/no task with 80% yes, a head answering 'yes' to every row pays the KL between

@@ -113,6 +113,7 @@ def test_nearest_selection_with_fake_embedder() -> None:
     assert {e.rationale for e in sel} == {"m", "m2"}
 
 
+@pytest.mark.slow
 def test_nearest_selection_with_minilm() -> None:
     embed = icl.sentence_embedder("minilm")
     pool = [

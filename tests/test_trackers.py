@@ -37,6 +37,7 @@ def _hparams(folder) -> dict:
     return {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind")) for k, v in info.hparams.items()}
 
 
+@pytest.mark.slow
 def test_tensorboard_receives_the_config_once_and_every_record_at_its_step_across_a_resume(tiny_t5_dir,
                                                                                             synthetic_data, tmp_path):
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path, **OVER))

@@ -120,16 +120,23 @@ def encode_target(student: Student, text: str, max_length: int) -> tuple[list[in
     return ids, truncated
 
 
+def resolve_prefix_side(student: Student, prefix_side: str) -> str:
+    """``auto``: the decoder side for a seq2seq student (one shared encoder pass per row), else the encoder's."""
+    if prefix_side == "auto":
+        return "decoder" if student.kind == "seq2seq" else "encoder"
+    return prefix_side
+
+
 def place_prefix(student: Student, prefix: str, prefix_side: str) -> tuple[str, list[int]]:
     """Where a task prefix goes: ``(text before the source, token ids opening the decoder side)``.
     ``prefix_side: decoder`` (seq2seq only) moves it to the decoder; otherwise it stays in the source."""
-    if prefix_side != "decoder" or student.kind != "seq2seq" or not prefix:
+    if resolve_prefix_side(student, prefix_side) != "decoder" or student.kind != "seq2seq" or not prefix:
         return prefix, []
     return "", student.tokenizer(prefix, add_special_tokens=False)["input_ids"]
 
 
 def check_prefix_side(student: Student, prefix_side: str) -> None:
-    if prefix_side == "decoder" and student.kind != "seq2seq":
+    if resolve_prefix_side(student, prefix_side) == "decoder" and student.kind != "seq2seq":
         raise TinyDistillError(f"student.prefix_side 'decoder' needs a seq2seq student; this one is {student.kind}")
 
 

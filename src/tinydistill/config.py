@@ -94,9 +94,9 @@ class StudentConfig(_Strict):
         0.3, gt=0, lt=1, description="rationale_head mlm: share of each rationale's tokens masked (fixed per row)")
     attn_implementation: Literal["auto", "sdpa", "eager"] = Field(
         "auto", description="auto = the library default (SDPA); eager is faster on CPU for short inputs")
-    prefix_side: Literal["encoder", "decoder"] = Field(
-        "encoder", description="seq2seq: task prefix before the question (paper) or first on the decoder side, "
-        "so one encoder pass serves every task of a row")
+    prefix_side: Literal["auto", "encoder", "decoder"] = Field(
+        "auto", description="seq2seq: task prefix before the question (paper) or first on the decoder side, "
+        "so one encoder pass serves every task of a row; auto = decoder for seq2seq students, else encoder")
     answer_target: Literal["letter_text", "text", "letter"] = Field(
         "letter_text", description="answer target: '(b) iron', 'iron' or '(b)'"
     )
@@ -140,8 +140,9 @@ class TrainConfig(_Strict):
     """learning-rate decay after warm-up"""
     max_grad_norm: float = Field(1.0, gt=0)
     """gradient clipping norm (all trained weights)"""
-    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
-    """autocast precision; fp16 falls back to bf16 on CPU; a bare `no` is read as the string"""
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="auto = bf16 autocast on a GPU or CPU that computes bf16 natively (CUDA bf16, "
+        "AVX512-BF16, AMX), fp32 elsewhere, where bf16 autocast trains slower")
     eval_every: int = Field(0, ge=0, description="optimizer steps between valid evaluations; 0 = per epoch")
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints; 0 = at evals")
     keep_checkpoints: int = Field(1, ge=1)

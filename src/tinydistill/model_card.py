@@ -17,6 +17,24 @@ _LOADERS = {"multiple_choice": "AutoModelForMultipleChoice", "seq2seq": "AutoMod
             "causal": "AutoModelForCausalLM"}
 
 
+def _precision(train: Mapping, summary: Mapping) -> str:
+    """The precision the run trained in (summary.json records it; ``auto`` resolves per device)."""
+    asked = train.get("mixed_precision")
+    used = summary.get("precision")
+    if used is None or used == asked:
+        return str(asked)
+    return f"{'fp32' if used == 'no' else used} ({asked})"
+
+
+def _prefix_note(student: Mapping, kind: str) -> str:
+    """How to prompt a student trained with the task prefix on the decoder side (``prefix_side``)."""
+    side = student.get("prefix_side", "encoder")
+    if kind != "seq2seq" or side == "encoder":
+        return ""
+    return (f" The prefix opens the decoder input, not the encoder's: decoder_input_ids = [decoder start token] + "
+            f"the prefix's token ids (`student.prefix_side: {side}`); the encoder reads the question alone.")
+
+
 def _pct(x: Any) -> str:
     return f"{100 * x:.1f}" if isinstance(x, int | float) and x == x else "–"
 
@@ -119,12 +137,12 @@ def model_card(run_dir: str | Path) -> str:
         f"Distilled with tinydistill, method `{raw.get('method')}`, from "
         f"`{student.get('model')}` ({(n_saved or summary.get('n_params', 0)) / 1e6:.1f}M parameters, "
         f"{summary.get('n_train', '–')} training rows). Answer format: task prefix `{raw.get('answer_prefix')!r}`, "
-        f"target style `{student.get('answer_target')}`.", "",
+        f"target style `{student.get('answer_target')}`.{_prefix_note(student, kind)}", "",
         "## Teachers", "", *t_lines, "",
         "## Training", "",
         f"- epochs {tr.get('epochs')}, max_steps {tr.get('max_steps')}, batch {tr.get('batch_size')} × "
         f"accumulation {tr.get('grad_accum_steps')}, lr {tr.get('lr')} ({tr.get('schedule')}, warm-up "
-        f"{tr.get('warmup_ratio')}), weight decay {tr.get('weight_decay')}, precision {tr.get('mixed_precision')}",
+        f"{tr.get('warmup_ratio')}), weight decay {tr.get('weight_decay')}, precision {_precision(tr, summary)}",
         f"- selected on valid by `{tr.get('select_metric')}`; seed {raw.get('seed')}; max input length "
         f"{student.get('max_input_length')}", "",
         "## Results", "", *_results_table(summary), "",

@@ -340,6 +340,30 @@ def _settings_added_since(saved: Any, current: Any, model: Any) -> Any:
     return out
 
 
+#: (section, key, the default before it became ``auto``): a cell that ran with the old default counts as the same
+#: when ``auto`` resolves to that value here
+_AUTO_DEFAULTS = (("train", "mixed_precision", "bf16"), ("student", "prefix_side", "encoder"))
+
+
+def _auto_resolves_to(section: str, key: str, current: dict) -> str | None:
+    if key == "mixed_precision":
+        from .trainer import effective_precision
+
+        return effective_precision("auto")
+    arch = current.get("student", {}).get("architecture")  # prefix_side: auto is the encoder's unless seq2seq
+    return "encoder" if arch in ("multiple_choice", "causal") else None
+
+
+def _auto_as_saved(before: dict, current: dict) -> None:
+    """Where ``current`` says ``auto`` and the finished cell holds the old default that ``auto`` resolves to, take
+    the cell's value: the cell ran exactly as ``auto`` runs now."""
+    for section, key, old in _AUTO_DEFAULTS:
+        b, c = before.get(section), current.get(section)
+        if (isinstance(b, dict) and isinstance(c, dict) and c.get(key) == "auto" and b.get(key) == old
+                and _auto_resolves_to(section, key, current) == old):
+            c[key] = old
+
+
 def check_same_protocol(cell: Cell, cfg: RunConfig) -> None:
     """A finished cell counts only for the config that made it (not one of another --train-limit, say);
     settings added to tinydistill after the cell ran count as the same when they hold their default, and a
@@ -351,6 +375,7 @@ def check_same_protocol(cell: Cell, cfg: RunConfig) -> None:
     current = yaml.safe_load(dump_config(cfg))
     for raw in (before, current):  # where the sweep folder lies says nothing about the cell: moved sweeps count
         raw.pop("output_dir", None)
+    _auto_as_saved(before, current)
     if before != _settings_added_since(before, current, RunConfig):
         raise ConfigError(f"{saved}: this finished cell was made with different settings than this command's; "
                           f"use another --output-dir (or delete {cell.run_dir})")

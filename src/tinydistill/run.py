@@ -28,7 +28,7 @@ from .run_extras import write_run_extras
 from .students import Student, load_student, save_student, saved_student_config
 from .teachers.base import Teacher
 from .teachers.factory import build_teacher
-from .trainer import autocast_dtype, train
+from .trainer import autocast_dtype, effective_precision, train
 
 BEST_DIR = "best"
 #: A run's rationale-only first stage (its checkpoints and metrics.jsonl) lives in this subfolder.
@@ -243,7 +243,7 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
             f.write("\n## Method notes\n\n" + "".join(f"- {n}\n" for n in plan.notes))
     summary = {"valid": valid.metrics, "teachers": teacher_metrics, "train_seconds": train_seconds,
                "eval_seconds": eval_seconds, "n_train": len(train_rows), "n_params": student.num_parameters(),
-               "method_notes": plan.notes}
+               "method_notes": plan.notes, "precision": effective_precision(cfg.train.mixed_precision)}
     if test is not None:
         summary.update(test=test.metrics, test_teachers=test_teachers)
     write_json_atomic(run_dir / "summary.json", summary)
