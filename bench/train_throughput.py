@@ -134,9 +134,9 @@ def run_ours(n: int, settings: dict) -> dict:
         for sub in ("w", "r"):
             (Path(tmp) / sub).mkdir()
         warm = cfg.train.model_copy(update={"max_steps": 2})
-        trainer.train(student, items, objective, warm, seed=1, run_dir=Path(tmp) / "w", valid_fn=None, progress=False)
+        trainer.train(student, items, objective, warm, seed=1, run_dir=Path(tmp) / "w", progress=False)
         t0 = time.perf_counter()
-        trainer.train(student, items, objective, cfg.train, seed=0, run_dir=Path(tmp) / "r", valid_fn=None,
+        trainer.train(student, items, objective, cfg.train, seed=0, run_dir=Path(tmp) / "r",
                       progress=False)
         seconds = time.perf_counter() - t0
         losses = [json.loads(x)["loss"] for x in (Path(tmp) / "r" / "metrics.jsonl").read_text().splitlines()]

@@ -19,16 +19,16 @@ from .checkpoint import write_json_atomic
 from .collate import tokenize_tasks
 from .config import DataSourceConfig, RunConfig, dump_config
 from .data import ColumnMap, Example, load_examples, split_of_file
-from .distributed import is_main_process, main_process_first, share_from_main
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate_student, evaluate_teacher
 from .methods import build_method
+from .parallel import is_main_process, main_process_first, share_from_main
 from .report import write_run_report
 from .run_extras import write_run_extras
 from .students import Student, load_student, save_student, saved_student_config
 from .teachers.base import Teacher
 from .teachers.factory import build_teacher
-from .trainer import autocast_dtype, train
+from .trainer import Selection, autocast_dtype, train
 
 BEST_DIR = "best"
 
@@ -183,9 +183,9 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
         if plan.prepare is not None:  # e.g. teacher signals computed once and cached
             main_process_first(lambda: plan.prepare(rows))
         save = plan.save or save_student
-        result = train(student, rows, plan.objective, cfg.train, seed=cfg.seed, run_dir=run_dir, valid_fn=valid_fn,
-                       on_best=lambda s: save(s, best_dir), stop_after_steps=stop_after_steps,
-                       progress=progress, on_eval=on_valid)
+        select = Selection(valid_fn, on_best=lambda s: save(s, best_dir), on_eval=on_valid)
+        result = train(student, rows, plan.objective, cfg.train, seed=cfg.seed, run_dir=run_dir, select=select,
+                       stop_after_steps=stop_after_steps, progress=progress)
         train_seconds = result.seconds
         if not result.state.completed:
             raise KeyboardInterrupt(f"stopped after step {result.state.step}")
