@@ -124,9 +124,7 @@ def train(
     if trackers:  # the run's name and config, once per process start
         tracking.start(accelerator, trackers, run_dir.name,
                        tracking.run_config(run_dir, {"train": cfg.model_dump(mode="json")}), state.step)
-    eval_every = min(cfg.eval_every or max(1, math.ceil(len(rows) / cfg.batch_size / cfg.grad_accum_steps)),
-                     total_steps)
-    checkpoint_every, log_every = cfg.checkpoint_every or eval_every, max(1, min(10, total_steps // 20 or 1))
+    eval_every, checkpoint_every, log_every = _cadence(len(rows), cfg, total_steps)
     bar = tqdm(total=total_steps, initial=state.step, desc="train", disable=not (progress and strategy.is_main),
                dynamic_ncols=True)
     # sums of the logged values since the last logged step (per process): restored on resume, so a logged
@@ -146,13 +144,11 @@ def train(
             seen += share.rows
             micro_in_step += 1
             last_micro = micro_in_step >= cfg.grad_accum_steps or state.batch_in_epoch >= len(batches)
-            terms = strategy.forward(batch, share, sync=last_micro)  # scaled: summed over processes, the global
+            terms = strategy.forward(batch, share, sync=last_micro)  # summed over processes: the global batch's
             if terms is not None:
                 loss = weighted_total(terms)
                 strategy.backward(loss / cfg.grad_accum_steps, last_micro)
-                for task, (_, value) in terms.items():
-                    running[f"loss/{task}"] = running.get(f"loss/{task}", 0.0) + value.item()
-                running["loss"] = running.get("loss", 0.0) + loss.item()
+                _accumulate(running, terms, loss)
             running["_n"] = running.get("_n", 0) + 1
             if not last_micro:
                 continue
@@ -163,21 +159,12 @@ def train(
             state.step += 1
             bar.update(1)
             if state.step % log_every == 0 or state.step == total_steps:
-                n = running.pop("_n")
-                record = {"step": state.step, "epoch": state.epoch, "lr": strategy.lr,
-                          **{k: v / n for k, v in strategy.sum_values(running).items()}, **first_record}
-                running.clear()
+                log(record := {**_window_record(state, strategy, running), **first_record})
                 first_record = {}
-                log(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
             if valid_fn is not None and (state.step % eval_every == 0 or state.step == total_steps):
                 _evaluate_and_select(student, valid_fn, cfg, state, on_best, log)
-                if select is not None and select.on_eval is not None:
-                    try:
-                        select.on_eval(state.step, state.history[-1])
-                    except BaseException:  # e.g. a search's pruner: the trial ends here
-                        tracking.finish(accelerator)
-                        raise
+                _notify(select, state, accelerator)
             if state.step % checkpoint_every == 0 or state.step == total_steps or state.stopped_early:
                 state.log_windows = gather_object([dict(running)])  # one per process (collective)
                 save_checkpoint(accelerator, ckpt_dir, state, cfg.keep_checkpoints, strategy.save_shards)
@@ -192,6 +179,41 @@ def train(
     state.completed = True  # recorded in the last step's checkpoint (its state file only: the weights are there)
     mark_completed(accelerator, ckpt_dir, state, cfg.keep_checkpoints, strategy.save_shards)
     return _finish(strategy, student, state, time.perf_counter() - started, seen)
+
+
+def _cadence(n_rows: int, cfg: TrainConfig, total_steps: int) -> tuple[int, int, int]:
+    """Every how many optimizer steps the loop evaluates on valid, checkpoints and logs."""
+    eval_every = min(cfg.eval_every or max(1, math.ceil(n_rows / cfg.batch_size / cfg.grad_accum_steps)),
+                     total_steps)
+    return eval_every, cfg.checkpoint_every or eval_every, max(1, min(10, total_steps // 20 or 1))
+
+
+def _accumulate(running: dict[str, float], terms: dict[str, tuple[float, torch.Tensor]], loss: torch.Tensor) -> None:
+    """Add one micro-batch's loss and named terms to the logging window."""
+    for task, (_, value) in terms.items():
+        running[f"loss/{task}"] = running.get(f"loss/{task}", 0.0) + value.item()
+    running["loss"] = running.get("loss", 0.0) + loss.item()
+
+
+def _window_record(state: LoopState, strategy: Strategy, running: dict[str, float]) -> dict:
+    """The logged record of a step: the window's mean values over its micro-batches, summed over processes
+    (collective); the window starts again empty."""
+    n = running.pop("_n")
+    record = {"step": state.step, "epoch": state.epoch, "lr": strategy.lr,
+              **{k: v / n for k, v in strategy.sum_values(running).items()}}
+    running.clear()
+    return record
+
+
+def _notify(select: Selection | None, state: LoopState, accelerator: Accelerator) -> None:
+    """``select.on_eval`` sees the evaluation just logged; if it raises (a search's pruner), the trial ends here."""
+    if select is None or select.on_eval is None:
+        return
+    try:
+        select.on_eval(state.step, state.history[-1])
+    except BaseException:
+        tracking.finish(accelerator)
+        raise
 
 
 def _to_device(batch: dict[str, dict[str, torch.Tensor]], device: torch.device) -> dict[str, dict[str, torch.Tensor]]:
