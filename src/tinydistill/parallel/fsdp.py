@@ -8,8 +8,8 @@ Three things make the training loop's objectives work when every parameter lives
   unit's weights are gathered for the whole objective, each transformer block's inside its own forward.
 - **The same modules on every process.** Each forward and backward of a unit is a collective, so every process
   must run the same tasks even when its share of the global batch lacks one (rows without a rationale, or no
-  rows at all): :func:`.shards.same_tasks_everywhere` borrows such a task's item from the global batch, and its loss is
-  scaled to zero.
+  rows at all): :func:`.shards.same_tasks_everywhere` borrows such a task's item from the global batch, and its
+  loss is scaled to zero.
 - **Sharded checkpoints.** Model and AdamW state are written by every process with torch.distributed.checkpoint
   (``checkpoints/step-N/fsdp/``), beside accelerate's RNG and scheduler state, and resume at any process count.
 - **Full weights for evaluation and best/.** Selection on valid runs on the main process, on a plain copy of the
