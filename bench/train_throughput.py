@@ -156,10 +156,10 @@ def run_ours(n: int, settings: dict, clock: str = "wall") -> dict:
         for sub in ("w", "r"):
             (Path(tmp) / sub).mkdir()
         warm = cfg.train.model_copy(update={"max_steps": 2})
-        trainer.train(student, items, objective, warm, seed=1, run_dir=Path(tmp) / "w", valid_fn=None, progress=False)
+        trainer.train(student, items, objective, warm, seed=1, run_dir=Path(tmp) / "w", progress=False)
         peak = matmul_peak(student.model, cfg.train.batch_size * mean_source_length(items), clock=clock)
         t0, c0 = time.perf_counter(), time.process_time()
-        trainer.train(student, items, objective, cfg.train, seed=0, run_dir=Path(tmp) / "r", valid_fn=None,
+        trainer.train(student, items, objective, cfg.train, seed=0, run_dir=Path(tmp) / "r",
                       progress=False)
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         losses = [json.loads(x)["loss"] for x in (Path(tmp) / "r" / "metrics.jsonl").read_text().splitlines()]

@@ -19,9 +19,9 @@ import yaml
 from safetensors.torch import load_file
 
 from tinydistill.config import config_from_dict
-from tinydistill.distributed import parse_shard, shard, task_units
 from tinydistill.errors import ConfigError
 from tinydistill.losses import IGNORE_INDEX, token_cross_entropy
+from tinydistill.parallel import parse_shard, shard, task_units
 from tinydistill.run import run
 from tinydistill.students import load_student, saved_student_config
 
@@ -438,9 +438,9 @@ def test_accelerate_configs_load_with_accelerate(name: str, kind: str) -> None:
 def test_zero3_and_fsdp1_are_refused_with_a_pointer_to_what_works(monkeypatch) -> None:
     from accelerate.utils import DistributedType
 
-    from tinydistill.distributed import DataParallel
-    from tinydistill.fsdp import fsdp_plugin
-    from tinydistill.zero import zero_stage
+    from tinydistill.parallel.data_parallel import DataParallel
+    from tinydistill.parallel.deepspeed import zero_stage
+    from tinydistill.parallel.fsdp import fsdp_plugin
 
     class Fake:
         distributed_type = DistributedType.DEEPSPEED

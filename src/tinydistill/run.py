@@ -19,16 +19,16 @@ from .checkpoint import write_json_atomic
 from .collate import ANSWER_TASK, tokenize_tasks
 from .config import DataSourceConfig, RunConfig, dump_config
 from .data import ColumnMap, Example, load_examples, split_of_file
-from .distributed import is_main_process, main_process_first, share_from_main
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate_student, evaluate_teacher
 from .methods import build_method
+from .parallel import is_main_process, main_process_first, share_from_main
 from .report import write_run_report
 from .run_extras import write_run_extras
 from .students import Student, load_student, save_student, saved_student_config
 from .teachers.base import Teacher
 from .teachers.factory import build_teacher
-from .trainer import autocast_dtype, effective_precision, train
+from .trainer import Selection, autocast_dtype, effective_precision, train
 
 BEST_DIR = "best"
 #: A run's rationale-only first stage (its checkpoints and metrics.jsonl) lives in this subfolder.
@@ -201,16 +201,15 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
             log(f"[{cfg.name}] rationale stage: {stage.epochs:g} epoch(s) on {len(stage_rows)} rows")
             (run_dir / RATIONALE_STAGE_DIR).mkdir(exist_ok=True)
             first = train(student, stage_rows, stage.objective, stage_cfg, seed=cfg.seed,
-                          run_dir=run_dir / RATIONALE_STAGE_DIR, valid_fn=None, stop_after_steps=stop_after_steps,
-                          progress=progress)
+                          run_dir=run_dir / RATIONALE_STAGE_DIR, stop_after_steps=stop_after_steps, progress=progress)
             train_seconds += first.seconds
             if not first.state.completed:
                 raise KeyboardInterrupt(f"stopped after step {first.state.step} of the rationale stage")
             log(f"[{cfg.name}] answer stage")
         save = plan.save or save_student
-        result = train(student, rows, plan.objective, cfg.train, seed=cfg.seed, run_dir=run_dir, valid_fn=valid_fn,
-                       on_best=lambda s: save(s, best_dir), stop_after_steps=stop_after_steps,
-                       progress=progress, on_eval=on_valid)
+        select = Selection(valid_fn, on_best=lambda s: save(s, best_dir), on_eval=on_valid)
+        result = train(student, rows, plan.objective, cfg.train, seed=cfg.seed, run_dir=run_dir, select=select,
+                       stop_after_steps=stop_after_steps, progress=progress)
         train_seconds += result.seconds
         if not result.state.completed:
             raise KeyboardInterrupt(f"stopped after step {result.state.step}")

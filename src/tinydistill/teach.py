@@ -31,8 +31,8 @@ from rich.text import Text
 
 from .config import RunConfig, load_config
 from .data import Example
-from .distributed import launched_shard, parse_shard, shard
 from .errors import ConfigError, TinyDistillError
+from .parallel.shards import launched_shard, parse_shard, shard
 from .teachers.factory import build_teacher
 from .teachers.live import LiveTeacher, RationaleRecord
 

@@ -3,14 +3,14 @@ partitioned across the processes, the weights stay whole on every process.
 
 How the training loop fits DeepSpeed's engine (made by ``accelerator.prepare``):
 
-- **One engine module.** The engine wraps :class:`~tinydistill.fsdp.ObjectiveForward` (student plus the
+- **One engine module.** The engine wraps :class:`.fsdp.ObjectiveForward` (student plus the
   objective's own weights; ``forward(batch)`` is the objective), so every trained weight is in the engine, its
   checkpoints and its gradient partitions.
 - **The same parameters on every process.** ZeRO reduces gradients in buckets filled by backward hooks; the buckets
   line up only if every process runs backward through the same parameters, so (as under FSDP) a process borrows an
   item of each task its share of the global batch lacks, and that item's loss is scaled to zero.
 - **Sums, not means.** The loop scales each process's loss terms so that summing gradients over processes gives the
-  global batch's gradient (:mod:`tinydistill.distributed`); DeepSpeed averages, so the loss given to backward is
+  global batch's gradient (:mod:`.data_parallel`); DeepSpeed averages, so the loss given to backward is
   multiplied by the process count. The loop already divides micro-batch losses by ``train.grad_accum_steps``, so
   DeepSpeed must not (``scale_wrt_gas=False``); the loop marks the step's last micro-batch, where the engine clips
   (``gradient_clipping`` = ``train.max_grad_norm``) and steps AdamW. The scheduler stays the loop's.
@@ -24,13 +24,18 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, parse_flag_from_env
 
-from .errors import ConfigError
+from ..config import TrainConfig
+from ..errors import ConfigError
+from ..students import Student
+from .base import Objective, Strategy
+from .fsdp import ObjectiveForward
 
 
 def requested() -> bool:
@@ -93,3 +98,39 @@ def optimizer_state_share(engine: Any) -> float:
     if not partitions or not total:
         return 1.0
     return sum(p.numel() for p in partitions) / total
+
+
+class DeepSpeedZero(Strategy):
+    """DeepSpeed ZeRO-2: whole weights on every process, gradients and AdamW state partitioned by the engine."""
+
+    engine_reduces: ClassVar[bool] = True
+
+    def __init__(self, accelerator: Accelerator, cfg: TrainConfig, tasks: Iterable[str], precision: str,
+                 stage: int) -> None:
+        if cfg.shard_optimizer_state:
+            raise ConfigError("train.shard_optimizer_state: DeepSpeed ZeRO already shards the optimizer state; "
+                              "drop one")
+        super().__init__(accelerator, cfg, tasks, precision)
+        self.name = f"zero{stage}"
+
+    def prepare(self, student: Student, objective: Objective, total_steps: int) -> None:
+        # accelerate saves and loads the engine's own checkpoints (model, AdamW partitions)
+        self._optimizer(student, objective, total_steps)
+        hidden = getattr(getattr(student.model, "config", None), "hidden_size", None)
+        cfg = self.cfg
+        configure(self.accelerator, cfg.batch_size, cfg.grad_accum_steps, cfg.max_grad_norm, self.precision, hidden)
+        self.engine, self.optimizer, self.scheduler = self.accelerator.prepare(
+            ObjectiveForward(student, objective), self.optimizer, self.scheduler)
+        self.compute = self.engine
+
+    def optimizer_state_share(self, parameter_share: float) -> float:
+        return optimizer_state_share(self.engine)
+
+    def backward(self, loss: torch.Tensor, last_micro_batch: bool) -> None:
+        # the engine reduces, clips and steps AdamW on the last micro-batch
+        backward(self.engine, loss, self.count, last_micro_batch)
+
+    def clip_gradients(self) -> None:
+        """A no-op: the engine clipped (``gradient_clipping``) when it stepped."""
+
+    # optimizer_step: accelerate's optimizer wrapper does nothing (the engine stepped); the schedule is the loop's

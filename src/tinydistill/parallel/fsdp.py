@@ -8,8 +8,8 @@ Three things make the training loop's objectives work when every parameter lives
   unit's weights are gathered for the whole objective, each transformer block's inside its own forward.
 - **The same modules on every process.** Each forward and backward of a unit is a collective, so every process
   must run the same tasks even when its share of the global batch lacks one (rows without a rationale, or no
-  rows at all): :func:`same_tasks_everywhere` borrows such a task's item from the global batch, and its loss is
-  scaled to zero.
+  rows at all): :func:`.shards.same_tasks_everywhere` borrows such a task's item from the global batch, and its
+  loss is scaled to zero.
 - **Sharded checkpoints.** Model and AdamW state are written by every process with torch.distributed.checkpoint
   (``checkpoints/step-N/fsdp/``), beside accelerate's RNG and scheduler state, and resume at any process count.
 - **Full weights for evaluation and best/.** Selection on valid runs on the main process, on a plain copy of the
@@ -17,15 +17,15 @@ Three things make the training loop's objectives work when every parameter lives
   generation and ``save_pretrained`` see an ordinary Hugging Face model.
 
 Gradients are summed, not averaged (the divide factor is 1): the loop already scales each process's loss terms so
-that the sum is the global batch's gradient (see :mod:`tinydistill.distributed`).
+that the sum is the global batch's gradient (see :mod:`.data_parallel`).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -41,7 +41,10 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
-from .errors import ConfigError
+from ..config import TrainConfig
+from ..errors import ConfigError
+from ..students import Student
+from .base import BestFn, Objective, Strategy, ValidFn
 
 STUDENT = "student"  # ObjectiveForward's attribute holding the student model (state-dict key prefix)
 
@@ -111,37 +114,10 @@ class ObjectiveForward(nn.Module):
         return self._objective.terms(self._student, batch)
 
 
-def local_share(parameters: Sequence[nn.Parameter]) -> float:
-    """The fraction of these parameters' elements stored on this process (1.0 unless sharded)."""
-    from torch.distributed.tensor import DTensor
-
-    total = sum(p.numel() for p in parameters)
-    local = sum(p.to_local().numel() if isinstance(p, DTensor) else p.numel() for p in parameters)
-    return local / max(total, 1)
-
-
 def sync_gradients_now(model: nn.Module, sync: bool) -> None:
     """Reduce-scatter gradients in this backward (the last micro-batch of a step) or keep accumulating them."""
     if isinstance(model, FSDPModule):
         model.set_requires_gradient_sync(sync)
-
-
-def same_tasks_everywhere(
-    local: Sequence[int], global_batch: Sequence[int], rows: Sequence[Mapping[str, Any]],
-) -> tuple[list[dict[str, Any]], set[str]]:
-    """This process's rows, plus one borrowed item for every task of the global batch that they lack.
-
-    Returns ``(items, borrowed task names)``; the caller zeroes the borrowed tasks' loss terms."""
-    items = [dict(rows[i]) for i in local]
-    have = {task for item in items for task in item}
-    borrowed: set[str] = set()
-    for i in global_batch:
-        for task, item in rows[i].items():
-            if task not in have:
-                have.add(task)
-                borrowed.add(task)
-                items.append({task: item})
-    return items, borrowed
 
 
 class FullCopy:
@@ -196,3 +172,53 @@ def load_sharded(root: nn.Module, optimizer: torch.optim.Optimizer, folder: Path
     state = {"model": model_state, "optimizer": optimizer_state}
     dcp.load(state, checkpoint_id=str(folder / SHARDED_DIR))
     set_state_dict(root, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+
+
+class FSDP(Strategy):
+    """FSDP2: weights, gradients and AdamW state sharded over the processes (see the module docstring)."""
+
+    name = "fsdp"
+    engine_reduces: ClassVar[bool] = True
+
+    def __init__(self, accelerator: Accelerator, cfg: TrainConfig, tasks: Iterable[str], precision: str,
+                 plugin: FullyShardedDataParallelPlugin) -> None:
+        if cfg.shard_optimizer_state:
+            raise ConfigError("train.shard_optimizer_state: FSDP already shards the optimizer state; drop one")
+        if precision == "fp16":
+            raise ConfigError("train.mixed_precision: fp16 is not supported under FSDP; use bf16")
+        super().__init__(accelerator, cfg, tasks, precision)
+        self.plugin = plugin
+
+    def prepare(self, student: Student, objective: Objective, total_steps: int) -> None:
+        # shard student + objective weights as one root module whose forward is the objective
+        device = self.accelerator.device
+        self.full_copy = FullCopy(student, self.accelerator.is_main_process)  # before sharding: a plain model
+        self.root = ObjectiveForward(student, objective)
+        shard_model(self.root, self.plugin, device)
+        self._optimizer(student, objective, total_steps)
+        # model and optimizer checkpoint as shards (save_shards); accelerate keeps RNG and scheduler state
+        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.compute = self.root
+        self.clipped = list(self.root.parameters())  # every trained weight: the student's and the objective's own
+
+    def optimizer_state_share(self, parameter_share: float) -> float:
+        return parameter_share  # FSDP shards the AdamW state as it shards the weights
+
+    def before_forward(self, sync: bool) -> None:
+        sync_gradients_now(self.root, sync)  # accumulate locally until the step's last micro-batch
+
+    def save_shards(self, folder: Path) -> None:
+        save_sharded(self.root, self.optimizer, folder)
+
+    def load_shards(self, folder: Path) -> None:
+        load_sharded(self.root, self.optimizer, folder)
+
+    def selection(self, valid_fn: ValidFn, on_best: BestFn | None) -> tuple[ValidFn, BestFn | None]:
+        """The main process evaluates a gathered full copy and saves it as ``best/``."""
+        return select_on_full_copy(valid_fn, on_best, self.full_copy, self.root, self.accelerator.device,
+                                   self.main_only)
+
+    def finalize(self, student: Student) -> None:
+        copy_ = self.full_copy.refresh(self.root, self.accelerator.device)  # collective
+        if copy_ is not None:
+            student.model = copy_.model
