@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_json_atomic
 from .data import LETTERS, Example
 from .errors import ConfigError, DataError
 from .evaluate import collapse_metrics, distribution
+from .files import write_json_atomic
 from .rationales import stated_answer
 
 NONE_LABEL = "none"  # the confusion-matrix column of rows with no parsed prediction

@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .files import read_json, read_jsonl
 
 
 class Html(str):
@@ -215,13 +216,6 @@ def confusion_figure(confusion: Mapping[str, Sequence]) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------- run page
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except json.JSONDecodeError:
-        return None
-
-
 def _config_section(run_dir: Path) -> Html | None:
     path = run_dir / "config.yaml"
     if not path.is_file():
@@ -304,14 +298,14 @@ def write_html_report(run_dir: str | Path, *, analysis: Mapping[str, Any] | None
                       out: str | Path | None = None) -> Path:
     """``report.html`` for a run folder: config, metrics, loss curve, per-class accuracy, confusion matrix and
     error examples. ``analysis`` defaults to the folder's ``analysis.json`` (left out if there is none)."""
-    from .report import plot_loss, read_metrics
+    from .report import plot_loss
 
     run_dir = Path(run_dir)
-    summary = _read_json(run_dir / "summary.json") or _read_json(run_dir / "report.json") or {}
-    a = analysis if analysis is not None else _read_json(run_dir / "analysis.json")
+    summary = read_json(run_dir / "summary.json") or read_json(run_dir / "report.json") or {}
+    a = analysis if analysis is not None else read_json(run_dir / "analysis.json")
     loss_png = run_dir / "plots" / "loss.png"
     if not loss_png.is_file():
-        plot_loss(read_metrics(run_dir / "metrics.jsonl"), loss_png)
+        plot_loss(read_jsonl(run_dir / "metrics.jsonl"), loss_png)
     sections: list[tuple[str, Content]] = [
         ("Configuration", _config_section(run_dir)),
         ("Results", _metrics_section(summary) if summary else None),

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoint import write_json_atomic
 from .config import apply_overrides, config_from_dict
 from .console import console, outcome_rows, results_table, teacher_rows
 from .errors import ConfigError
+from .files import write_json_atomic
 from .report import markdown_table
 from .run import RunOutcome, run
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import yaml
 
-from .checkpoint import write_json_atomic
 from .config import MINILM_ALIAS, RunConfig, apply_overrides, config_from_dict, dump_config
 from .console import console
 from .data import load_examples
 from .errors import ConfigError, TinyDistillError
+from .files import write_json_atomic
 
 DATASETS = ("obqa", "arc", "piqa", "riddle", "pubmedqa", "bioasq")
 PAPER_NAMES = {"obqa": "OBQA", "arc": "ARC", "piqa": "PIQA", "riddle": "Riddle", "pubmedqa": "PQA",

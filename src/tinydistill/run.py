@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 
 from .analysis import dataset_label
-from .checkpoint import write_json_atomic
 from .collate import tokenize_tasks
 from .config import DataSourceConfig, RunConfig, dump_config
 from .data import ColumnMap, Example, load_examples, split_of_file
 from .distributed import is_main_process, main_process_first, share_from_main
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate_student, evaluate_teacher
+from .files import write_json_atomic
 from .methods import build_method
 from .report import write_run_report
 from .run_extras import write_run_extras

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_json_atomic
 from .config import RunConfig, _line_index, apply_overrides, config_from_dict, load_config, read_yaml
 from .errors import ConfigError, TinyDistillError
+from .files import read_jsonl, write_json_atomic
 
 DIST_TYPES = ("uniform", "loguniform", "int", "categorical")
 _FIELDS = {"uniform": {"low", "high"}, "loguniform": {"low", "high"}, "int": {"low", "high", "step", "log"},
@@ -155,9 +155,8 @@ def _metric_value(cfg: RunConfig, outcome: Any) -> float:
     key = cfg.train.select_metric
     value = outcome.valid.metrics.get(key)
     if value is None:
-        from .report import read_metrics
 
-        evals = [m[key] for m in read_metrics(cfg.run_dir / "metrics.jsonl") if m.get("split") == "valid" and key
+        evals = [m[key] for m in read_jsonl(cfg.run_dir / "metrics.jsonl") if m.get("split") == "valid" and key
                  in m]
         if not evals:
             raise ConfigError(f"{cfg.run_dir}: no valid {key} was measured; choose another train.select_metric")

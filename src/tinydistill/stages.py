@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .checkpoint import write_json_atomic
 from .config import RunConfig, dump_config
+from .files import write_json_atomic
 
 if TYPE_CHECKING:
     from .run import RunOutcome
