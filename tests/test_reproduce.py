@@ -16,7 +16,8 @@ from tinydistill.data import Example
 from tinydistill.errors import ConfigError
 from tinydistill.losses import choice_kl
 from tinydistill.rationales import without_stated_answer
-from tinydistill.run import HOLDOUT_SEED, load_train_valid, run
+from tinydistill.run import run
+from tinydistill.splits import HOLDOUT_SEED, load_train_valid
 from tinydistill.students import load_student
 
 from .conftest import synthetic_rows

@@ -68,6 +68,7 @@ def test_pruned_and_interrupted_trials(search_files, monkeypatch):
     import optuna
 
     from tinydistill import run as run_module
+    from tinydistill import search as search_module
     from tinydistill.search import run_search
 
     config, space, study = search_files
@@ -76,10 +77,10 @@ def test_pruned_and_interrupted_trials(search_files, monkeypatch):
     def interrupted(cfg, **kw):  # Ctrl-C after the first optimizer step, as a user would
         real_run(cfg, **{**kw, "stop_after_steps": 1})
 
-    monkeypatch.setattr(run_module, "run", interrupted)
+    monkeypatch.setattr(search_module, "run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_search(config, space, trials=1, study_dir=study, log=lambda *_: None)
-    monkeypatch.setattr(run_module, "run", real_run)
+    monkeypatch.setattr(search_module, "run", real_run)
     result = run_search(config, space, trials=1, study_dir=study, log=lambda *_: None)
     first, retry = result["trials"]
     assert first["state"] == "fail" and retry["state"] == "complete"

@@ -6,8 +6,24 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from transformers.utils import logging as hf_logging
+
+from . import __version__
+from .analysis import analyze_run, summary_line, write_analysis
+from .config import load_config
+from .console import print_outcome
+from .datacheck import check_data
+from .distributed import is_main_process
 from .errors import TinyDistillError
+from .html_report import write_html_report
+from .quickstart import quickstart
+from .reproduce import cmd_reproduce, configure_reproduce_parser
+from .run import evaluate_run, run
+from .search import cmd_search, configure_search_parser
+from .serve import cmd_serve, configure_serve_parser
+from .teach import cmd_teach, configure_teach_parser
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -21,11 +37,6 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .console import print_outcome
-    from .distributed import is_main_process
-    from .run import run
-
     cfg = load_config(args.config, args.overrides)
     outcome = run(cfg, progress=not args.no_progress)
     if is_main_process():  # under `accelerate launch`, one summary
@@ -46,8 +57,6 @@ def _configure_eval(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .run import evaluate_run
-
     evaluate_run(args.run_dir, args.data, split=args.split, fmt=args.format, out=args.out,
                  modes=args.modes.split(",") if args.modes else None)
     return 0
@@ -63,8 +72,6 @@ def _configure_data(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from .datacheck import check_data
-
     check_data(args.path, split=args.split, fmt=args.format)
     return 0
 
@@ -79,20 +86,35 @@ def _configure_quickstart(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    from .quickstart import quickstart
-
     quickstart(data_dir=args.data_dir, output_dir=args.output_dir, name=args.name,
                overrides=args.overrides, progress=not args.no_progress)
     return 0
 
 
-def _lazy(module: str, attr: str) -> Callable:
-    def call(*a, **kw):
-        import importlib
+# ----------------------------------------------------------------------------------------------- analyze
+def _configure_analyze(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run folder (runs/<name>)")
+    p.add_argument("--data", default=None, help="data the predictions were made on (default: the run's split)")
+    p.add_argument("--split", default="valid", help="valid (default) or test, or the split of --data")
+    p.add_argument("--format", default="auto", choices=["auto", "tinyllm", "json", "jsonl", "csv", "hf"])
+    p.add_argument("--predictions", default=None,
+                   help="predictions.jsonl to analyse (default: the run's; e.g. the one `tinydistill eval` wrote)")
+    p.add_argument("--examples", type=int, default=5, help="examples listed per category (default 5)")
+    p.add_argument("--out", default=None, help="folder for analysis.json/.md (default: the run folder)")
+    p.add_argument("--html", action="store_true", help="also write report.html with this analysis (into --out)")
 
-        return getattr(importlib.import_module(f"tinydistill.{module}"), attr)(*a, **kw)
 
-    return call
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    a = analyze_run(args.run_dir, data=args.data, split=args.split, fmt=args.format, predictions=args.predictions,
+                    n_examples=args.examples)
+    out = Path(args.out or args.run_dir)
+    write_analysis(out, a)
+    if args.html:
+        write_html_report(args.run_dir, analysis=a, out=out / "report.html")
+    print(summary_line(a, out))
+    for note in a["notes"]:
+        print(f"note: {note}")
+    return 0
 
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
@@ -101,22 +123,20 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
     "train": ("train a student from a YAML config (resumes if the run exists)", _configure_train, _cmd_train),
     "eval": ("score a run's best student on a data file or folder", _configure_eval, _cmd_eval),
     "data": ("inspect and validate data", _configure_data, _cmd_data),
-    "teach": ("generate teacher rationales into the cache", _lazy("teach", "configure_teach_parser"),
-              _lazy("teach", "cmd_teach")),
+    "teach": ("generate teacher rationales into the cache", configure_teach_parser,
+              cmd_teach),
     "reproduce": ("the TinyLLM paper's tables: methods × datasets × seeds, ablations, fractions, α, sizes",
-                  _lazy("reproduce", "configure_reproduce_parser"), _lazy("reproduce", "cmd_reproduce")),
+                  configure_reproduce_parser, cmd_reproduce),
     "analyze": ("error analysis of a run's predictions: per class/domain, confusion, student vs. teachers",
-                _lazy("analysis", "configure_analyze_parser"), _lazy("analysis", "cmd_analyze")),
+                _configure_analyze, _cmd_analyze),
     "search": ("hyperparameter search (optuna: random or TPE, pruning, resumable SQLite study)",
-               _lazy("search", "configure_search_parser"), _lazy("search", "cmd_search")),
-    "serve": ("serve a local model over an OpenAI-compatible HTTP API", _lazy("serve", "configure_serve_parser"),
-              _lazy("serve", "cmd_serve")),
+               configure_search_parser, cmd_search),
+    "serve": ("serve a local model over an OpenAI-compatible HTTP API", configure_serve_parser,
+              cmd_serve),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = argparse.ArgumentParser(prog="tinydistill", description="Distil large teachers into small students.")
     parser.add_argument("--version", action="version", version=f"tinydistill {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,8 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     args = build_parser().parse_args(argv)

@@ -16,7 +16,12 @@ from typing import Any
 
 import yaml
 
+from .analysis import analysis_tables_markdown
 from .files import read_json, read_jsonl
+from .report import plot_loss
+
+# matplotlib is imported where a figure is drawn: a heavy import (and its Agg backend must be chosen before
+# pyplot), paid only by the reports that plot
 
 
 class Html(str):
@@ -280,8 +285,6 @@ def _examples_html(rows: Sequence[Mapping]) -> str:
 
 
 def _errors_section(a: Mapping) -> Html | None:
-    from .analysis import analysis_tables_markdown
-
     parts = [markdown_to_html(analysis_tables_markdown(a))]
     for name, t in a.get("teachers", {}).items():
         for key, count, title in (("beats_examples", "student_beats", "student right, teacher not"),
@@ -298,8 +301,6 @@ def write_html_report(run_dir: str | Path, *, analysis: Mapping[str, Any] | None
                       out: str | Path | None = None) -> Path:
     """``report.html`` for a run folder: config, metrics, loss curve, per-class accuracy, confusion matrix and
     error examples. ``analysis`` defaults to the folder's ``analysis.json`` (left out if there is none)."""
-    from .report import plot_loss
-
     run_dir = Path(run_dir)
     summary = read_json(run_dir / "summary.json") or read_json(run_dir / "report.json") or {}
     a = analysis if analysis is not None else read_json(run_dir / "analysis.json")

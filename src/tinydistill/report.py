@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .files import read_jsonl, write_json_atomic
+from .outcome import RunOutcome
 
-if TYPE_CHECKING:
-    from .run import RunOutcome
+# matplotlib is imported inside plot_loss: heavy, and its Agg backend must be chosen before pyplot
 
 
 def pct(x: float | None) -> str:

@@ -29,6 +29,10 @@ from .console import console
 from .data import load_examples
 from .errors import ConfigError, TinyDistillError
 from .files import write_json_atomic
+from .html_report import html_page
+from .run import run
+
+# matplotlib is imported inside the plotting functions: heavy, and its Agg backend must be chosen before pyplot
 
 DATASETS = ("obqa", "arc", "piqa", "riddle", "pubmedqa", "bioasq")
 PAPER_NAMES = {"obqa": "OBQA", "arc": "ARC", "piqa": "PIQA", "riddle": "Riddle", "pubmedqa": "PQA",
@@ -362,8 +366,6 @@ def run_cells(cells: Sequence[Cell], base_for: Callable[[str, int], dict], *, pr
 
     Unless ``keep_models``, a finished cell keeps its reports and predictions but not its checkpoints or model
     (a fine-tuned model stays: Standard KD distils it)."""
-    from .run import run
-
     results: dict[str, dict] = {}
     for cell in cells:  # before any training: a finished cell from another protocol must not be mixed in
         if cell_done(cell) is not None:
@@ -700,8 +702,6 @@ def write_reports(root: Path, suite: str, variants: Sequence[Variant], datasets:
         figures.append(("Accuracy over the α grid (Figure 3)",
                         plot_alpha(variants, datasets, table, root / "plots" / "alpha.png")))
     try:
-        from .html_report import html_page
-
         sections = [("Results", text), ("Test accuracy by dataset", plot), *figures]
         (root / "report.html").write_text(html_page(f"reproduce: {suite}", sections))
     except (ImportError, TypeError, ValueError) as e:  # the HTML is a convenience; the markdown is the record

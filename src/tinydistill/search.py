@@ -25,9 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, _line_index, apply_overrides, config_from_dict, load_config, read_yaml
+from .config import RunConfig, _line_index, apply_overrides, config_from_dict, dump_config, load_config, read_yaml
 from .errors import ConfigError, TinyDistillError
 from .files import read_jsonl, write_json_atomic
+from .run import run
+
+# optuna and matplotlib are imported inside the functions that use them: heavy imports that only a search
+# (and its plot) pays, not every `tinydistill` command that imports this module's parser
 
 DIST_TYPES = ("uniform", "loguniform", "int", "categorical")
 _FIELDS = {"uniform": {"low", "high"}, "loguniform": {"low", "high"}, "int": {"low", "high", "step", "log"},
@@ -215,7 +219,6 @@ def run_search(config: str | Path, space_path: str | Path, *, trials: int, sampl
     import optuna
     from optuna.trial import TrialState
 
-    from .run import run
 
     if trials < 1:
         raise ConfigError(f"--trials {trials}: must be at least 1")
@@ -356,8 +359,6 @@ def write_search_outputs(study: Any, raw: Mapping[str, Any], study_dir: Path, ba
         text += [f"Best: trial {best.number}, valid {metric} {best.value:.4f}, "
                  + ", ".join(f"`{k}={_fmt(v)}`" for k, v in best.params.items()) + " (`best_config.yaml`).", ""]
         cfg = trial_config(raw, best.params, study_dir=Path(base.output_dir), name=f"{base.name}-best")
-        from .config import dump_config
-
         (study_dir / "best_config.yaml").write_text(dump_config(cfg))
     text += [trials_markdown(rows, keys, metric, best.number if best else None), ""]
     if plot_history(rows, study_dir / "history.png", metric, study.direction.name == "MINIMIZE"):

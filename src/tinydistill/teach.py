@@ -27,12 +27,14 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
 from .config import RunConfig, load_config
 from .data import Example
 from .distributed import launched_shard, parse_shard, shard
 from .errors import ConfigError, TinyDistillError
+from .splits import load_split as load_source
 from .teachers.factory import build_teacher
 from .teachers.live import LiveTeacher, RationaleRecord
 
@@ -55,8 +57,6 @@ def configure_teach_parser(p: argparse.ArgumentParser) -> None:
 
 def load_split(cfg: RunConfig, split: str) -> list[Example]:
     """Rows of ``cfg.data.<split>`` exactly as training reads them (same seeded ``limit``)."""
-    from .run import load_split as load_source
-
     src = getattr(cfg.data, split, None)
     if src is None:
         raise ConfigError(f"the config has no data.{split}")
@@ -198,8 +198,6 @@ def teach(cfg: RunConfig, splits: Sequence[str], shard_of: tuple[int, int] = (0,
 
 def cmd_teach(args: argparse.Namespace) -> int:
     """``tinydistill teach``: run :func:`teach` with a progress bar, then print a table and the totals."""
-    from rich.table import Table
-
     cfg = load_config(args.config, args.overrides)
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     console = Console(width=None if sys.stdout.isatty() else 120)
