@@ -146,3 +146,13 @@ def test_no_import_cycle_in_the_package():
     loops = [f"{' → '.join(_cycle_in(graph, set(comp)))}  (loop of {len(comp)}: {', '.join(comp)})"
              for comp in strongly_connected(graph) if frozenset(comp) not in KNOWN_LOOPS]
     assert not loops, "import cycles:\n" + "\n".join(loops)
+
+
+def test_argparse_lives_in_the_cli_layer_only():
+    """Feature modules take typed arguments; only ``tinydistill.cli`` builds parsers."""
+    users = [name for name, path in module_names().items() if not (name == "tinydistill.cli"
+             or name.startswith("tinydistill.cli.")) and any(
+        isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names)
+        or isinstance(node, ast.ImportFrom) and node.module == "argparse"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))]
+    assert users == []

@@ -10,7 +10,6 @@ figure and the majority-class baseline beside ours, in ``report.md``, ``report.j
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
@@ -240,6 +239,10 @@ def describe_train_limit(train_limit: int | dict[str, int] | None) -> str:
     return str(train_limit or "all")
 
 
+def _split(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def _scoped(item: str) -> tuple[list[str] | None, str]:
     """A ``--set`` item → (the datasets it names, or None for every dataset; the ``key=value`` part)."""
     key, eq, value = item.partition("=")
@@ -286,24 +289,47 @@ def _train_size(data_root: Path, dataset: str, valid_rows: int, train_limit: int
     return min(n, train_limit) if train_limit else n
 
 
-def plan_cells(args: argparse.Namespace) -> list[Cell]:
+@dataclass
+class Sweep:
+    """One ``reproduce`` sweep: the suite, its grid and its protocol (``tinydistill reproduce``'s flags, parsed)."""
+
+    suite: str = "table1"
+    data_root: Path = Path("..") / "shared" / "data" / "tinyllm"
+    datasets: list[str] = field(default_factory=lambda: list(DATASETS))
+    methods: list[str] = field(default_factory=lambda: list(TABLE1_METHODS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    train_limit: int | dict[str, int] | None = None
+    valid_rows: int = 100
+    epochs: float = 1.0
+    fractions: list[float] = field(default_factory=lambda: [0.125, 0.25, 0.5, 1.0])
+    alphas: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0])
+    weight_grid: list[float] = field(default_factory=list)
+    layers: list[int] = field(default_factory=lambda: [2, 4, 6])
+    output_dir: Path = Path("runs") / "reproduce"
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def root(self) -> Path:
+        return self.output_dir / self.suite
+
+
+def plan_cells(sweep: Sweep) -> list[Cell]:
     """Every cell of the suite, seed-major (all of seed 0 first), so a cut-short sweep has whole seeds."""
-    root = Path(args.output_dir) / args.suite
     cells = []
-    for seed in args.seeds:
-        for ds in args.datasets:
-            if args.suite == "table1":
-                variants = table1_variants(args.methods, args.weight_grid)
-            elif args.suite == "ablations":
+    for seed in sweep.seeds:
+        for ds in sweep.datasets:
+            if sweep.suite == "table1":
+                variants = table1_variants(sweep.methods, sweep.weight_grid)
+            elif sweep.suite == "ablations":
                 variants = ablation_variants()
-            elif args.suite == "fractions":
-                variants = fraction_variants(args.fractions, _train_size(Path(args.data_root), ds, args.valid_rows,
-                                                                        limit_for(args.train_limit, ds)))
-            elif args.suite == "alpha":
-                variants = alpha_variants(args.alphas)
+            elif sweep.suite == "fractions":
+                variants = fraction_variants(sweep.fractions, _train_size(sweep.data_root, ds, sweep.valid_rows,
+                                                                          limit_for(sweep.train_limit, ds)))
+            elif sweep.suite == "alpha":
+                variants = alpha_variants(sweep.alphas)
             else:
-                variants = size_variants(args.layers)
-            cells += [Cell(args.suite, ds, v, seed, root / ds / v.name / f"seed{seed}") for v in variants]
+                variants = size_variants(sweep.layers)
+            cells += [Cell(sweep.suite, ds, v, seed, sweep.root / ds / v.name / f"seed{seed}") for v in variants]
     return cells
 
 
@@ -709,95 +735,36 @@ def write_reports(root: Path, suite: str, variants: Sequence[Variant], datasets:
     return text
 
 
-# --------------------------------------------------------------------------------------------------- cli
-def configure_reproduce_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--suite", default="table1", choices=SUITES,
-                   help="table1: methods × datasets; ablations (Table 2); fractions (Fig. 2); alpha (Fig. 3); "
-                        "sizes (student layers)")
-    p.add_argument("--data-root", default=str(Path("..") / "shared" / "data" / "tinyllm"),
-                   help="folder holding <dataset>/ in the TinyLLM layout")
-    p.add_argument("--datasets", default=",".join(DATASETS), help="comma list (default: all six)")
-    p.add_argument("--methods", default=",".join(TABLE1_METHODS), help="table1 only: comma list of methods")
-    p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
-    p.add_argument("--train-limit", default=None,
-                   help="seeded subsample of each training set: N for every dataset, or per dataset, e.g. "
-                        "piqa=2000 (the rest whole) or piqa=2000,riddle=1000")
-    p.add_argument("--valid-rows", type=int, default=100, help="train rows held out for selection (default 100)")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--fractions", default="0.125,0.25,0.5,1", help="fractions suite: training-set fractions")
-    p.add_argument("--alphas", default="0.1,0.5,1", help="alpha suite: the grid for α_T5 and α_LLaMA")
-    p.add_argument("--weight-grid", default="",
-                   help="table1: rationale-loss weights tried for Distill-step-by-step (λ) and TinyLLM (α, both "
-                        "teachers) besides the recipe's; two rows per method chosen on valid: each seed's best weight, "
-                        "and one weight per dataset (best mean over seeds) (the paper explores 0.01,0.1,0.5,1,2,3 "
-                        "and reports the best)")
-    p.add_argument("--layers", default="2,4,6", help="sizes suite: student layer counts (of MiniLM's 6)")
-    p.add_argument("--output-dir", default=str(Path("runs") / "reproduce"))
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[DATASETS:]KEY=VALUE",
-                   help="dotted override applied to every cell, e.g. --set train.batch_size=16, or to some "
-                        "datasets' cells, e.g. --set bioasq,pubmedqa:train.epochs=3")
-    p.add_argument("--dry-run", action="store_true", help="list the cells and which are done; train nothing")
-    p.add_argument("--report-only", action="store_true", help="rebuild the reports from finished cells")
-    p.add_argument("--keep-models", action="store_true",
-                   help="keep every cell's checkpoints/ and best/ (default: only reports, predictions and the "
-                        "fine-tuned models that Standard KD distils)")
-    p.add_argument("--no-progress", action="store_true")
-
-
-def _split(text: str, cast: Callable[[str], Any] = str) -> list:
-    return [cast(x.strip()) for x in text.split(",") if x.strip()]
-
-
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    args.datasets, args.methods = _split(args.datasets), _split(args.methods)
-    args.seeds, args.fractions = _split(args.seeds, int), _split(args.fractions, float)
-    args.alphas, args.layers = _split(args.alphas, float), _split(args.layers, int)
-    args.weight_grid = _split(args.weight_grid, float)
-    args.train_limit = parse_train_limit(args.train_limit)
-    data_root = Path(args.data_root)
-    require_datasets("--datasets", args.datasets, data_root)
-    if isinstance(args.train_limit, dict):
-        require_datasets("--train-limit", args.train_limit, data_root)
-    check_override_scopes(args.overrides, data_root)
-    for m in args.methods:
+# ----------------------------------------------------------------------------------------------- a sweep
+def check_sweep(sweep: Sweep) -> None:
+    """Names that match nothing are one-line errors; Standard KD is moved after the fine-tuning it distils."""
+    require_datasets("--datasets", sweep.datasets, sweep.data_root)
+    if isinstance(sweep.train_limit, dict):
+        require_datasets("--train-limit", sweep.train_limit, sweep.data_root)
+    check_override_scopes(sweep.overrides, sweep.data_root)
+    for m in sweep.methods:
         if m not in METHOD_LABELS:
             raise ConfigError(f"--methods: unknown method {m!r} (one of {', '.join(TABLE1_METHODS)})")
-    if "kd" in args.methods and "finetune" in args.methods and args.methods.index("kd") < args.methods.index(
-            "finetune"):
-        args.methods.remove("kd")
-        args.methods.insert(args.methods.index("finetune") + 1, "kd")
-    cells = plan_cells(args)
-    root = Path(args.output_dir) / args.suite
-    variants = list({c.variant.name: c.variant for c in cells}.values())
-    if args.dry_run:
-        for c in cells:
-            console.print(f"{'done ' if cell_done(c) else 'todo '} {c.key}", markup=False)
-        return 0
+    methods = sweep.methods
+    if "kd" in methods and "finetune" in methods and methods.index("kd") < methods.index("finetune"):
+        methods.remove("kd")
+        methods.insert(methods.index("finetune") + 1, "kd")
+
+
+def sweep_base(sweep: Sweep) -> Callable[[str, int], dict]:
+    """``base_for(dataset, seed)``: the raw config every cell of that dataset and seed starts from."""
 
     def base_for(dataset: str, seed: int) -> dict:
-        return base_config(data_root, dataset, train_limit=limit_for(args.train_limit, dataset),
-                           valid_rows=args.valid_rows,
-                           epochs=args.epochs, output_dir=root, seed=seed,
-                           overrides=overrides_for(args.overrides, dataset))
+        return base_config(sweep.data_root, dataset, train_limit=limit_for(sweep.train_limit, dataset),
+                           valid_rows=sweep.valid_rows, epochs=sweep.epochs, output_dir=sweep.root, seed=seed,
+                           overrides=overrides_for(sweep.overrides, dataset))
 
-    started = time.perf_counter()
-    if not args.report_only:
-        run_cells(cells, base_for, progress=not args.no_progress, keep_models=args.keep_models,
-                  log=lambda m: console.print(m, markup=False, highlight=False))
-    notes = [f"- test = each dataset's shipped `valid` split ({', '.join(args.datasets)}); the benchmarks' own test "
-             f"splits are held back. Selection: {args.valid_rows} rows held out of train (one fixed split for all "
-             f"methods and seeds); test scored once per cell.",
-             describe_student(base_for(args.datasets[0], args.seeds[0])["student"], cells),
-             "- ‡ Standard KD distils the fine-tuned student of the same seed (born-again KD): no larger "
-             "multiple-choice teacher ships offline.",
-             "- † PINTO reads FLAN-T5's rationale (its answer statement cut) at test time; those rationales were "
-             "written with the gold answer in the prompt, so they leak it and PINTO's figure here is an upper "
-             "bound, not comparable with the other rows."]
-    if args.suite == "ablations":
-        notes += [f"- not run ({name}): needs {why}" for name, why in ABLATIONS_NEEDING_TEACHERS.items()]
-    protocol = (f"Seeds {args.seeds}; train limit {describe_train_limit(args.train_limit)}; "
-                f"{args.epochs:g} epoch(s){describe_overrides(args.overrides)}; mean ± std of test accuracy (%) "
-                f"over seeds.")
+    return base_for
+
+
+def sweep_command(sweep: Sweep) -> str:
+    """The ``tinydistill reproduce`` command line that makes this sweep (recorded in the report)."""
+
     def flag_value(v: Any) -> str:
         if isinstance(v, dict):
             return ",".join(f"{k}={n}" for k, n in v.items())
@@ -805,11 +772,44 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     command = "tinydistill reproduce " + " ".join(
         f"--{k.replace('_', '-')} {flag_value(v)}"
-        for k, v in vars(args).items() if k in ("suite", "datasets", "methods", "seeds", "train_limit", "epochs",
-                                               "valid_rows", "weight_grid") and v not in (None, []))
-    command += "".join(f" --set {o}" for o in args.overrides)
-    text = write_reports(root, args.suite, variants, args.datasets, cells,
-                         {"protocol": protocol, "notes": notes, "command": command,
+        for k, v in vars(sweep).items() if k in ("suite", "datasets", "methods", "seeds", "train_limit", "epochs",
+                                                "valid_rows", "weight_grid") and v not in (None, []))
+    return command + "".join(f" --set {o}" for o in sweep.overrides)
+
+
+def reproduce(sweep: Sweep, *, dry_run: bool = False, report_only: bool = False, keep_models: bool = False,
+              progress: bool = True) -> int:
+    """Run the sweep's unfinished cells (none with ``report_only``; with ``dry_run`` only list them), then write
+    ``report.md``, ``report.json``, ``report.html`` and the plots under ``<output_dir>/<suite>/``."""
+    check_sweep(sweep)
+    cells = plan_cells(sweep)
+    root = sweep.root
+    variants = list({c.variant.name: c.variant for c in cells}.values())
+    if dry_run:
+        for c in cells:
+            console.print(f"{'done ' if cell_done(c) else 'todo '} {c.key}", markup=False)
+        return 0
+    base_for = sweep_base(sweep)
+    started = time.perf_counter()
+    if not report_only:
+        run_cells(cells, base_for, progress=progress, keep_models=keep_models,
+                  log=lambda m: console.print(m, markup=False, highlight=False))
+    notes = [f"- test = each dataset's shipped `valid` split ({', '.join(sweep.datasets)}); the benchmarks' own test "
+             f"splits are held back. Selection: {sweep.valid_rows} rows held out of train (one fixed split for all "
+             f"methods and seeds); test scored once per cell.",
+             describe_student(base_for(sweep.datasets[0], sweep.seeds[0])["student"], cells),
+             "- ‡ Standard KD distils the fine-tuned student of the same seed (born-again KD): no larger "
+             "multiple-choice teacher ships offline.",
+             "- † PINTO reads FLAN-T5's rationale (its answer statement cut) at test time; those rationales were "
+             "written with the gold answer in the prompt, so they leak it and PINTO's figure here is an upper "
+             "bound, not comparable with the other rows."]
+    if sweep.suite == "ablations":
+        notes += [f"- not run ({name}): needs {why}" for name, why in ABLATIONS_NEEDING_TEACHERS.items()]
+    protocol = (f"Seeds {sweep.seeds}; train limit {describe_train_limit(sweep.train_limit)}; "
+                f"{sweep.epochs:g} epoch(s){describe_overrides(sweep.overrides)}; mean ± std of test accuracy (%) "
+                f"over seeds.")
+    text = write_reports(root, sweep.suite, variants, sweep.datasets, cells,
+                         {"protocol": protocol, "notes": notes, "command": sweep_command(sweep),
                           "wall_seconds_this_invocation": round(time.perf_counter() - started, 1)})
     console.print(text, markup=False, highlight=False)
     console.print(f"reports in {root}/ (report.md, report.json, report.html, plots/)", markup=False)

@@ -17,7 +17,6 @@ checkpoint with the same parameters. Outputs: ``best_config.yaml``, ``trials.md`
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -367,29 +366,9 @@ def write_search_outputs(study: Any, raw: Mapping[str, Any], study_dir: Path, ba
     return result
 
 
-# ---------------------------------------------------------------------------------------------------- cli
-def configure_search_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="YAML run config (the base of every trial)")
-    p.add_argument("--space", required=True, help="YAML search space: dotted key → {type, low, high | choices}")
-    p.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
-    p.add_argument("--sampler", default="random", choices=["random", "tpe"],
-                   help="random (Scaling Down's protocol, default) or tpe (optuna's TPESampler)")
-    p.add_argument("--pruner", default="median", choices=["median", "none"],
-                   help="stop trials whose valid metric falls below the median of earlier trials at that step")
-    p.add_argument("--study-dir", default=None, help="default: <output_dir>/<name>-search")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override of the base config (repeatable)")
-    p.add_argument("--no-progress", action="store_true")
-
-
-def cmd_search(args: argparse.Namespace) -> int:
-    result = run_search(args.config, args.space, trials=args.trials, sampler=args.sampler, pruner=args.pruner,
-                        study_dir=args.study_dir, overrides=args.overrides, progress=not args.no_progress)
+def best_line(result: Mapping[str, Any]) -> str:
+    """The line ``tinydistill search`` prints for a study with a best trial."""
     best, folder = result["best"], result["study_dir"]
-    if best is None:
-        print(f"no trial completed; see {folder}/trials.md")
-        return 1
-    print(f"{len(result['trials'])} trials; best trial {best['number']}: valid {result['metric']} "
-          f"{best['value']:.4f} with " + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()) +
-          f"; wrote {folder}/best_config.yaml, trials.md, history.png")
-    return 0
+    return (f"{len(result['trials'])} trials; best trial {best['number']}: valid {result['metric']} "
+            f"{best['value']:.4f} with " + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()) +
+            f"; wrote {folder}/best_config.yaml, trials.md, history.png")
