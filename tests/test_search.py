@@ -7,7 +7,7 @@ import yaml
 
 from tinydistill.cli import main
 from tinydistill.errors import ConfigError
-from tinydistill.search import load_space
+from tinydistill.study.search import load_space
 
 from .conftest import run_config
 
@@ -68,8 +68,8 @@ def test_pruned_and_interrupted_trials(search_files, monkeypatch):
     import optuna
 
     from tinydistill import run as run_module
-    from tinydistill import search as search_module
-    from tinydistill.search import run_search
+    from tinydistill.study import search as search_module
+    from tinydistill.study.search import run_search
 
     config, space, study = search_files
     real_run = run_module.run

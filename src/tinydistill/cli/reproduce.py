@@ -7,7 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..reproduce import DATASETS, SUITES, TABLE1_METHODS, Sweep, parse_train_limit, reproduce
+from ..study.paper import DATASETS, TABLE1_METHODS
+from ..study.suites import SUITES, Sweep, parse_train_limit
+from ..study.sweep import reproduce
 
 HELP = "the TinyLLM paper's tables: methods × datasets × seeds, ablations, fractions, α, sizes"
 

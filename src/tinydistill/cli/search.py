@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..search import best_line, run_search
+from ..study.search import best_line, run_search
 
 HELP = "hyperparameter search (optuna: random or TPE, pruning, resumable SQLite study)"
 

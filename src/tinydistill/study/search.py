@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, _line_index, apply_overrides, config_from_dict, dump_config, load_config, read_yaml
-from .errors import ConfigError, TinyDistillError
-from .files import read_jsonl, write_json_atomic
-from .run import run
+from ..config import RunConfig, _line_index, apply_overrides, config_from_dict, dump_config, load_config, read_yaml
+from ..errors import ConfigError, TinyDistillError
+from ..files import read_jsonl, write_json_atomic
+from ..run import run
 
 # optuna and matplotlib are imported inside the functions that use them: heavy imports that only a search
-# (and its plot) pays, not every `tinydistill` command that imports this module's parser
+# (and its plot) pays, not every `tinydistill` command
 
 DIST_TYPES = ("uniform", "loguniform", "int", "categorical")
 _FIELDS = {"uniform": {"low", "high"}, "loguniform": {"low", "high"}, "int": {"low", "high", "step", "log"},
