@@ -41,8 +41,8 @@ def worker(name: str, dataset: str, length: int, steps: int, threads: int) -> No
     import torch
 
     from tinydistill.config import apply_overrides, config_from_dict
-    from tinydistill.reproduce import base_config
     from tinydistill.run import run
+    from tinydistill.study.configs import base_config
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as out:

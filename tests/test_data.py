@@ -273,7 +273,7 @@ def test_six_choices_letters_and_unicode(tmp_path):
 
 def test_answer_base_from_the_config(tmp_path):
     from tinydistill.config import config_from_dict
-    from tinydistill.run import load_split
+    from tinydistill.splits import load_split
 
     path = _numbered(tmp_path / "t.jsonl", [1, 2, 3])  # no 0 and no 4: nothing to detect, the config says it
     cfg = config_from_dict({"data": {"train": {"path": str(path), "answer_base": 1}, "valid": {"path": str(path)}}})

@@ -10,7 +10,8 @@ from transformers import AutoModel, AutoModelForSeq2SeqLM
 from tinydistill.config import StudentConfig, config_from_dict
 from tinydistill.errors import ConfigError
 from tinydistill.methods import build_method, with_rationales
-from tinydistill.run import load_split, run
+from tinydistill.run import run
+from tinydistill.splits import load_split
 from tinydistill.student_sizes import evenly_spaced, keep_layers
 from tinydistill.students import load_student, minilm_path
 

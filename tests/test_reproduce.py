@@ -16,7 +16,8 @@ from tinydistill.data import Example
 from tinydistill.errors import ConfigError
 from tinydistill.losses import choice_kl
 from tinydistill.rationales import without_stated_answer
-from tinydistill.run import HOLDOUT_SEED, load_train_valid, run
+from tinydistill.run import run
+from tinydistill.splits import HOLDOUT_SEED, load_train_valid
 from tinydistill.students import load_student
 
 from .conftest import synthetic_rows
@@ -263,7 +264,8 @@ def test_ablation_and_fraction_cells_train_what_they_name(tmp_path, tiny_bert_di
 
 
 def test_alpha_heatmap_marks_cells_not_run_yet(tmp_path):
-    from tinydistill.reproduce import alpha_variants, plot_alpha
+    from tinydistill.study.figures import plot_alpha
+    from tinydistill.study.suites import alpha_variants
 
     variants = alpha_variants([0.1, 1.0])
     table = {variants[0].name: {"toy": {"mean": 40.0, "std": 1.0}}, variants[3].name: {"toy": {"mean": 55.0}}}
@@ -276,15 +278,9 @@ def test_weight_grid_cells_set_the_rationale_weights_and_valid_picks_the_rows(tm
     alpha_label = 1/(1+λ)); the 'weight on valid' row takes, per seed, the test accuracy of the cell best on
     valid — not the best test — and a tie keeps the recipe's weight; 'one weight per dataset' takes the weight best
     on valid averaged over the seeds."""
-    from tinydistill.reproduce import (
-        Cell,
-        aggregate,
-        base_config,
-        config_for,
-        select_on_valid,
-        select_per_dataset,
-        table1_variants,
-    )
+    from tinydistill.study.configs import base_config, config_for
+    from tinydistill.study.selection import aggregate, select_on_valid, select_per_dataset
+    from tinydistill.study.suites import Cell, table1_variants
 
     data = tinyllm_folder(tmp_path / "data")
     variants = {v.name: v for v in table1_variants(["step_by_step", "tinyllm"], [0.01])}
@@ -330,7 +326,8 @@ def test_a_cell_finished_before_a_setting_existed_still_counts_when_that_setting
     import yaml
 
     from tinydistill.config import dump_config
-    from tinydistill.reproduce import Cell, check_same_protocol, table1_variants
+    from tinydistill.study.configs import check_same_protocol
+    from tinydistill.study.suites import Cell, table1_variants
 
     raw = choice_config(tmp_path / "model", tinyllm_folder(tmp_path / "data"), tmp_path / "runs")
     cfg = config_from_dict(raw)
@@ -354,7 +351,8 @@ def test_a_sweep_folder_moved_elsewhere_keeps_its_finished_cells(tmp_path):
     import yaml
 
     from tinydistill.config import dump_config
-    from tinydistill.reproduce import Cell, check_same_protocol, table1_variants
+    from tinydistill.study.configs import check_same_protocol
+    from tinydistill.study.suites import Cell, table1_variants
 
     data = tinyllm_folder(tmp_path / "data")
     raw = choice_config(tmp_path / "model", data, tmp_path / "old-sweep")
@@ -373,7 +371,8 @@ def test_a_sweep_folder_moved_elsewhere_keeps_its_finished_cells(tmp_path):
 def test_train_limit_per_dataset_subsamples_only_the_named_dataset(tmp_path, monkeypatch, capsys):
     """`--train-limit piqa=2000` style: the named dataset is subsampled, the others stay whole; a bad value is
     one line naming the flag."""
-    from tinydistill.reproduce import base_config, limit_for, parse_train_limit
+    from tinydistill.study.configs import base_config
+    from tinydistill.study.suites import limit_for, parse_train_limit
 
     assert parse_train_limit(None) is None and parse_train_limit("500") == 500
     limits = parse_train_limit("toy=30, other=7")

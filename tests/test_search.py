@@ -7,7 +7,7 @@ import yaml
 
 from tinydistill.cli import main
 from tinydistill.errors import ConfigError
-from tinydistill.search import load_space
+from tinydistill.study.search import load_space
 
 from .conftest import run_config
 
@@ -70,7 +70,8 @@ def test_pruned_and_interrupted_trials(search_files, monkeypatch):
     import optuna
 
     from tinydistill import run as run_module
-    from tinydistill.search import run_search
+    from tinydistill.study import search as search_module
+    from tinydistill.study.search import run_search
 
     config, space, study = search_files
     real_run = run_module.run
@@ -78,10 +79,10 @@ def test_pruned_and_interrupted_trials(search_files, monkeypatch):
     def interrupted(cfg, **kw):  # Ctrl-C after the first optimizer step, as a user would
         real_run(cfg, **{**kw, "stop_after_steps": 1})
 
-    monkeypatch.setattr(run_module, "run", interrupted)
+    monkeypatch.setattr(search_module, "run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_search(config, space, trials=1, study_dir=study, log=lambda *_: None)
-    monkeypatch.setattr(run_module, "run", real_run)
+    monkeypatch.setattr(search_module, "run", real_run)
     result = run_search(config, space, trials=1, study_dir=study, log=lambda *_: None)
     first, retry = result["trials"]
     assert first["state"] == "fail" and retry["state"] == "complete"

@@ -12,7 +12,7 @@ from tests.serve_helpers import assert_error, client
 from tests.teacher_helpers import minilm_tokenizer, one_thread, serve_in_thread, tiny_gpt2
 from tinydistill.cli import main
 from tinydistill.serve import create_app
-from tinydistill.serve.cli import bind_warning, is_loopback
+from tinydistill.serve.server import bind_warning, is_loopback
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 

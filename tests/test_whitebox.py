@@ -8,7 +8,8 @@ from tinydistill.collate import MultiTaskCollator, tokenize_tasks
 from tinydistill.config import StudentConfig, WhiteboxConfig, config_from_dict
 from tinydistill.errors import TinyDistillError
 from tinydistill.methods import answer_task
-from tinydistill.run import load_split, run
+from tinydistill.run import run
+from tinydistill.splits import load_split
 from tinydistill.students import load_student, saved_student_config
 from tinydistill.whitebox import WhiteBoxObjective, kl_to_teacher, load_teacher
 

@@ -6,17 +6,20 @@ student beats or loses to each teacher (the answer the teacher's rationale state
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_json_atomic
-from .data import LETTERS, Example
+from .config import RunConfig, load_config
+from .data import LETTERS, Example, load_examples
 from .errors import ConfigError, DataError
 from .evaluate import collapse_metrics, distribution
+from .files import write_json_atomic
 from .rationales import stated_answer
+from .splits import dataset_label, load_split, load_train_valid
+from .teachers.factory import build_teacher
+from .teachers.imported import ImportedTeacher
 
 NONE_LABEL = "none"  # the confusion-matrix column of rows with no parsed prediction
 SNIPPET_CHARS = 240
@@ -184,18 +187,9 @@ def analyze_predictions(
 
 
 # ------------------------------------------------------------------------------------------------ run dir
-def dataset_label(path: str | Path) -> str:
-    """A short dataset name for a data path: the TinyLLM folder's name, or the file's stem."""
-    p = Path(str(path).rstrip("/"))
-    return p.name if p.is_dir() or not p.suffix else p.stem
-
-
-def _teacher_rationales(cfg, run_dir: Path, split: str, examples: Sequence[Example],
+def _teacher_rationales(cfg: RunConfig, run_dir: Path, split: str, examples: Sequence[Example],
                         notes: list[str]) -> dict[str, list[str | None]]:
     """Imported teachers as configured; live ones only from ``teachers/<name>.<split>.jsonl`` (never called)."""
-    from .teachers.factory import build_teacher
-    from .teachers.imported import ImportedTeacher
-
     out = {}
     for spec in cfg.teachers:
         if spec.kind == "imported":
@@ -217,10 +211,6 @@ def analyze_run(run_dir: str | Path, *, data: str | Path | None = None, split: s
 
     ``predictions`` defaults to ``predictions.jsonl`` (``test_predictions.jsonl`` for ``split="test"``).
     """
-    from .config import load_config
-    from .data import load_examples
-    from .run import load_split, load_train_valid
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
@@ -325,34 +315,11 @@ def write_analysis(out_dir: str | Path, analysis: Mapping[str, Any]) -> Path:
     return out_dir / "analysis.json"
 
 
-# ---------------------------------------------------------------------------------------------------- cli
-def configure_analyze_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", help="a run folder (runs/<name>)")
-    p.add_argument("--data", default=None, help="data the predictions were made on (default: the run's split)")
-    p.add_argument("--split", default="valid", help="valid (default) or test, or the split of --data")
-    p.add_argument("--format", default="auto", choices=["auto", "tinyllm", "json", "jsonl", "csv", "hf"])
-    p.add_argument("--predictions", default=None,
-                   help="predictions.jsonl to analyse (default: the run's; e.g. the one `tinydistill eval` wrote)")
-    p.add_argument("--examples", type=int, default=5, help="examples listed per category (default 5)")
-    p.add_argument("--out", default=None, help="folder for analysis.json/.md (default: the run folder)")
-    p.add_argument("--html", action="store_true", help="also write report.html with this analysis (into --out)")
-
-
-def cmd_analyze(args: argparse.Namespace) -> int:
-    a = analyze_run(args.run_dir, data=args.data, split=args.split, fmt=args.format, predictions=args.predictions,
-                    n_examples=args.examples)
-    out = Path(args.out or args.run_dir)
-    write_analysis(out, a)
-    if args.html:
-        from .html_report import write_html_report
-
-        write_html_report(args.run_dir, analysis=a, out=out / "report.html")
+def summary_line(a: Mapping[str, Any], out: Path) -> str:
+    """The one line ``tinydistill analyze`` prints: accuracy, collapse, weakest class, each teacher's tally."""
     worst = min(a["by_class"].items(), key=lambda kv: kv[1]["accuracy"], default=None)
-    print(f"{a['split']} ({a['n']} rows): accuracy {_pct(a['accuracy'])}%"
-          + (f", top share {_pct(a['collapse']['top_share'])}%" if a.get("collapse") else "")
-          + (f", weakest gold class ({worst[0]}) {_pct(worst[1]['accuracy'])}%" if worst else "")
-          + "".join(f"; vs {n}: +{t['student_beats']}/-{t['student_loses']}" for n, t in a["teachers"].items())
-          + f"; wrote {out}/analysis.json, analysis.md")
-    for note in a["notes"]:
-        print(f"note: {note}")
-    return 0
+    return (f"{a['split']} ({a['n']} rows): accuracy {_pct(a['accuracy'])}%"
+            + (f", top share {_pct(a['collapse']['top_share'])}%" if a.get("collapse") else "")
+            + (f", weakest gold class ({worst[0]}) {_pct(worst[1]['accuracy'])}%" if worst else "")
+            + "".join(f"; vs {n}: +{t['student_beats']}/-{t['student_loses']}" for n, t in a["teachers"].items())
+            + f"; wrote {out}/analysis.json, analysis.md")

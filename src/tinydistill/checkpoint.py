@@ -28,6 +28,7 @@ from pathlib import Path
 from accelerate import Accelerator
 
 from .errors import TinyDistillError
+from .files import fsync_path, write_json_atomic
 
 STATE_FILE = "trainer_state.json"
 COMPLETE_FILE = "checkpoint_complete.json"  # written last: its presence (and sizes) mean "complete"
@@ -61,34 +62,6 @@ def reached(point: str, path: Path) -> None:
     not yet deleted). A no-op that crash tests replace to kill the process exactly there."""
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file (or a folder's entries) to disk; folders that cannot be opened or synced are skipped."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        if path.is_dir():  # e.g. Windows: folders cannot be opened; their renames are durable by other means
-            return
-        raise
-    try:
-        os.fsync(fd)
-    except OSError:
-        if not path.is_dir():  # some network filesystems refuse fsync on a folder (EINVAL)
-            raise
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file, fsync and one ``os.replace``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync(path.parent)
-
-
 def _files(folder: Path) -> dict[str, int]:
     """Relative path → size of every file in ``folder`` except the state file and the marker."""
     skip = {STATE_FILE, STATE_FILE + ".tmp", COMPLETE_FILE, COMPLETE_FILE + ".tmp"}
@@ -99,8 +72,8 @@ def _files(folder: Path) -> dict[str, int]:
 def _seal(folder: Path) -> None:
     """fsync every file and folder below ``folder``, then write the completion marker (last, fsynced)."""
     for p in sorted(folder.rglob("*"), reverse=True):  # files before the folders holding them
-        _fsync(p)
-    _fsync(folder)
+        fsync_path(p)
+    fsync_path(folder)
     write_json_atomic(folder / COMPLETE_FILE, {"files": _files(folder)})
 
 
@@ -159,7 +132,7 @@ def _remove(path: Path) -> None:
     if path != doomed:
         shutil.rmtree(doomed, ignore_errors=True)
         os.replace(path, doomed)
-        _fsync(path.parent)
+        fsync_path(path.parent)
         reached("pruning", path)
     shutil.rmtree(doomed, ignore_errors=True)
 
@@ -172,7 +145,7 @@ def _install(tmp: Path, final: Path) -> None:
         os.replace(final, aside)  # both renames are atomic; in between, aside and tmp are both complete
         reached("aside", final)
     os.replace(tmp, final)
-    _fsync(final.parent)
+    fsync_path(final.parent)
     reached("installed", final)
     shutil.rmtree(aside, ignore_errors=True)
 
@@ -249,7 +222,7 @@ def recover(folder: Path) -> None:
             shutil.rmtree(aside, ignore_errors=True)
         elif incomplete_reason(aside) is None:
             os.replace(aside, final)
-            _fsync(folder)
+            fsync_path(folder)
     for doomed in _ours(folder, DOOMED):
         shutil.rmtree(doomed, ignore_errors=True)
 

@@ -15,7 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .data import decode_text
+from .errors import ConfigError, DataError
 from .teachers.specs import ImportedTeacherSpec, TeacherSpec
 
 MINILM_ALIAS = "minilm"
@@ -290,9 +291,7 @@ class RunConfig(_Strict):
             raise ValueError("the answer prefix and every teacher's prefix must differ")
         self._check_method()
         if self.stages:
-            from .stages import stage_configs  # resolving validates every stage's config
-
-            stage_configs(self)
+            stage_configs(self)  # resolving validates every stage's config
         return self
 
     def _check_method(self) -> None:
@@ -473,9 +472,6 @@ def read_yaml(path: str | Path, what: str = "config") -> tuple[Any, str]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: {what} file not found")
-    from .data import decode_text
-    from .errors import DataError
-
     try:
         text = decode_text(path, path.read_bytes())
     except DataError as e:
@@ -506,3 +502,50 @@ __all__ = [
     "ImportedTeacherSpec", "LoraConfig", "WhiteboxConfig", "LayerPair", "RationaleMethodConfig", "StageConfig",
     "load_config", "config_from_dict", "apply_overrides", "dump_config", "read_yaml",
 ]
+
+
+# ------------------------------------------------------------------------------------------- multi-stage
+#: the folder inside a run folder that holds its selected (best) student
+BEST_DIR = "best"
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"set: {key}: {p!r} is not a section")
+    node[parts[-1]] = value
+
+
+def stage_configs(cfg: RunConfig) -> list[RunConfig]:
+    """One complete :class:`RunConfig` per stage: the base config with the stage's data, method and ``set``."""
+    base = cfg.model_dump(mode="json")
+    base.pop("stages")
+    out: list[RunConfig] = []
+    for k, stage in enumerate(cfg.stages, start=1):
+        raw = copy.deepcopy(base)
+        raw["name"], raw["output_dir"] = f"stage-{k}-{stage.label}", str(cfg.run_dir)
+        if stage.method is not None:
+            raw["method"] = stage.method
+        if stage.data is not None:
+            raw["data"] = stage.data.model_dump(mode="json")
+        for key, value in stage.set.items():
+            if key.split(".")[0] in ("stages", "name", "output_dir"):
+                raise ValueError(f"stages.{k - 1}.set: {key!r} cannot be set per stage")
+            _set_dotted(raw, key, value)
+        if out:  # start from the previous stage's best student, already cut to size
+            prev = out[-1]
+            if prev.method == "lora" and prev.lora.save == "adapter":
+                raise ValueError(f"stages.{k - 1}: the stage before it saves a LoRA adapter; "
+                                 f"set lora.save: merged so the next stage can start from it")
+            raw["student"].update(model=str(prev.run_dir / BEST_DIR), architecture="auto", layers=None,
+                                  num_layers=None, config_overrides={})
+        try:
+            out.append(RunConfig.model_validate(raw))
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise ValueError(f"stages.{k - 1} ({stage.label}): {loc}: {err['msg']}") from None
+    return out

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
+from .outcome import RunOutcome
 from .report import pct
-
-if TYPE_CHECKING:
-    from .run import RunOutcome
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 

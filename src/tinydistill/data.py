@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import DataError
+from .rationales import clean_rationale
 
 log = logging.getLogger(__name__)
 
@@ -412,8 +413,6 @@ def load_tinyllm(
     Rationales come out cleaned (see :mod:`tinydistill.rationales`) under the teacher names
     :data:`TINYLLM_TEACHERS`; a teacher with no (or an empty) output for a row is left out for that row.
     """
-    from .rationales import clean_rationale
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(folder, "folder not found")
@@ -456,7 +455,7 @@ def load_hf_dataset(
     on_invalid: str = "error", answer_base: int | None = None,
 ) -> list[Example]:
     """Load a Hugging Face dataset by hub name or local path (``datasets.load_dataset``)."""
-    import datasets
+    import datasets  # heavy (pyarrow, pandas…): imported only when a hub dataset is read
 
     try:
         ds = datasets.load_dataset(name, subset, split=split)

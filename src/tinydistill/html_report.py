@@ -9,13 +9,19 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .analysis import analysis_tables_markdown
+from .files import read_json, read_jsonl
+from .report import plot_loss
+
+# matplotlib is imported where a figure is drawn: a heavy import (and its Agg backend must be chosen before
+# pyplot), paid only by the reports that plot
 
 
 class Html(str):
@@ -215,13 +221,6 @@ def confusion_figure(confusion: Mapping[str, Sequence]) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------- run page
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except json.JSONDecodeError:
-        return None
-
-
 def _config_section(run_dir: Path) -> Html | None:
     path = run_dir / "config.yaml"
     if not path.is_file():
@@ -286,8 +285,6 @@ def _examples_html(rows: Sequence[Mapping]) -> str:
 
 
 def _errors_section(a: Mapping) -> Html | None:
-    from .analysis import analysis_tables_markdown
-
     parts = [markdown_to_html(analysis_tables_markdown(a))]
     for name, t in a.get("teachers", {}).items():
         for key, count, title in (("beats_examples", "student_beats", "student right, teacher not"),
@@ -304,14 +301,12 @@ def write_html_report(run_dir: str | Path, *, analysis: Mapping[str, Any] | None
                       out: str | Path | None = None) -> Path:
     """``report.html`` for a run folder: config, metrics, loss curve, per-class accuracy, confusion matrix and
     error examples. ``analysis`` defaults to the folder's ``analysis.json`` (left out if there is none)."""
-    from .report import plot_loss, read_metrics
-
     run_dir = Path(run_dir)
-    summary = _read_json(run_dir / "summary.json") or _read_json(run_dir / "report.json") or {}
-    a = analysis if analysis is not None else _read_json(run_dir / "analysis.json")
+    summary = read_json(run_dir / "summary.json") or read_json(run_dir / "report.json") or {}
+    a = analysis if analysis is not None else read_json(run_dir / "analysis.json")
     loss_png = run_dir / "plots" / "loss.png"
     if not loss_png.is_file():
-        plot_loss(read_metrics(run_dir / "metrics.jsonl"), loss_png)
+        plot_loss(read_jsonl(run_dir / "metrics.jsonl"), loss_png)
     sections: list[tuple[str, Content]] = [
         ("Configuration", _config_section(run_dir)),
         ("Results", _metrics_section(summary) if summary else None),

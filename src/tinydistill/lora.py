@@ -6,7 +6,10 @@ import copy
 from pathlib import Path
 
 from .config import LoraConfig, StudentConfig
-from .students import Student, load_student, save_student
+from .students import Student, load_student, save_student, saved_student_config
+
+# peft is imported inside the functions that use it: a heavy import that only LoRA runs (and reloading a LoRA
+# adapter) pay
 
 #: bert2bert's randomly initialised cross-attention must train fully; LoRA skips it and peft saves it whole.
 _NEW_MODULES = ("crossattention",)
@@ -70,8 +73,6 @@ def load_lora_student(base: StudentConfig, folder: str | Path) -> Student:
 
     folder = Path(folder)
     if not (folder / "adapter_config.json").is_file():
-        from .students import saved_student_config
-
         return load_student(saved_student_config(base, folder))
     student = load_student(base)
     student.model = PeftModel.from_pretrained(student.model, str(folder))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from safetensors import safe_open
 
 from .config import MINILM_ALIAS
 
@@ -71,8 +72,6 @@ def _student_kind(best: Path, architecture: str) -> str:
 
 def _saved_parameters(best: Path) -> int | None:
     """Parameters in ``best/*.safetensors`` (the deployed model; a choice student's decoder is saved apart)."""
-    from safetensors import safe_open
-
     files = sorted(best.glob("*.safetensors"))
     if not files:
         return None

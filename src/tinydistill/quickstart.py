@@ -11,12 +11,13 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoint import write_json_atomic
 from .config import apply_overrides, config_from_dict
 from .console import console, outcome_rows, results_table, teacher_rows
 from .errors import ConfigError
+from .files import write_json_atomic
+from .outcome import RunOutcome
 from .report import markdown_table
-from .run import RunOutcome, run
+from .run import run
 
 METHODS = (("inference", "inference only (untrained head)"), ("finetune", "fine-tuning on answers"),
            ("tinyllm", "TinyLLM (answer + FLAN-T5 + LLaMA-2 rationales)"))

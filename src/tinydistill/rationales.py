@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .data import LETTERS
-
 # Where a teacher's output stops being its rationale: the echoed question block, a new few-shot item,
 # markdown numbering artifacts ("# 17.\nQuestion:") and the TinyLLM marker of the second teacher.
 _CUT_MARKERS = (
@@ -43,7 +41,7 @@ def stated_answer(rationale: str, choices: Sequence[str]) -> int | None:
     for pattern in _STATED:
         matches = list(pattern.finditer(rationale))
         if matches:
-            idx = LETTERS.index(matches[-1].group(1).lower())
+            idx = ord(matches[-1].group(1).lower()) - ord("a")  # a → 0, b → 1, …
             if idx < len(choices):
                 return idx
     m = re.search(r"answer is:?\s*(.+)", rationale, re.IGNORECASE)

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .checkpoint import write_json_atomic
+from .files import read_jsonl, write_json_atomic
+from .outcome import RunOutcome
 
-if TYPE_CHECKING:
-    from .run import RunOutcome
+# matplotlib is imported inside plot_loss: heavy, and its Agg backend must be chosen before pyplot
 
 
 def pct(x: float | None) -> str:
     return "–" if x is None or x != x else f"{100 * x:.1f}"
-
-
-def read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def plot_loss(metrics: list[dict], out: Path) -> Path | None:
@@ -82,7 +74,7 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> 
 def write_run_report(run_dir: Path, outcome: RunOutcome) -> None:
     """``report.md``, ``report.json`` and ``plots/loss.png`` for one run."""
     cfg, m = outcome.cfg, outcome.valid.metrics
-    plot = plot_loss(read_metrics(run_dir / "metrics.jsonl"), run_dir / "plots" / "loss.png")
+    plot = plot_loss(read_jsonl(run_dir / "metrics.jsonl"), run_dir / "plots" / "loss.png")
     report = {
         "name": cfg.name, "method": cfg.method, "student": cfg.student.model, "parameters": outcome.n_params,
         "train_rows": outcome.n_train, "valid": m, "teachers": outcome.teachers,

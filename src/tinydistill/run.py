@@ -6,88 +6,40 @@ Everything lands in ``runs/<name>/``; running the same config again resumes and 
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .analysis import dataset_label
-from .checkpoint import write_json_atomic
 from .collate import ANSWER_TASK, tokenize_tasks
-from .config import DataSourceConfig, RunConfig, dump_config
-from .data import ColumnMap, Example, load_examples, split_of_file
+from .config import BEST_DIR, RunConfig, StudentConfig, dump_config, load_config, stage_configs
+from .data import Example, load_examples, split_of_file
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate_student, evaluate_teacher
+from .files import write_json_atomic
+from .lora import load_lora_student
 from .methods import build_method
+from .openqa import evaluate_open
+from .outcome import RunOutcome
 from .parallel import is_main_process, main_process_first, share_from_main
 from .report import write_run_report
 from .run_extras import write_run_extras
+from .splits import dataset_label, load_split, load_train_valid
 from .students import Student, load_student, save_student, saved_student_config
 from .teachers.base import Teacher
 from .teachers.factory import build_teacher
 from .trainer import Selection, autocast_dtype, effective_precision, train
 
-BEST_DIR = "best"
 #: A run's rationale-only first stage (its checkpoints and metrics.jsonl) lives in this subfolder.
 RATIONALE_STAGE_DIR = "rationale_stage"
 
-
-@dataclass
-class RunOutcome:
-    cfg: RunConfig
-    valid: EvalResult
-    teachers: dict[str, dict]
-    train_seconds: float
-    eval_seconds: float
-    truncation: dict
-    n_train: int
-    n_params: int
-    test: EvalResult | None = None
-    test_teachers: dict[str, dict] = field(default_factory=dict)
 
 
 def _write_predictions(path: Path, result: EvalResult) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for row in result.predictions:
             f.write(json.dumps(row) + "\n")
-
-
-#: The seed of the train/selection split made by ``data.valid_from_train``: one split for every run and seed.
-HOLDOUT_SEED = 20240601
-
-
-def _subset(examples: list[Example], n: int | None, seed: int) -> list[Example]:
-    if not n or n >= len(examples):
-        return examples
-    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
-    return [examples[i] for i in keep]
-
-
-def load_split(src: DataSourceConfig, role: str, seed: int, task: str = "mcqa", *,
-               apply_limit: bool = True) -> list[Example]:
-    """Load one configured split; ``limit`` keeps a seeded random subset (in original order)."""
-    examples = load_examples(src.path, src.split or role, fmt=src.format, subset=src.subset,
-                             columns=ColumnMap(**src.columns.model_dump()), on_invalid=src.on_invalid, task=task,
-                             answer_base=src.answer_base)
-    return _subset(examples, src.limit, seed) if apply_limit else examples
-
-
-def load_train_valid(cfg: RunConfig) -> tuple[list[Example], list[Example]]:
-    """The training rows and the selection rows (``data.valid``, or a fixed hold-out of train)."""
-    data = cfg.data
-    if data.valid is not None:
-        return (load_split(data.train, "train", cfg.seed, data.task),
-                load_split(data.valid, "valid", cfg.seed, data.task))
-    rows = load_split(data.train, "train", cfg.seed, data.task, apply_limit=False)
-    n = int(data.valid_from_train or 0)
-    if n >= len(rows):
-        raise ConfigError(f"data.valid_from_train: {n} rows asked but train has only {len(rows)}")
-    held = set(random.Random(HOLDOUT_SEED).sample(range(len(rows)), n))
-    rest = [ex for i, ex in enumerate(rows) if i not in held]
-    return _subset(rest, data.train.limit, cfg.seed), [ex for i, ex in enumerate(rows) if i in held]
 
 
 def build_teachers(cfg: RunConfig, icl_pool: Sequence[Example] = ()) -> dict[str, Teacher]:
@@ -131,8 +83,6 @@ def _tokenise(cfg: RunConfig, student: Student, examples: Sequence[Example], tas
 def evaluate_on(student: Student, cfg: RunConfig, examples: Sequence[Example],
                 modes: Sequence[str] | None = None, progress: bool = False) -> EvalResult:
     if cfg.data.task == "open":  # no choices: generate, then exact match / token F1
-        from .openqa import evaluate_open
-
         return evaluate_open(student, examples, prefix=cfg.answer_prefix,
                              max_input_length=cfg.student.max_input_length, max_new_tokens=cfg.eval.max_new_tokens,
                              batch_size=cfg.eval.batch_size, progress=progress,
@@ -155,11 +105,9 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
     ``on_valid(step, metrics)`` is called after each in-training valid evaluation (e.g. a search's pruner; it
     may raise to stop the run). Not passed to the stages of a multi-stage config.
 
-    A config with ``stages`` runs each stage in turn (see :mod:`tinydistill.stages`) and returns the last.
+    A config with ``stages`` runs each stage in turn (:func:`run_stages`) and returns the last.
     """
     if cfg.stages:
-        from .stages import run_stages
-
         return run_stages(cfg, progress=progress, stop_after_steps=stop_after_steps, log=log)[-1]
     run_dir = _prepare_run_dir(cfg)
     log = log if is_main_process() else (lambda *_: None)
@@ -257,8 +205,6 @@ def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str | None = N
 
     ``split`` names what was scored (and picks it in a folder or hub dataset, default ``valid``); for a file it
     defaults to the split its name names (``test.jsonl`` → ``test``)."""
-    from .config import StudentConfig, load_config
-
     run_dir = Path(run_dir)
     if (run_dir / "config.yaml").is_file():
         cfg = load_config(run_dir / "config.yaml")
@@ -274,8 +220,6 @@ def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str | None = N
         split = "valid" if fmt in ("hf", "tinyllm") or Path(data).is_dir() else split_of_file(data)
     examples = load_examples(data, split, fmt=fmt, task=cfg.data.task)
     if (model_dir / "adapter_config.json").is_file():  # a LoRA run saved as an adapter
-        from .lora import load_lora_student
-
         student = load_lora_student(StudentConfig(**cfg.student.model_dump()), model_dir)
     else:
         student = load_student(saved_student_config(StudentConfig(**cfg.student.model_dump()), model_dir))
@@ -293,3 +237,20 @@ def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str | None = N
     print(f"{data} ({split}, {m['n']} rows): " + ", ".join(parts) +
           f"; majority baseline {100 * m['majority_baseline']:.1f}%; wrote {out}/metrics.json, predictions.jsonl")
     return result
+
+
+def run_stages(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None = None,
+               log=print) -> list[RunOutcome]:
+    """Run every stage in order (each resumes on its own); write ``runs/<name>/stages.json``."""
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.run_dir / "config.yaml").write_text(dump_config(cfg))
+    outcomes, summary = [], []
+    for k, stage_cfg in enumerate(stage_configs(cfg), start=1):
+        log(f"[{cfg.name}] stage {k}/{len(cfg.stages)}: {stage_cfg.name} (method {stage_cfg.method}, "
+            f"from {stage_cfg.student.model})")
+        outcome = run(stage_cfg, progress=progress, stop_after_steps=stop_after_steps, log=log)
+        outcomes.append(outcome)
+        summary.append({"stage": stage_cfg.name, "method": stage_cfg.method, "student": stage_cfg.student.model,
+                        "valid": {k2: v for k2, v in outcome.valid.metrics.items() if isinstance(v, int | float)}})
+        write_json_atomic(cfg.run_dir / "stages.json", summary)
+    return outcomes

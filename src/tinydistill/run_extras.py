@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from . import analysis as analysis_mod
+from . import html_report, model_card
 from .data import Example
 from .teachers.base import Teacher
 
@@ -16,24 +18,18 @@ def write_run_extras(run_dir: Path, predictions: Sequence[dict], examples: Seque
     """``analysis.json``/``.md`` of the valid predictions, ``report.html``, and ``best/README.md``."""
     analysis = None
     try:
-        from .analysis import analyze_predictions, write_analysis
-
         rationales = {n: t.rationales(examples) for n, t in teachers.items()} if any(e.choices for e in examples) \
             else {}
-        analysis = analyze_predictions(predictions, examples, rationales, default_domain=dataset)
+        analysis = analysis_mod.analyze_predictions(predictions, examples, rationales, default_domain=dataset)
         analysis = {"run": str(run_dir), "split": "valid", "data": dataset, "notes": [], **analysis}
-        write_analysis(run_dir, analysis)
+        analysis_mod.write_analysis(run_dir, analysis)
     except Exception as e:  # see the module docstring
         log(f"warning: analysis.json not written: {type(e).__name__}: {e}")
     try:
-        from .html_report import write_html_report
-
-        write_html_report(run_dir, analysis=analysis)
+        html_report.write_html_report(run_dir, analysis=analysis)
     except Exception as e:
         log(f"warning: report.html not written: {type(e).__name__}: {e}")
     try:
-        from .model_card import write_model_card
-
-        write_model_card(run_dir)
+        model_card.write_model_card(run_dir)
     except Exception as e:
         log(f"warning: best/README.md not written: {type(e).__name__}: {e}")

@@ -17,7 +17,6 @@ endpoint; every output received before it is in the cache, so running the comman
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -27,36 +26,20 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
-from .config import RunConfig, load_config
+from .config import RunConfig
 from .data import Example
 from .errors import ConfigError, TinyDistillError
-from .parallel.shards import launched_shard, parse_shard, shard
+from .parallel.shards import shard
+from .splits import load_split as load_source
 from .teachers.factory import build_teacher
 from .teachers.live import LiveTeacher, RationaleRecord
 
 
-def configure_teach_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="run config YAML")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted override, e.g. teachers.0.generation.max_new_tokens=64 (repeatable)",
-    )
-    p.add_argument("--splits", default="train,valid", help="comma-separated data splits (train,valid,test)")
-    p.add_argument("--shard", default=None, metavar="I/N",
-                   help="generate rows I::N only (default: the process rank under accelerate launch/torchrun)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
 def load_split(cfg: RunConfig, split: str) -> list[Example]:
     """Rows of ``cfg.data.<split>`` exactly as training reads them (same seeded ``limit``)."""
-    from .run import load_split as load_source
-
     src = getattr(cfg.data, split, None)
     if src is None:
         raise ConfigError(f"the config has no data.{split}")
@@ -196,18 +179,12 @@ def teach(cfg: RunConfig, splits: Sequence[str], shard_of: tuple[int, int] = (0,
     return rows
 
 
-def cmd_teach(args: argparse.Namespace) -> int:
-    """``tinydistill teach``: run :func:`teach` with a progress bar, then print a table and the totals."""
-    from rich.table import Table
-
-    cfg = load_config(args.config, args.overrides)
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+def print_teach_report(cfg: RunConfig, rows: Sequence[dict[str, Any]], shard_of: tuple[int, int]) -> None:
+    """What ``tinydistill teach`` prints after :func:`teach`: a table per teacher and split, then the totals."""
     console = Console(width=None if sys.stdout.isatty() else 120)
-    shard_of = parse_shard(args.shard) if args.shard else launched_shard()
-    rows = teach(cfg, splits, shard_of, progress=not args.no_progress)
     if not rows:
         console.print("no live (hf/http) teachers in the config: nothing to generate")
-        return 0
+        return
     table = Table(title=f"teach: {cfg.run_dir}")
     for title in ("teacher", "split", "rows", "calls", "hits", "retries", "failed", "tokens in/out", "agree",
                   "kept/down/drop", "time"):
@@ -233,4 +210,3 @@ def cmd_teach(args: argparse.Namespace) -> int:
         f"{total['completion_tokens']} completion  cache {cfg.run_dir / 'cache.sqlite'}",
         markup=False, highlight=False, soft_wrap=True,
     )
-    return 0

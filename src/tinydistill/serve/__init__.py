@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cli import cmd_serve, configure_serve_parser
 from .limits import Limits
 
-__all__ = ["Limits", "cmd_serve", "configure_serve_parser", "create_app"]
+__all__ = ["Limits", "create_app"]
 
 
 def __getattr__(name: str) -> Any:  # the app (and torch) load only when used, not for `tinydistill --help`

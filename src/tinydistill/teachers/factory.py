@@ -9,19 +9,18 @@ from typing import Any
 from ..cache import TeacherCache
 from ..data import Example
 from .base import Teacher
+from .hf import HFBackend
+from .http import HTTPBackend
 from .imported import ImportedTeacher
+from .live import LiveTeacher
 from .specs import HFTeacherSpec, HTTPTeacherSpec, ImportedTeacherSpec
 
 
 def _hf_backend(spec: HFTeacherSpec) -> Any:
-    from .hf import HFBackend  # torch/transformers only when a local teacher is used
-
     return HFBackend.from_spec(spec)
 
 
 def _http_backend(spec: HTTPTeacherSpec) -> Any:
-    from .http import HTTPBackend
-
     return HTTPBackend.from_spec(spec)
 
 
@@ -40,8 +39,6 @@ def build_teacher(
     the in-context example generator when ``spec.icl.k > 0``; ``backend`` overrides the spec's (tests)."""
     if isinstance(spec, ImportedTeacherSpec):
         return ImportedTeacher(spec.name, spec.path)
-    from .live import LiveTeacher
-
     return LiveTeacher(
         spec.name,
         backend if backend is not None else BACKENDS[spec.kind](spec),

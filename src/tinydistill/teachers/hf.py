@@ -7,10 +7,13 @@ padding in each batch is small and a memory error shows up on the first batch) a
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+from accelerate import PartialState
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from ..errors import TinyDistillError
 from .backend import LENGTH, Generation
@@ -22,8 +25,6 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 def default_device() -> torch.device:
     """The device accelerate would place a model on (GPU if present, else CPU)."""
-    from accelerate import PartialState
-
     return PartialState().device
 
 
@@ -41,10 +42,6 @@ def load_model(
 ) -> tuple[torch.nn.Module, Any]:
     """Load a seq2seq (incl. ``EncoderDecoderModel``) or causal LM and its tokenizer, in eval mode; a name that
     is neither a model folder nor loadable from the hub (or its cache, offline) is a one-line error."""
-    import os
-
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
     device = device or default_device()
     try:
         config = AutoConfig.from_pretrained(name, revision=revision)

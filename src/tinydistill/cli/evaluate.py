@@ -1,0 +1,26 @@
+"""``tinydistill eval RUN_DIR --data PATH --out DIR``: score a run's best (or any saved) student."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..run import evaluate_run
+
+HELP = "score a run's best student on a data file or folder"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run folder (runs/<name>) or a saved student folder")
+    p.add_argument("--data", required=True, help="data file or TinyLLM folder")
+    p.add_argument("--split", default=None,
+                   help="split to score and name: needed for folders and hub datasets (default valid); for a file, "
+                        "default from its name (test.jsonl → test)")
+    p.add_argument("--format", default="auto", choices=["auto", "tinyllm", "json", "jsonl", "csv", "hf"])
+    p.add_argument("--out", required=True, help="folder for metrics.json and predictions.jsonl")
+    p.add_argument("--modes", default=None, help="comma list of rank,generate (default: the run's)")
+
+
+def handle(args: argparse.Namespace) -> int:
+    evaluate_run(args.run_dir, args.data, split=args.split, fmt=args.format, out=args.out,
+                 modes=args.modes.split(",") if args.modes else None)
+    return 0

@@ -1,0 +1,23 @@
+"""``tinydistill quickstart``: inference-only, fine-tuning and TinyLLM on the embedded data, side by side."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..quickstart import quickstart
+
+HELP = "train and compare inference-only, fine-tuning and TinyLLM on the embedded data"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None, help="a TinyLLM-layout folder (default: the embedded OBQA)")
+    p.add_argument("--output-dir", default="runs", help="where runs/<name> goes (default ./runs)")
+    p.add_argument("--name", default="quickstart")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def handle(args: argparse.Namespace) -> int:
+    quickstart(data_dir=args.data_dir, output_dir=args.output_dir, name=args.name,
+               overrides=args.overrides, progress=not args.no_progress)
+    return 0

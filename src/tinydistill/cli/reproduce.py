@@ -1,0 +1,65 @@
+"""``tinydistill reproduce``: the TinyLLM paper's suites as a grid of runs (:mod:`tinydistill.study`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..study.paper import DATASETS, TABLE1_METHODS
+from ..study.suites import SUITES, Sweep, parse_train_limit
+from ..study.sweep import reproduce
+
+HELP = "the TinyLLM paper's tables: methods × datasets × seeds, ablations, fractions, α, sizes"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default="table1", choices=SUITES,
+                   help="table1: methods × datasets; ablations (Table 2); fractions (Fig. 2); alpha (Fig. 3); "
+                        "sizes (student layers)")
+    p.add_argument("--data-root", default=str(Path("..") / "shared" / "data" / "tinyllm"),
+                   help="folder holding <dataset>/ in the TinyLLM layout")
+    p.add_argument("--datasets", default=",".join(DATASETS), help="comma list (default: all six)")
+    p.add_argument("--methods", default=",".join(TABLE1_METHODS), help="table1 only: comma list of methods")
+    p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
+    p.add_argument("--train-limit", default=None,
+                   help="seeded subsample of each training set: N for every dataset, or per dataset, e.g. "
+                        "piqa=2000 (the rest whole) or piqa=2000,riddle=1000")
+    p.add_argument("--valid-rows", type=int, default=100, help="train rows held out for selection (default 100)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--fractions", default="0.125,0.25,0.5,1", help="fractions suite: training-set fractions")
+    p.add_argument("--alphas", default="0.1,0.5,1", help="alpha suite: the grid for α_T5 and α_LLaMA")
+    p.add_argument("--weight-grid", default="",
+                   help="table1: rationale-loss weights tried for Distill-step-by-step (λ) and TinyLLM (α, both "
+                        "teachers) besides the recipe's; two rows per method chosen on valid: each seed's best weight, "
+                        "and one weight per dataset (best mean over seeds) (the paper explores 0.01,0.1,0.5,1,2,3 "
+                        "and reports the best)")
+    p.add_argument("--layers", default="2,4,6", help="sizes suite: student layer counts (of MiniLM's 6)")
+    p.add_argument("--output-dir", default=str(Path("runs") / "reproduce"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[DATASETS:]KEY=VALUE",
+                   help="dotted override applied to every cell, e.g. --set train.batch_size=16, or to some "
+                        "datasets' cells, e.g. --set bioasq,pubmedqa:train.epochs=3")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and which are done; train nothing")
+    p.add_argument("--report-only", action="store_true", help="rebuild the reports from finished cells")
+    p.add_argument("--keep-models", action="store_true",
+                   help="keep every cell's checkpoints/ and best/ (default: only reports, predictions and the "
+                        "fine-tuned models that Standard KD distils)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _split(text: str, cast: Callable[[str], Any] = str) -> list:
+    return [cast(x.strip()) for x in text.split(",") if x.strip()]
+
+
+def handle(args: argparse.Namespace) -> int:
+    datasets, methods = _split(args.datasets), _split(args.methods)
+    seeds, fractions = _split(args.seeds, int), _split(args.fractions, float)
+    alphas, layers = _split(args.alphas, float), _split(args.layers, int)
+    weight_grid = _split(args.weight_grid, float)
+    sweep = Sweep(suite=args.suite, data_root=Path(args.data_root), datasets=datasets, methods=methods, seeds=seeds,
+                  train_limit=parse_train_limit(args.train_limit), valid_rows=args.valid_rows, epochs=args.epochs,
+                  fractions=fractions, alphas=alphas, weight_grid=weight_grid, layers=layers,
+                  output_dir=Path(args.output_dir), overrides=list(args.overrides))
+    return reproduce(sweep, dry_run=args.dry_run, report_only=args.report_only, keep_models=args.keep_models,
+                     progress=not args.no_progress)

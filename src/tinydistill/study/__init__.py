@@ -1,0 +1,14 @@
+"""Study code: the TinyLLM paper's suites as grids of ordinary runs, and hyperparameter search.
+
+A suite expands to cells (dataset × variant × seed); each cell is one run folder
+``<output>/<suite>/<dataset>/<variant>/seed<k>/`` made by :func:`tinydistill.run.run`: selected on a validation
+set held out of train (``data.valid_from_train``), then scored once on the evaluation split (``data.test``).
+A cell whose ``summary.json`` holds test metrics is done and never re-run, so an interrupted sweep resumes cell by
+cell (and a half-trained cell resumes from its checkpoint). Results: mean ± std over seeds, the paper's published
+figure and the majority-class baseline beside ours, in ``report.md``, ``report.json``, ``report.html``.
+
+Modules, in dependency order: :mod:`.paper` (datasets, labels, published numbers), :mod:`.suites` (variants,
+cells, the sweep's settings), :mod:`.configs` (each cell's run config), :mod:`.selection` (aggregation, rows
+chosen on valid), :mod:`.figures` (matplotlib), :mod:`.reports` (markdown, JSON, HTML), :mod:`.sweep` (running
+one), :mod:`.recipes` (``configs/<dataset>/<method>.yaml``) and :mod:`.search` (optuna).
+"""
