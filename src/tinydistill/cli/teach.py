@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import load_config
-from ..distributed import launched_shard, parse_shard
+from ..parallel.shards import launched_shard, parse_shard
 from ..teach import print_teach_report, teach
 
 HELP = "generate teacher rationales into the cache"

@@ -6,7 +6,7 @@ import argparse
 
 from ..config import load_config
 from ..console import print_outcome
-from ..distributed import is_main_process
+from ..parallel import is_main_process
 from ..run import run
 
 HELP = "train a student from a YAML config (resumes if the run exists)"
