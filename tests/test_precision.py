@@ -55,7 +55,8 @@ def test_a_cell_finished_under_the_old_defaults_counts_where_auto_runs_the_same(
 
     from tinydistill.config import config_from_dict, dump_config
     from tinydistill.errors import ConfigError
-    from tinydistill.reproduce import Cell, check_same_protocol, table1_variants
+    from tinydistill.study.configs import check_same_protocol
+    from tinydistill.study.suites import Cell, table1_variants
 
     _cuda(monkeypatch, False, False, cpu_bf16=cpu_bf16)
     data = {"train": {"path": str(tmp_path)}, "valid": {"path": str(tmp_path)}}
