@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from tinydistill.cli import main
+from tinydistill.cli.reproduce import apply_fast_preset
 from tinydistill.collate import ANSWER_TASK, MultiTaskCollator, TaskSpec, tokenize_tasks
 from tinydistill.config import StudentConfig, config_from_dict
 from tinydistill.data import Example
@@ -19,6 +21,7 @@ from tinydistill.rationales import without_stated_answer
 from tinydistill.run import run
 from tinydistill.splits import HOLDOUT_SEED, load_train_valid
 from tinydistill.students import load_student
+from tinydistill.study.paper import DATASETS, TABLE1_METHODS
 
 from .conftest import synthetic_rows
 
@@ -454,3 +457,25 @@ def test_reproduce_takes_a_seq2seq_student_like_the_papers_and_its_report_names_
     student = f"- Student: `{tiny_t5_dir}` ({n_params / 1e6:.1f}M parameters) with each choice ranked by the likelihood"
     assert student in report
     assert "all-MiniLM" not in report
+
+
+def test_the_fast_suite_is_table1_on_three_datasets_with_1000_rows(tmp_path, monkeypatch, capsys):
+    """``--suite fast``: obqa, arc and riddle, 1,000 training rows, FT / Distill-step-by-step / TinyLLM, 3 seeds,
+    in its own folder; a flag given on the command line still wins."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("obqa", "arc", "riddle"):
+        tinyllm_folder(tmp_path / "data", name)
+    assert main(["reproduce", "--suite", "fast", "--data-root", str(tmp_path / "data"), "--valid-rows", "24",
+                 "--dry-run"]) == 0
+    todo = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if line.startswith("todo")]
+    cells = {tuple(key.split("/")[:4]) for key in todo}
+    assert {c[0] for c in cells} == {"fast"} and {c[1] for c in cells} == {"obqa", "arc", "riddle"}
+    assert {c[2] for c in cells} == {"finetune", "step_by_step", "tinyllm"} and len(todo) == 27
+    args = argparse.Namespace(suite="fast", datasets=",".join(DATASETS), methods=",".join(TABLE1_METHODS),
+                              train_limit=None)
+    apply_fast_preset(args, {"datasets": ",".join(DATASETS), "methods": ",".join(TABLE1_METHODS)})
+    assert (args.datasets, args.train_limit) == ("obqa,arc,riddle", "1000")
+    assert main(["reproduce", "--suite", "fast", "--data-root", str(tmp_path / "data"), "--valid-rows", "24",
+                 "--datasets", "obqa", "--methods", "finetune", "--seeds", "0", "--dry-run"]) == 0
+    todo = [line for line in capsys.readouterr().out.splitlines() if line.startswith("todo")]
+    assert len(todo) == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..study.paper import DATASETS, TABLE1_METHODS
-from ..study.suites import SUITES, Sweep, parse_train_limit
+from ..study.suites import FAST_SUITE, SUITES, Sweep, parse_train_limit
 from ..study.sweep import reproduce
 
 HELP = "the TinyLLM paper's tables: methods × datasets × seeds, ablations, fractions, α, sizes"
@@ -16,8 +16,9 @@ HELP = "the TinyLLM paper's tables: methods × datasets × seeds, ablations, fra
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default="table1", choices=SUITES,
-                   help="table1: methods × datasets; ablations (Table 2); fractions (Fig. 2); alpha (Fig. 3); "
-                        "sizes (student layers)")
+                   help="table1: methods × datasets; fast: table1 on obqa, arc, riddle with 1,000 training rows "
+                        "and finetune, step_by_step, tinyllm (unless those flags are given); ablations (Table 2); "
+                        "fractions (Fig. 2); alpha (Fig. 3); sizes (student layers)")
     p.add_argument("--data-root", default=str(Path("..") / "shared" / "data" / "tinyllm"),
                    help="folder holding <dataset>/ in the TinyLLM layout")
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma list (default: all six)")
@@ -52,7 +53,21 @@ def _split(text: str, cast: Callable[[str], Any] = str) -> list:
     return [cast(x.strip()) for x in text.split(",") if x.strip()]
 
 
+def apply_fast_preset(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> None:
+    """``--suite fast``: the datasets, methods and training-row limit of :data:`FAST_SUITE` where the command left
+    those flags at their defaults."""
+    if args.suite != "fast":
+        return
+    if args.datasets == parser_defaults["datasets"]:
+        args.datasets = ",".join(FAST_SUITE["datasets"])
+    if args.methods == parser_defaults["methods"]:
+        args.methods = ",".join(FAST_SUITE["methods"])
+    if args.train_limit is None:
+        args.train_limit = str(FAST_SUITE["train_limit"])
+
+
 def handle(args: argparse.Namespace) -> int:
+    apply_fast_preset(args, {"datasets": ",".join(DATASETS), "methods": ",".join(TABLE1_METHODS)})
     datasets, methods = _split(args.datasets), _split(args.methods)
     seeds, fractions = _split(args.seeds, int), _split(args.fractions, float)
     alphas, layers = _split(args.alphas, float), _split(args.layers, int)

@@ -85,7 +85,7 @@ def markdown_report(suite: str, variants: Sequence[Variant], datasets: Sequence[
     for v in variants:
         shares = [(table.get(v.name, {}).get(d) or {}).get("top_share") for d in datasets]
         lines.append(f"| {v.label} | " + " | ".join("—" if x is None else f"{x:.0f}" for x in shares) + " |")
-    if suite == "table1":
+    if suite in ("table1", "fast"):
         lines += ["", "The paper (Table 1, 80M FLAN-T5 student, its test split):", "",
                   "| method | " + " | ".join(heads) + " | avg |", "|---|" + "---|" * (len(heads) + 1)]
         for method in dict.fromkeys(v.method for v in variants):

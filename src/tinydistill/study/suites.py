@@ -12,7 +12,11 @@ from ..data import load_examples
 from ..errors import ConfigError
 from .paper import DATASETS, METHOD_LABELS, TABLE1_METHODS
 
-SUITES = ("table1", "ablations", "fractions", "alpha", "sizes")
+SUITES = ("table1", "fast", "ablations", "fractions", "alpha", "sizes")
+#: ``--suite fast``: Table 1's cells on three datasets and 1,000 training rows each — the protocol for judging a
+#: change to a method in one command (its own folder, so it never mixes with a whole-set sweep).
+FAST_SUITE = {"datasets": ("obqa", "arc", "riddle"), "methods": ("finetune", "step_by_step", "tinyllm"),
+              "train_limit": 1000}
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def plan_cells(sweep: Sweep) -> list[Cell]:
     cells = []
     for seed in sweep.seeds:
         for ds in sweep.datasets:
-            if sweep.suite == "table1":
+            if sweep.suite in ("table1", "fast"):
                 variants = table1_variants(sweep.methods, sweep.weight_grid)
             elif sweep.suite == "ablations":
                 variants = ablation_variants()
