@@ -20,7 +20,7 @@ from transformers import (
 
 from .config import StudentConfig
 from .errors import TinyDistillError
-from .students import (
+from .student_base import (
     _ENCODER_ONLY,
     Student,
     _configure_special_tokens,
