@@ -277,7 +277,7 @@ def test_deepspeed_zero2_two_processes_train_like_one_and_resume(tiny_t5_dir, sy
 def test_fsdp_trains_a_choice_student_whose_objective_calls_its_submodules_like_one_process(
         tiny_bert_dir, tmp_path) -> None:
     """TinyLLM on a multiple-choice student: the objective calls the choice scorer and, for each teacher, the
-    shared encoder and the rationale decoder directly, never ``model.forward``. Under FSDP (two processes) the
+    shared encoder and the masked-rationale head directly, never ``model.forward``. Under FSDP (two processes) the
     losses and the valid metric still match one process, and best/ is a plain loadable folder."""
     from .test_reproduce import choice_config, tinyllm_folder
 
@@ -289,7 +289,9 @@ def test_fsdp_trains_a_choice_student_whose_objective_calls_its_submodules_like_
     raw = choice_config(tiny_bert_dir, data, tmp_path / "runs", method="tinyllm", name="fsdp", **over)
     (tmp_path / "fsdp.yaml").write_text(yaml.safe_dump(raw))
     _launch(2, ["train", str(tmp_path / "fsdp.yaml"), "--no-progress"], tmp_path, accelerate_config="fsdp")
-    a, b = _records(one.run_dir), _records(tmp_path / "runs" / "fsdp")
+    fsdp_dir = tmp_path / "runs" / "fsdp"
+    a = _records(one.run_dir / "rationale_stage") + _records(one.run_dir)  # the rationales first, then the answers
+    b = _records(fsdp_dir / "rationale_stage") + _records(fsdp_dir)
     assert b[0]["data_parallel"] == "fsdp" and [r["step"] for r in a] == [r["step"] for r in b]
     assert any(k.startswith("loss/rationale") for k in a[0])
     for ra, rb in zip(a, b, strict=True):

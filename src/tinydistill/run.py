@@ -80,6 +80,17 @@ def _tokenise(cfg: RunConfig, student: Student, examples: Sequence[Example], tas
     return rows, truncation
 
 
+def _student_after_rationale_stage(cfg: RunConfig, student: Student, folder: Path) -> Student:
+    """The answer stage's student: the rationale stage's weights, saved by the main process and loaded by every
+    process as a plain model (under FSDP only the main process holds a full copy after a stage); the rationale
+    head stays behind. Weights still at their initialisation (the choice head) keep their learning-rate scale."""
+    fresh = student.new_param_names
+    share_from_main(lambda: save_student(student, folder))
+    reloaded = load_student(saved_student_config(cfg.student, folder))
+    reloaded.new_param_names = frozenset(n for n in fresh if not n.startswith("mlm_head."))
+    return reloaded
+
+
 def evaluate_on(student: Student, cfg: RunConfig, examples: Sequence[Example],
                 modes: Sequence[str] | None = None, progress: bool = False) -> EvalResult:
     if cfg.data.task == "open":  # no choices: generate, then exact match / token F1
@@ -153,6 +164,7 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
             train_seconds += first.seconds
             if not first.state.completed:
                 raise KeyboardInterrupt(f"stopped after step {first.state.step} of the rationale stage")
+            student = _student_after_rationale_stage(cfg, student, run_dir / RATIONALE_STAGE_DIR / "student")
             log(f"[{cfg.name}] answer stage")
         save = plan.save or save_student
         select = Selection(valid_fn, on_best=lambda s: save(s, best_dir), on_eval=on_valid)

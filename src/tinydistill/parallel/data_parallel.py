@@ -33,16 +33,17 @@ BUCKET_BYTES = 32 * 2**20
 
 
 def task_units(batch: Batch) -> dict[str, float]:
-    """What each task's mean loss divides by in ``batch``: weighted target tokens, or weighted rows of a
-    choice head (see :func:`~tinydistill.losses.token_cross_entropy`, ``choice_cross_entropy``). A causal
+    """What each task's mean loss divides by in ``batch``: weighted target (or masked rationale) tokens, or weighted
+    rows of a choice head (see :func:`~tinydistill.losses.token_cross_entropy`, ``choice_cross_entropy``). A causal
     student's loss drops label 0, always a masked prompt token, so counting every label is the same."""
     units = {}
     for task, t in batch.items():
         weights = t.get("row_weights")
-        if "choice_mask" in t or t["labels"].ndim == 1:
+        if "choice_mask" in t or ("labels" in t and t["labels"].ndim == 1):
             units[task] = float(weights.sum()) if weights is not None else float(t["labels"].shape[0])
             continue
-        mask = (t["labels"] != IGNORE_INDEX).float()
+        labels = t["mlm_labels"] if "mlm_labels" in t else t["labels"]  # a masked rationale: its masked tokens
+        mask = (labels != IGNORE_INDEX).float()
         if weights is not None:
             mask = mask * weights.float().unsqueeze(1)
         units[task] = float(mask.sum())
