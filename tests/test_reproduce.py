@@ -249,8 +249,9 @@ def test_ablation_and_fraction_cells_train_what_they_name(tmp_path, tiny_bert_di
               "--set", "student.max_rationale_length=8", "--set", "train.mixed_precision=no"]
     assert main(["reproduce", "--suite", "ablations", *common]) == 0
     root = tmp_path / "runs" / "reproduce" / "ablations" / "toy"
-    first = {v: json.loads((root / v / "seed0" / "metrics.jsonl").read_text().splitlines()[0])
-             for v in ("tinyllm", "wo_llama", "wo_t5")}
+    first = {v: json.loads((root / v / "seed0" / "rationale_stage" / "metrics.jsonl").read_text().splitlines()[0])
+             for v in ("tinyllm", "wo_llama", "wo_t5")}  # TinyLLM learns the rationales first, then the answers
+    assert not (root / "tinyllm" / "seed0" / "rationale_stage" / "checkpoints").exists()  # freed with the cell's
     assert "loss/rationale/llama2" in first["tinyllm"] and "loss/rationale/flan_t5" in first["tinyllm"]
     assert "loss/rationale/llama2" not in first["wo_llama"] and "loss/rationale/flan_t5" in first["wo_llama"]
     assert "loss/rationale/flan_t5" not in first["wo_t5"] and "loss/rationale/llama2" in first["wo_t5"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..console import console
 from ..errors import ConfigError, TinyDistillError
-from ..run import run
+from ..run import RATIONALE_STAGE_DIR, run
 from .configs import (
     base_config,
     check_override_scopes,
@@ -61,6 +61,8 @@ def run_cells(cells: Sequence[Cell], base_for: Callable[[str, int], dict], *, pr
 def prune_cell(cell: Cell) -> None:
     """Free a finished cell's disk: its checkpoints, and its model unless a later cell distils it (finetune)."""
     shutil.rmtree(cell.run_dir / "checkpoints", ignore_errors=True)
+    for part in ("checkpoints", "student"):  # a rationale stage's (its metrics.jsonl stays)
+        shutil.rmtree(cell.run_dir / RATIONALE_STAGE_DIR / part, ignore_errors=True)
     if cell.variant.method != "finetune":
         shutil.rmtree(cell.run_dir / "best", ignore_errors=True)
 
