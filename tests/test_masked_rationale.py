@@ -21,6 +21,7 @@ from tinydistill.choice_student import (
 )
 from tinydistill.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
 from tinydistill.config import StudentConfig, config_from_dict
+from tinydistill.data import Example
 from tinydistill.losses import IGNORE_INDEX
 from tinydistill.run import RATIONALE_STAGE_DIR, run
 from tinydistill.students import load_student
@@ -109,8 +110,6 @@ def test_masks_are_fixed_by_their_key_and_hide_only_rationale_tokens(tokenizer_d
 def test_tokenised_rationale_tasks_become_masked_pairs(tiny_bert_dir):
     student = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice"),
                            with_rationale_head=True)
-    from tinydistill.data import Example
-
     rows = [Example("1", "what goes with a cat?", ("milk", "bone"), 0),
             Example("2", "what goes with a dog?", ("milk", "bone"), 1)]
     tasks = [TaskSpec("answer", "", lambda i, e: "x", 8),

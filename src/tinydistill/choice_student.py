@@ -259,7 +259,7 @@ def encode_masked_rationale(tokenizer, source_ids: Sequence[int], rationale: str
     cut = len(ids) > max_rationale_length - 1
     ids = ids[: max_rationale_length - 1]
     sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-    labels = [IGNORE_INDEX] * len(source_ids) + [IGNORE_INDEX] * len(ids) + [IGNORE_INDEX]
+    labels = [IGNORE_INDEX] * (len(source_ids) + len(ids) + 1)  # the originals go in at masked positions
     masked = list(ids)
     for p in mask_positions(len(ids), ratio, key) if ids else ():
         labels[len(source_ids) + p] = ids[p]

@@ -47,7 +47,7 @@ class MultiTaskObjective:
                 out[task] = (weight, choice_cross_entropy(scores, tensors["labels"], tensors.get("row_weights")))
                 continue
             if "mlm_labels" in tensors:  # a multiple-choice student's masked rationale tokens
-                out[task] = (weight, student.model.masked_rationale_loss(tensors))
+                out[task] = (weight, student.masked_rationale_loss(tensors))
                 continue
             if encoded is not None:  # this task's rows of the one shared encoder pass
                 idx = tensors["source_index"]

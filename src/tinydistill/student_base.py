@@ -48,6 +48,10 @@ class Student:
         """Multiple-choice students: (B, K) scores of each row's choices (padded choices are -inf)."""
         return self.model.choice_scores(batch)
 
+    def masked_rationale_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Multiple-choice students with the ``mlm`` rationale head: the masked rationale tokens' cross-entropy."""
+        return self.model.masked_rationale_loss(batch)
+
     def target_logits(
         self, batch: dict[str, torch.Tensor], encoder_outputs: object | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
