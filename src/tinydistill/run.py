@@ -144,12 +144,25 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
 
     best_dir = run_dir / BEST_DIR
     train_seconds = 0.0
+    scored: dict[str, tuple[EvalResult, float]] = {}  # "last" / "best" selection evals and their seconds
     if plan.trains:
         valid_sel = valid_rows[: cfg.eval.valid_limit] if cfg.eval.valid_limit else valid_rows
         sel_mode = "generate" if cfg.train.select_metric == "generate_accuracy" else "rank"
 
+        # the selection eval of the best student is the final eval's twin when it scores the same rows in the
+        # same modes and best/ reloads as the same plain model: kept, so valid is not scored twice
+        twin = (valid_sel is valid_rows and tuple(cfg.eval.modes) == (sel_mode,) and cfg.data.task != "open"
+                and plan.save is None and plan.load_best is None)
+
         def valid_fn(s: Student) -> dict:
-            return evaluate_on(s, cfg, valid_sel, modes=(sel_mode,)).metrics
+            started = time.perf_counter()
+            scored["last"] = evaluate_on(s, cfg, valid_sel, modes=(sel_mode,)), time.perf_counter() - started
+            return scored["last"][0].metrics
+
+        def on_best(s: Student) -> None:
+            (plan.save or save_student)(s, best_dir)
+            if twin:
+                scored["best"] = scored["last"]
 
         if plan.prepare is not None:  # e.g. teacher signals computed once and cached
             main_process_first(lambda: plan.prepare(rows))
@@ -165,8 +178,7 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
                 raise KeyboardInterrupt(f"stopped after step {first.state.step} of the rationale stage")
             student = _student_after_rationale_stage(cfg, student, run_dir / RATIONALE_STAGE_DIR / "student")
             log(f"[{cfg.name}] answer stage")
-        save = plan.save or save_student
-        select = Selection(valid_fn, on_best=lambda s: save(s, best_dir), on_eval=on_valid)
+        select = Selection(valid_fn, on_best=on_best, on_eval=on_valid)
         result = train(student, rows, plan.objective, cfg.train, seed=cfg.seed, run_dir=run_dir, select=select,
                        stop_after_steps=stop_after_steps, progress=progress)
         train_seconds += result.seconds
@@ -180,9 +192,12 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
     if not is_main_process():  # the main process evaluates and reports; the others receive its outcome
         return share_from_main(lambda: None)
 
-    started = time.perf_counter()
-    valid = evaluate_on(student, cfg, valid_rows, progress=progress)
-    eval_seconds = time.perf_counter() - started
+    if "best" in scored:  # this process trained the best student and already scored it on all of valid
+        valid, eval_seconds = scored["best"]
+    else:
+        started = time.perf_counter()
+        valid = evaluate_on(student, cfg, valid_rows, progress=progress)
+        eval_seconds = time.perf_counter() - started
     teacher_metrics = {name: evaluate_teacher(t, valid_rows) for name, t in teachers.items()}
     _write_predictions(run_dir / "predictions.jsonl", valid)
     test, test_teachers = None, {}
