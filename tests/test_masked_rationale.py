@@ -126,7 +126,7 @@ def test_tokenised_rationale_tasks_become_masked_pairs(tiny_bert_dir):
 def test_tinyllm_learns_rationales_first_then_answers_and_deploys_a_plain_choice_model(tmp_path, tiny_bert_dir):
     data = tinyllm_folder(tmp_path)
     raw = choice_config(tiny_bert_dir, data, tmp_path / "runs", method="tinyllm",
-                        train={"epochs": 3, "batch_size": 8, "lr": 1e-2, "mixed_precision": "no",
+                        train={"epochs": 6, "batch_size": 8, "lr": 1e-2, "mixed_precision": "no",
                                "warmup_ratio": 0.0, "rationale_stage_epochs": 3})
     outcome = run(config_from_dict(raw), progress=False, log=lambda *_: None)
     stage = [json.loads(line) for line in (outcome.cfg.run_dir / RATIONALE_STAGE_DIR / "metrics.jsonl").open()]
