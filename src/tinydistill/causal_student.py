@@ -17,6 +17,7 @@ class CausalStudent(Student):
     source_suffix = "\n"  # the target starts on a fresh line after the prompt
     hidden_sides = ("decoder",)
     pad = staticmethod(pad_causal)
+    hf_auto_class = "AutoModelForCausalLM"
 
     def target_token_ids(self, text: str) -> list[int]:
         """A target continues the prompt, so it starts with a space (one word piece, not a glued one)."""

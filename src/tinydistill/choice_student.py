@@ -298,6 +298,8 @@ class ChoiceStudent(Student):
     scores_choices = True
     pad = staticmethod(pad_seq2seq)  # the rationale decoder reads its own encoder, like a seq2seq model
     lora_trains_fully = ("classifier",)  # the (new) choice head trains fully
+    hf_auto_class = "AutoModelForMultipleChoice"
+    card_usage_note = "The head scores each (question, choice) pair; the highest score is the answer."
 
     def choice_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, K) scores of each row's choices (padded choices are -inf)."""

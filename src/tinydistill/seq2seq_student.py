@@ -21,6 +21,15 @@ class Seq2SeqStudent(Student):
     decoder_prefix = True
     hidden_sides = ("encoder", "decoder")
     pad = staticmethod(pad_seq2seq)
+    hf_auto_class = "AutoModelForSeq2SeqLM"
+
+    @classmethod
+    def card_prefix_note(cls, prefix_side: str) -> str:
+        if prefix_side == "encoder":
+            return ""
+        return (f" The prefix opens the decoder input, not the encoder's: decoder_input_ids = [decoder start token] "
+                f"+ the prefix's token ids (`student.prefix_side: {prefix_side}`); the encoder reads the question "
+                f"alone.")
 
     def _config_eos(self) -> int | list[int] | None:
         eos = self.model.config.eos_token_id

@@ -64,6 +64,14 @@ class Student(ABC):
     pad: ClassVar[Padding] = staticmethod(pad_seq2seq)
     #: modules LoRA leaves whole and trains fully (besides ``new_param_names``)
     lora_trains_fully: ClassVar[tuple[str, ...]] = ()
+    #: the transformers Auto class that loads the saved (deployable) model, and what the model card adds below it
+    hf_auto_class: ClassVar[str]
+    card_usage_note: ClassVar[str] = ""
+
+    @classmethod
+    def card_prefix_note(cls, prefix_side: str) -> str:
+        """What the model card says about where the task prefix goes (nothing: before the question)."""
+        return ""
 
     # ------------------------------------------------------------------------------------------ tokens
     def _config_eos(self) -> int | list[int] | None:
