@@ -21,7 +21,7 @@ class ChoiceKDObjective:
 
     def __init__(self, cfg: WhiteboxConfig, student: Student) -> None:
         teacher = load_student(StudentConfig(model=str(cfg.teacher_model), architecture="multiple_choice"))
-        if teacher.kind != "multiple_choice":
+        if not teacher.scores_choices:
             raise TinyDistillError(f"whitebox.teacher_model: {cfg.teacher_model} is not a multiple-choice model")
         self.teacher = teacher
         self.teacher.model.eval().requires_grad_(False)

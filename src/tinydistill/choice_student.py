@@ -10,7 +10,7 @@ answer comes from a head that cannot collapse onto a letter. Two rationale heads
 - ``decoder``: a causal LM with cross-attention, initialised from the same checkpoint, writes the rationale.
 
 The deployable model is a plain ``AutoModelForMultipleChoice`` (``best/``); a rationale decoder is saved beside
-it (``best/rationale_decoder``).
+it (``best/rationale_decoder``). :class:`ChoiceStudent` is the student kind around a :class:`ChoiceModel`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from transformers import AutoModelForCausalLM, AutoModelForMultipleChoice, PreTr
 
 from .data import Example
 from .losses import IGNORE_INDEX, token_cross_entropy
+from .rationales import stated_answer
+from .student_base import Student, autocast
+from .task_items import ANSWER_TASK, ItemContext, SourceEncoder, TaskSpec, pad_seq2seq
 
 DECODER_DIR = "rationale_decoder"
 
@@ -285,3 +288,94 @@ def pad_masked_rationales(items: Sequence[MaskedRationaleItem], pad_id: int) -> 
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "mlm_labels": labels,
             "row_weights": torch.tensor([it.weight for it in items], dtype=torch.float),
             "row_index": torch.tensor([it.row for it in items], dtype=torch.long)}
+
+
+class ChoiceStudent(Student):
+    """A :class:`ChoiceModel`: the answer task scores (question, choice) pairs; rationale tasks train the rationale
+    head (masked rationale tokens, or a decoder that reads the shared encoder like a seq2seq model)."""
+
+    kind = "multiple_choice"
+    scores_choices = True
+    pad = staticmethod(pad_seq2seq)  # the rationale decoder reads its own encoder, like a seq2seq model
+    lora_trains_fully = ("classifier",)  # the (new) choice head trains fully
+    hf_auto_class = "AutoModelForMultipleChoice"
+    card_usage_note = "The head scores each (question, choice) pair; the highest score is the answer."
+
+    def choice_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, K) scores of each row's choices (padded choices are -inf)."""
+        return self.model.choice_scores(batch)
+
+    def masked_rationale_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """With the ``mlm`` rationale head: the masked rationale tokens' cross-entropy."""
+        return self.model.masked_rationale_loss(batch)
+
+    def _start_id(self) -> int:
+        return self.tokenizer.cls_token_id if self.tokenizer.cls_token_id is not None else self.pad_token_id
+
+    def target_logits(
+        self, batch: dict[str, torch.Tensor], encoder_outputs: object | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rationale decoder reads the shared encoder and the right-shifted labels."""
+        return self.model.rationale_logits(batch, self._start_id(), self.pad_token_id), batch["labels"]
+
+    def encode_task_item(self, i: int, ex: Example, task: TaskSpec, ctx: ItemContext) -> object | None:
+        """The answer task: every (question, choice) pair; a rationale task with the ``mlm`` head: ``(source,
+        rationale)`` with ``ctx.mask_ratio`` of its tokens masked, the positions fixed by (seed, task, row)."""
+        if task.name == ANSWER_TASK:
+            item, cut = encode_choices(self.tokenizer, ex, task.prefix, ctx.max_input_length)
+            ctx.stats.sources += bool(cut)
+            ctx.stats.source_tokens_dropped += cut
+            return item
+        if getattr(self.model, "mlm_head", None) is None:
+            return super().encode_task_item(i, ex, task, ctx)
+        target = self.task_target(i, ex, task)
+        if target is None:
+            return None
+        text, weight = target
+        masked, cut = encode_masked_rationale(self.tokenizer, ctx.source.encode(ex, task.prefix), text,
+                                              task.max_target_length, ctx.mask_ratio,
+                                              f"{ctx.mask_seed}/{task.name}/{i}")
+        if cut:
+            ctx.stats.targets[task.name] = ctx.stats.targets.get(task.name, 0) + 1
+        masked.weight, masked.row = weight, i
+        return masked
+
+    def count_truncated_sources(self, examples: Sequence[Example], prefix: str, max_input_length: int) -> int:
+        """What the choice head reads: rows with a (question, choice) pair too long."""
+        return sum(choice_overflow(self.tokenizer, ex, prefix, max_input_length) > 0 for ex in examples)
+
+    def rank_scores(self, examples: Sequence[Example], *, source: SourceEncoder, prefix: str, head: list[int],
+                    max_input_length: int, answer_style: str, max_answer_length: int, reduction: str,
+                    autocast_dtype: torch.dtype | None) -> list[list[float]]:
+        """The choice head's scores."""
+        device = self.model.device
+        items = [encode_choices(self.tokenizer, ex, prefix, max_input_length)[0] for ex in examples]
+        tensors = {k: v.to(device) for k, v in pad_choices(items, self.pad_token_id).items()}
+        with autocast(device, autocast_dtype):
+            scores = self.choice_scores(tensors).tolist()
+        return [row[: len(ex.choices)] for row, ex in zip(scores, examples, strict=True)]
+
+    def generate_ids(self, sources: Sequence[list[int]], head: list[int], max_new_tokens: int) -> torch.Tensor:
+        """The rationale decoder writes from the shared encoder's reading of each source."""
+        ids, mask = self._right_padded(sources)
+        device = self.model.device
+        return self.model.generate_rationales(ids.to(device), mask.to(device), start_id=self._start_id(),
+                                              pad_id=self.pad_token_id, eos_id=self.eos_token_id,
+                                              max_new_tokens=max_new_tokens)
+
+    def generation_prefix(self, prefix: str, rationale_prefix: str | None) -> str | None:
+        """A choice student generates only through a rationale decoder, with its first teacher's task prefix."""
+        return rationale_prefix if getattr(self.model, "decoder", None) is not None and rationale_prefix else None
+
+    def parse_generated(self, text: str, choices: Sequence[str]) -> int | None:
+        """The answer the written rationale states."""
+        return stated_answer(text, choices)
+
+    @property
+    def lora_host(self) -> nn.Module:
+        """LoRA adapts the scorer (its encoder); the rationale head is left as it is."""
+        return self.model.scorer
+
+    @lora_host.setter
+    def lora_host(self, module: nn.Module) -> None:
+        self.model.scorer = module

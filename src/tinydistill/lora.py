@@ -30,21 +30,16 @@ def apply_lora(student: Student, cfg: LoraConfig) -> Student:
     from peft import get_peft_model
 
     targets = list(cfg.target_modules) if cfg.target_modules else _default_targets(student)
-    if student.kind == "multiple_choice":  # adapt the scorer's encoder; its (new) choice head trains fully
-        scorer_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
-                                    modules_to_save=["classifier"])
-        student.model.scorer = get_peft_model(student.model.scorer, scorer_cfg)
-        student.new_param_names = frozenset()
-        return student
-    modules_to_save = None
+    # the module the kind adapts (a choice student: its scorer) and what trains fully beside the adapters
+    modules_to_save = list(student.lora_trains_fully) or None
     target: list[str] | str = targets
-    if student.new_param_names:
+    if modules_to_save is None and student.new_param_names:
         alternatives = "|".join(targets)
         target = rf"^(?!.*(?:{'|'.join(_NEW_MODULES)})).*\.({alternatives})$"
         modules_to_save = list(_NEW_MODULES)
     peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=target,
                               modules_to_save=modules_to_save)
-    student.model = get_peft_model(student.model, peft_cfg)
+    student.lora_host = get_peft_model(student.lora_host, peft_cfg)
     student.new_param_names = frozenset()
     return student
 
@@ -58,13 +53,9 @@ def save_lora_student(student: Student, folder: str | Path, mode: str) -> None:
         model.save_pretrained(folder)
         student.tokenizer.save_pretrained(folder)
         return
-    if student.kind == "multiple_choice":
-        merged_choice = copy.deepcopy(model)
-        merged_choice.scorer = merged_choice.scorer.merge_and_unload()
-        save_student(Student(merged_choice, student.tokenizer, student.kind), folder)
-        return
-    merged = copy.deepcopy(model).merge_and_unload()
-    save_student(Student(merged, student.tokenizer, student.kind), folder)
+    merged = type(student)(copy.deepcopy(model), student.tokenizer)
+    merged.lora_host = merged.lora_host.merge_and_unload()
+    save_student(merged, folder)
 
 
 def load_lora_student(base: StudentConfig, folder: str | Path) -> Student:

@@ -39,7 +39,7 @@ class MultiTaskObjective:
 
     def terms(self, student: Student, batch: Batch) -> Terms:
         out: Terms = {}
-        encoded = shared_encoding(student, batch)
+        encoded = student.shared_encoding(batch)
         for task, tensors in batch.items():  # one forward per task (answer, each teacher)
             weight = self.task_weights.get(task, 0.0)
             if "choice_mask" in tensors:  # a multiple-choice student's answer head
@@ -58,17 +58,6 @@ class MultiTaskObjective:
             logits, labels = student.target_logits(tensors)
             out[task] = (weight, token_cross_entropy(logits, labels, tensors.get("row_weights")))
         return out
-
-
-def shared_encoding(student: Student, batch: Batch) -> torch.Tensor | None:
-    """(B, S, H) one encoder pass over the batch's rows when the collator found every task reads the same
-    source (``student.prefix_side: decoder``); None otherwise."""
-    first = next(iter(batch.values()), {})
-    if student.kind != "seq2seq" or "shared_input_ids" not in first:
-        return None
-    encoder = student.model.get_encoder()
-    return encoder(input_ids=first["shared_input_ids"],
-                   attention_mask=first["shared_attention_mask"]).last_hidden_state
 
 
 @dataclass
@@ -214,7 +203,7 @@ def build_kd(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, 
     """Standard KD (Hinton): ``(1-α)·CE(gold) + α·T²·KL(teacher ‖ student)`` on the answer target.
 
     A multiple-choice student distils a multiple-choice teacher's distribution over the choices instead."""
-    if student.kind == "multiple_choice":
+    if student.scores_choices:
         from .choice_kd import ChoiceKDObjective
 
         wb = cfg.whitebox
@@ -227,7 +216,7 @@ def build_kd(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, 
 def build_whitebox(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, Teacher],
                    student: Student) -> MethodPlan:
     """Scaling Down: standard KD plus ``hidden_mse_weight`` · MSE of projected hidden states (layer map)."""
-    if student.kind == "multiple_choice":
+    if student.scores_choices:
         raise TinyDistillError("method 'whitebox' (hidden-state MSE) is not supported for multiple_choice "
                                "students yet; use method 'kd' for soft labels over the choices")
     return _white_box(cfg, train_rows, student, with_hidden=True)

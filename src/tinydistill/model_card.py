@@ -12,10 +12,9 @@ import yaml
 from safetensors import safe_open
 
 from .config import MINILM_ALIAS
+from .students import student_class
 
 MINILM_HUB = "sentence-transformers/all-MiniLM-L6-v2"
-_LOADERS = {"multiple_choice": "AutoModelForMultipleChoice", "seq2seq": "AutoModelForSeq2SeqLM",
-            "causal": "AutoModelForCausalLM"}
 
 
 def _precision(train: Mapping, summary: Mapping) -> str:
@@ -29,11 +28,7 @@ def _precision(train: Mapping, summary: Mapping) -> str:
 
 def _prefix_note(student: Mapping, kind: str) -> str:
     """How to prompt a student trained with the task prefix on the decoder side (``prefix_side``)."""
-    side = student.get("prefix_side", "encoder")
-    if kind != "seq2seq" or side == "encoder":
-        return ""
-    return (f" The prefix opens the decoder input, not the encoder's: decoder_input_ids = [decoder start token] + "
-            f"the prefix's token ids (`student.prefix_side: {side}`); the encoder reads the question alone.")
+    return student_class(kind).card_prefix_note(student.get("prefix_side", "encoder"))
 
 
 def _pct(x: Any) -> str:
@@ -124,7 +119,7 @@ def model_card(run_dir: str | Path) -> str:
                 f"{valid.get(f'{mode}_entropy_bits', float('nan')):.2f} bits, distribution "
                 f"`{valid.get(f'{mode}_distribution')}`" for mode in ("rank", "generate")
                 if f"{mode}_top_share" in valid] or ["- not measured"]
-    loader = _LOADERS[kind]
+    loader = student_class(kind).hf_auto_class
     if adapter:
         load = f'from peft import AutoPeftModel\n\nmodel = AutoPeftModel.from_pretrained("{best}")'
     else:
@@ -155,8 +150,8 @@ def model_card(run_dir: str | Path) -> str:
         "- Rationales it may write inherit its teachers' errors and biases.", "",
         "## How to load", "", "```python", load, "```", "",
     ]
-    if kind == "multiple_choice":
-        lines += ["The head scores each (question, choice) pair; the highest score is the answer.", ""]
+    if student_class(kind).card_usage_note:
+        lines += [student_class(kind).card_usage_note, ""]
     return "\n".join(lines)
 
 

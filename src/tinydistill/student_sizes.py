@@ -18,8 +18,10 @@ from transformers import (
     EncoderDecoderModel,
 )
 
+from .causal_student import CausalStudent
 from .config import StudentConfig
 from .errors import TinyDistillError
+from .seq2seq_student import Seq2SeqStudent
 from .student_base import (
     _ENCODER_ONLY,
     Student,
@@ -107,16 +109,14 @@ def narrow_student(cfg: StudentConfig) -> Student:
         dec = AutoConfig.from_pretrained(name, **over, is_decoder=True, add_cross_attention=True)
         model = EncoderDecoderModel(EncoderDecoderConfig.from_encoder_decoder_configs(enc, dec))
         _configure_special_tokens(model, tokenizer)
-        return Student(model, tokenizer, "seq2seq", frozenset(n for n, _ in model.named_parameters()))
+        return Seq2SeqStudent(model, tokenizer, frozenset(n for n, _ in model.named_parameters()))
     config = AutoConfig.from_pretrained(name, **over)
     if config.is_encoder_decoder and arch != "causal":
-        model = AutoModelForSeq2SeqLM.from_config(config)
-        kind = "seq2seq"
-    else:
-        model, kind = AutoModelForCausalLM.from_config(config), "causal"
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-    return Student(model, tokenizer, kind)
+        return Seq2SeqStudent(AutoModelForSeq2SeqLM.from_config(config), tokenizer)
+    model = AutoModelForCausalLM.from_config(config)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return CausalStudent(model, tokenizer)
 
 
 __all__ = ["keep_layers", "narrow_student", "evenly_spaced"]

@@ -1,4 +1,5 @@
-"""Load a student (seq2seq, bert2bert warm-started from an encoder, or causal) with its tokenizer."""
+"""Load a student (seq2seq, bert2bert warm-started from an encoder, causal, or multiple-choice) with its tokenizer:
+:func:`load_student` picks the kind's class; :data:`STUDENT_CLASSES` names every kind."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from transformers import (
     EncoderDecoderModel,
 )
 
-from .choice_student import load_choice_model
+from .causal_student import CausalStudent
+from .choice_student import ChoiceStudent, load_choice_model
 from .config import StudentConfig
 from .errors import TinyDistillError
+from .seq2seq_student import Seq2SeqStudent
 from .student_base import (
     _ENCODER_ONLY,
     ATTENTION_DROPOUT_FIELDS,
@@ -30,9 +33,21 @@ from .student_base import (
 )
 from .student_sizes import keep_layers, narrow_student
 
-__all__ = ["ATTENTION_DROPOUT_FIELDS", "Student", "StudentKind", "attention_dropout_override", "build_bert2bert",
-           "count_trainable", "load_student", "minilm_path", "quiet_saves", "resolve_model_name", "save_student",
-           "saved_student_config"]
+__all__ = ["ATTENTION_DROPOUT_FIELDS", "STUDENT_CLASSES", "CausalStudent", "ChoiceStudent", "Seq2SeqStudent",
+           "Student", "StudentKind", "attention_dropout_override", "build_bert2bert", "count_trainable",
+           "load_student", "minilm_path", "quiet_saves", "resolve_model_name", "save_student",
+           "saved_student_config", "student_class"]
+
+#: every student kind's class, by the kind's name
+STUDENT_CLASSES: dict[str, type[Student]] = {cls.kind: cls for cls in (Seq2SeqStudent, CausalStudent, ChoiceStudent)}
+
+
+def student_class(kind: str) -> type[Student]:
+    """The class of the student kind named ``kind`` (``seq2seq``, ``causal``, ``multiple_choice``)."""
+    try:
+        return STUDENT_CLASSES[kind]
+    except KeyError:
+        raise TinyDistillError(f"unknown student kind {kind!r}; known: {', '.join(STUDENT_CLASSES)}") from None
 
 
 def build_bert2bert(encoder_path: str, attn: str | None = None, config_changes: dict | None = None) -> Student:
@@ -45,7 +60,7 @@ def build_bert2bert(encoder_path: str, attn: str | None = None, config_changes: 
     _configure_special_tokens(model, tokenizer)
     enc_names = {f"decoder.{n}" for n, _ in model.encoder.named_parameters()}
     new = frozenset(n for n, _ in model.named_parameters() if n.startswith("decoder.") and n not in enc_names)
-    return Student(model, tokenizer, "seq2seq", new)
+    return Seq2SeqStudent(model, tokenizer, new)
 
 
 class _DropNotice(logging.Filter):
@@ -111,7 +126,7 @@ def _load_student(cfg: StudentConfig, with_rationale_head: bool = False) -> Stud
         arch = "multiple_choice"
     if arch == "multiple_choice":  # encoder + choice head (+ a rationale head on the same encoder)
         model, new = load_choice_model(name, cfg.rationale_head if with_rationale_head else None, attn, dropout)
-        return Student(model, AutoTokenizer.from_pretrained(name), "multiple_choice", new)
+        return ChoiceStudent(model, AutoTokenizer.from_pretrained(name), new)
     if arch == "auto":
         if hf_config.is_encoder_decoder:
             arch = "seq2seq"
@@ -134,12 +149,12 @@ def _load_student(cfg: StudentConfig, with_rationale_head: bool = False) -> Stud
         model = AutoModelForSeq2SeqLM.from_pretrained(name, attn_implementation=attn, **changes)
         if model.config.decoder_start_token_id is None:
             _configure_special_tokens(model, tokenizer)
-        return Student(model, tokenizer, "seq2seq")
+        return Seq2SeqStudent(model, tokenizer)
     extra = {"is_decoder": True} if type(hf_config).__name__ in _ENCODER_ONLY else {}  # BERT as a causal LM
     model = AutoModelForCausalLM.from_pretrained(name, attn_implementation=attn, **extra, **dropout)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return Student(model, tokenizer, "causal")
+    return CausalStudent(model, tokenizer)
 
 
 

@@ -24,36 +24,16 @@ from .collate import ANSWER_TASK, MultiTaskCollator, TaskItem
 from .config import LayerPair, StudentConfig, WhiteboxConfig
 from .errors import TinyDistillError
 from .losses import IGNORE_INDEX, hidden_mse, soft_label_kl, token_cross_entropy
+from .student_base import Forward
 from .students import Student, load_student
 
 Batch = dict[str, dict[str, torch.Tensor]]
 
 
-@dataclass
-class Forward:
-    """Logits (B, T, V) aligned with labels (B, T); hidden states per side, each a tuple of (B, S, H); masks (B, S)."""
-
-    logits: torch.Tensor
-    labels: torch.Tensor
-    hidden: dict[str, tuple[torch.Tensor, ...]]
-    masks: dict[str, torch.Tensor]
-
-
 def forward_with_hidden(model_owner: Student, batch: dict[str, torch.Tensor], hidden: bool = True) -> Forward:
-    """One forward of a task batch returning logits and (optionally) every layer's hidden states per side."""
-    labels, model = batch["labels"], model_owner.model
-    if model_owner.kind == "seq2seq":
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    decoder_input_ids=model.prepare_decoder_input_ids_from_labels(
-                        labels=batch.get("decoder_targets", labels)),  # prefix_side decoder: prefix unmasked
-                    output_hidden_states=hidden, use_cache=False)
-        hs = {"encoder": out.encoder_hidden_states, "decoder": out.decoder_hidden_states} if hidden else {}
-        masks = {"encoder": batch["attention_mask"], "decoder": (labels != IGNORE_INDEX).long()}
-        return Forward(out.logits, labels, hs, masks)
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=hidden,
-                use_cache=False)
-    hs = {"decoder": out.hidden_states} if hidden else {}
-    return Forward(out.logits[:, :-1], labels[:, 1:], hs, {"decoder": batch["attention_mask"]})
+    """One forward of a task batch returning logits and (optionally) every layer's hidden states per side
+    (each student kind owns the shift: :meth:`Student.forward_with_hidden`)."""
+    return model_owner.forward_with_hidden(batch, hidden)
 
 
 def same_tokenizer(a, b) -> bool:
@@ -80,11 +60,11 @@ def load_teacher(cfg: WhiteboxConfig, student: Student) -> Student:
 def resolve_layer_map(cfg: WhiteboxConfig, student: Student) -> list[LayerPair]:
     if cfg.layer_map:
         pairs = list(cfg.layer_map)
-        if student.kind == "causal" and any(p.side == "encoder" for p in pairs):
-            raise TinyDistillError("whitebox.layer_map: a causal student has no encoder side")
+        for side in dict.fromkeys(p.side for p in pairs):
+            if side not in student.hidden_sides:
+                raise TinyDistillError(f"whitebox.layer_map: a {student.kind} student has no {side} side")
         return pairs
-    sides = ("encoder", "decoder") if student.kind == "seq2seq" else ("decoder",)
-    return [LayerPair(side=s, teacher=-1, student=-1) for s in sides]
+    return [LayerPair(side=s, teacher=-1, student=-1) for s in student.hidden_sides]
 
 
 def hidden_sizes(owner: Student) -> dict[str, int]:
@@ -184,8 +164,8 @@ class WhiteBoxObjective:
             chunk = items[start: start + batch_size]
             batch = collate([{ANSWER_TASK: it} for it in chunk])[ANSWER_TASK]
             sig = self._online(batch)
-            labels = forward_labels(self.teacher, batch)
-            masks = side_masks(self.teacher, batch)
+            labels = self.teacher.forward_labels(batch)
+            masks = self.teacher.side_masks(batch)
             for b, it in enumerate(chunk):
                 key = self.row_ids[it.row]
                 valid = labels[b] != IGNORE_INDEX
@@ -251,17 +231,6 @@ class WhiteBoxObjective:
             name = f"hidden/{p.side}/{p.student}-{p.teacher}"
             out[name] = (self.cfg.hidden_mse_weight / len(self.pairs), hidden_mse(s_h, t_h, fwd.masks[p.side]))
         return out
-
-
-def forward_labels(owner: Student, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Labels aligned with the logits that :func:`forward_with_hidden` returns."""
-    return batch["labels"] if owner.kind == "seq2seq" else batch["labels"][:, 1:]
-
-
-def side_masks(owner: Student, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    if owner.kind == "seq2seq":
-        return {"encoder": batch["attention_mask"], "decoder": (batch["labels"] != IGNORE_INDEX).long()}
-    return {"decoder": batch["attention_mask"]}
 
 
 @torch.no_grad()
