@@ -78,7 +78,7 @@ TUNED = ("reuse", "fp32")  # the best opt-in settings (bf16 / fp32): ``ratio_tun
 # ------------------------------------------------------------------------------------------------ setup
 def bench_config(overrides: dict | None = None):
     """The bench's run config; ``overrides`` (dotted keys) set knobs the product would otherwise default."""
-    from tinydistill.config import config_from_dict
+    from tinydistill.config_io import config_from_dict
 
     train = {"path": str(DATA)} if DATA.is_dir() else {"path": "synthetic"}
     raw = {

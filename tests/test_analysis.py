@@ -86,7 +86,7 @@ def test_predictions_from_other_data_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_analyze_cli_on_a_trained_run(tiny_t5_dir, synthetic_data, tmp_path, capsys):
-    from tinydistill.config import config_from_dict
+    from tinydistill.config_io import config_from_dict
     from tinydistill.run import run
 
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", **{

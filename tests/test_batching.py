@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from tinydistill.batching import epoch_batches, length_grouped_batches, row_length, sequential_batches
 from tinydistill.collate import TaskItem
-from tinydistill.config import config_from_dict
+from tinydistill.config_io import config_from_dict
 from tinydistill.run import run
 from tinydistill.trainer import epoch_order
 

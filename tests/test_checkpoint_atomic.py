@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from tinydistill import checkpoint
 from tinydistill.checkpoint import COMPLETE_FILE, STATE_FILE, LoopState, load_latest, save_checkpoint
-from tinydistill.config import config_from_dict
+from tinydistill.config_io import config_from_dict
 from tinydistill.run import run
 from tinydistill.trainer import make_accelerator
 
@@ -36,7 +36,7 @@ import json, os, signal, sys
 import torch
 torch.set_num_threads(2)  # as tests/conftest.py: the same kernels as the uninterrupted run in the test process
 from tinydistill import checkpoint
-from tinydistill.config import config_from_dict
+from tinydistill.config_io import config_from_dict
 from tinydistill.run import run
 cfg, point, step = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 def die(at, path):

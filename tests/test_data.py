@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from tinydistill.data import ColumnMap, load_examples, majority_baseline, resolve_answer
+from tinydistill.data import load_examples, majority_baseline
 from tinydistill.errors import DataError
 from tinydistill.prompts import format_question, parse_answer
 from tinydistill.rationales import clean_rationale, stated_answer
+from tinydistill.records import ColumnMap, resolve_answer
 from tinydistill.teachers.imported import ImportedTeacher
 
 FLAN = ("Iron is magnetic. Thus, the answer is (b) iron\n\nQ: What sticks to a magnet?\nAnswer Choices:\n"
@@ -272,7 +273,7 @@ def test_six_choices_letters_and_unicode(tmp_path):
 
 
 def test_answer_base_from_the_config(tmp_path):
-    from tinydistill.config import config_from_dict
+    from tinydistill.config_io import config_from_dict
     from tinydistill.splits import load_split
 
     path = _numbered(tmp_path / "t.jsonl", [1, 2, 3])  # no 0 and no 4: nothing to detect, the config says it

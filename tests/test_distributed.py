@@ -18,7 +18,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tinydistill.config import config_from_dict
+from tinydistill.config_io import config_from_dict
 from tinydistill.errors import ConfigError
 from tinydistill.losses import IGNORE_INDEX, token_cross_entropy
 from tinydistill.parallel import parse_shard, shard, task_units
@@ -358,7 +358,7 @@ def _teach_config(tmp_path: Path) -> tuple[Path, int]:
 
 def test_teach_shards_split_the_rows_and_shard_zero_collects(tmp_path) -> None:
     from tinydistill.cache import TeacherCache
-    from tinydistill.config import load_config
+    from tinydistill.config_io import load_config
     from tinydistill.teach import teach
 
     path, n_rows = _teach_config(tmp_path)

@@ -6,7 +6,7 @@ import pytest
 
 import tinydistill.run as run_module
 from tests.conftest import run_config
-from tinydistill.config import config_from_dict
+from tinydistill.config_io import config_from_dict
 from tinydistill.run import evaluate_run, run
 
 

@@ -55,7 +55,7 @@ def test_markdown_tables_keep_escaped_pipes():
 
 @pytest.mark.slow
 def test_run_writes_report_html_and_model_card(tiny_t5_dir, synthetic_data, tmp_path):
-    from tinydistill.config import config_from_dict
+    from tinydistill.config_io import config_from_dict
     from tinydistill.run import run
 
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", method="finetune", **{

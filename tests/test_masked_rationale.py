@@ -20,7 +20,8 @@ from tinydistill.choice_student import (
     pad_masked_rationales,
 )
 from tinydistill.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
-from tinydistill.config import StudentConfig, config_from_dict
+from tinydistill.config import StudentConfig
+from tinydistill.config_io import config_from_dict
 from tinydistill.data import Example
 from tinydistill.losses import IGNORE_INDEX
 from tinydistill.run import RATIONALE_STAGE_DIR, run

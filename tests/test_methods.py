@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 
-from tinydistill.config import StudentConfig, config_from_dict
+from tinydistill.config import StudentConfig
+from tinydistill.config_io import config_from_dict
 from tinydistill.errors import ConfigError
 from tinydistill.methods import build_method, with_rationales
 from tinydistill.run import run

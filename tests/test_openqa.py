@@ -2,7 +2,7 @@
 
 import pytest
 
-from tinydistill.config import config_from_dict
+from tinydistill.config_io import config_from_dict
 from tinydistill.data import load_examples
 from tinydistill.errors import DataError
 from tinydistill.openqa import best_over_answers, exact_match, normalize_answer, open_metrics, token_f1

@@ -53,7 +53,7 @@ def test_a_cell_finished_under_the_old_defaults_counts_where_auto_runs_the_same(
     before ``auto``) is the same protocol where ``auto`` resolves to those values, and only there."""
     import yaml
 
-    from tinydistill.config import config_from_dict, dump_config
+    from tinydistill.config_io import config_from_dict, dump_config
     from tinydistill.errors import ConfigError
     from tinydistill.study.configs import check_same_protocol
     from tinydistill.study.suites import Cell, table1_variants

@@ -13,7 +13,8 @@ import torch
 from tinydistill.cli import main
 from tinydistill.cli.reproduce import apply_fast_preset
 from tinydistill.collate import ANSWER_TASK, MultiTaskCollator, TaskSpec, tokenize_tasks
-from tinydistill.config import StudentConfig, config_from_dict
+from tinydistill.config import StudentConfig
+from tinydistill.config_io import config_from_dict
 from tinydistill.data import Example
 from tinydistill.errors import ConfigError
 from tinydistill.losses import choice_kl
@@ -329,7 +330,7 @@ def test_weight_grid_cells_set_the_rationale_weights_and_valid_picks_the_rows(tm
 def test_a_cell_finished_before_a_setting_existed_still_counts_when_that_setting_holds_its_default(tmp_path):
     import yaml
 
-    from tinydistill.config import dump_config
+    from tinydistill.config_io import dump_config
     from tinydistill.study.configs import check_same_protocol
     from tinydistill.study.suites import Cell, table1_variants
 
@@ -354,7 +355,7 @@ def test_a_sweep_folder_moved_elsewhere_keeps_its_finished_cells(tmp_path):
     """Only where the cells lie differs: they count; any real setting changed still refuses."""
     import yaml
 
-    from tinydistill.config import dump_config
+    from tinydistill.config_io import dump_config
     from tinydistill.study.configs import check_same_protocol
     from tinydistill.study.suites import Cell, table1_variants
 

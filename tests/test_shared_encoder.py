@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tinydistill.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
-from tinydistill.config import StudentConfig, config_from_dict
+from tinydistill.config import StudentConfig
+from tinydistill.config_io import config_from_dict
 from tinydistill.data import Example
 from tinydistill.errors import TinyDistillError
 from tinydistill.losses import IGNORE_INDEX

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tinydistill.config import config_from_dict
+from tinydistill.config_io import config_from_dict
 from tinydistill.evaluate import collapse_metrics
 from tinydistill.run import run
 

@@ -21,7 +21,7 @@ from tests.teacher_helpers import (
     tiny_gpt2,
 )
 from tinydistill.cli import main
-from tinydistill.config import load_config
+from tinydistill.config_io import load_config
 from tinydistill.serve import create_app
 from tinydistill.teach import teach
 from tinydistill.teachers.imported import ImportedTeacher

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tinydistill.config import config_from_dict
+from tinydistill.config_io import config_from_dict
 from tinydistill.run import run
 
 from .conftest import run_config

@@ -5,7 +5,8 @@ import torch
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from tinydistill.collate import MultiTaskCollator, tokenize_tasks
-from tinydistill.config import StudentConfig, WhiteboxConfig, config_from_dict
+from tinydistill.config import StudentConfig, WhiteboxConfig
+from tinydistill.config_io import config_from_dict
 from tinydistill.errors import TinyDistillError
 from tinydistill.methods import answer_task
 from tinydistill.run import run

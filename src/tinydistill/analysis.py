@@ -11,12 +11,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, load_config
-from .data import LETTERS, Example, load_examples
+from .config import RunConfig
+from .config_io import load_config
+from .data import load_examples
 from .errors import ConfigError, DataError
 from .evaluate import collapse_metrics, distribution
 from .files import write_json_atomic
 from .rationales import stated_answer
+from .records import LETTERS, Example
 from .splits import dataset_label, load_split, load_train_valid
 from .teachers.factory import build_teacher
 from .teachers.imported import ImportedTeacher

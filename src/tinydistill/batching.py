@@ -9,6 +9,7 @@ so dynamic padding wastes little, while the epoch stays random. Everything depen
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import torch
 
@@ -16,17 +17,16 @@ import torch
 MEGA_BATCHES = 50
 
 
-def row_length(row: Mapping[str, object]) -> int:
+class CostsTokens(Protocol):
+    """A tokenised task item (:class:`TaskItem`, a choice student's items): how many tokens it puts in a batch."""
+
+    @property
+    def n_tokens(self) -> int: ...
+
+
+def row_length(row: Mapping[str, CostsTokens]) -> int:
     """Tokens a tokenised row costs: source + target of every task (a choice item: its pairs' tokens)."""
-    total = 0
-    for item in row.values():
-        if hasattr(item, "pair_ids"):
-            total += sum(len(p) for p in item.pair_ids)  # type: ignore[attr-defined]
-        elif hasattr(item, "mlm_labels"):  # a masked rationale: one (source, rationale) sequence
-            total += len(item.input_ids)  # type: ignore[attr-defined]
-        else:
-            total += len(item.source_ids) + len(item.target_ids)  # type: ignore[attr-defined]
-    return total
+    return sum(item.n_tokens for item in row.values())
 
 
 def sequential_batches(order: Sequence[int], batch_size: int) -> list[list[int]]:

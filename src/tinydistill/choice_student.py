@@ -167,6 +167,11 @@ class ChoiceItem:
     label: int
     weight: float = 1.0
 
+    @property
+    def n_tokens(self) -> int:
+        """Tokens this item costs a batch: every (question, choice) pair's."""
+        return sum(len(p) for p in self.pair_ids)
+
 
 def _pairs(tokenizer, first: str, choices: Sequence[str], **truncation):
     return tokenizer([first] * len(choices), list(choices), return_token_type_ids=True, **truncation)
@@ -243,6 +248,11 @@ class MaskedRationaleItem:
     mlm_labels: list[int]
     weight: float = 1.0
     row: int = -1
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens this item costs a batch: its one (source, rationale) sequence."""
+        return len(self.input_ids)
 
 
 def mask_positions(n: int, ratio: float, key: str) -> list[int]:

@@ -8,8 +8,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .data import LETTERS, load_examples, majority_baseline
+from .data import load_examples, majority_baseline
 from .errors import DataError
+from .records import LETTERS
 
 
 def _splits_in(folder: Path) -> list[str]:

@@ -15,8 +15,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .collate import place_prefix
-from .data import LETTERS, Example, majority_baseline
+from .data import majority_baseline
 from .rationales import stated_answer
+from .records import LETTERS, Example
 from .students import Student
 from .teachers.base import Teacher
 

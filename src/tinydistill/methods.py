@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import torch
 from transformers.modeling_outputs import BaseModelOutput
@@ -18,6 +19,7 @@ from .config import RunConfig
 from .data import Example
 from .errors import TinyDistillError
 from .losses import choice_cross_entropy, sequence_log_likelihood, shortcut_penalty, token_cross_entropy
+from .parallel.base import Objective
 from .prompts import answer_target
 from .rationales import without_stated_answer
 from .students import Student
@@ -66,7 +68,7 @@ class RationaleStage:
     their weighted objective (``α_m`` per teacher) and how many epochs."""
 
     tasks: list[TaskSpec]
-    objective: MultiTaskObjective
+    objective: Objective
     epochs: float
 
 
@@ -82,7 +84,7 @@ class MethodPlan:
     """
 
     tasks: list[TaskSpec]
-    objective: MultiTaskObjective
+    objective: Objective
     trains: bool = True
     notes: list[str] = field(default_factory=list)
     rows: list[Example] | None = None
@@ -195,7 +197,7 @@ def _white_box(cfg: RunConfig, train_rows: Sequence[Example], student: Student, 
             f"kd_temperature={wb.kd_temperature}, alpha_kd={wb.alpha_kd}")
     if with_hidden:
         note += f", hidden_mse_weight={wb.hidden_mse_weight} over {len(objective.pairs)} layer pair(s)"
-    return MethodPlan([answer_task(cfg)], objective, prepare=objective.prepare, notes=[note])  # type: ignore[arg-type]
+    return MethodPlan([answer_task(cfg)], objective, prepare=objective.prepare, notes=[note])
 
 
 def build_kd(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, Teacher],
@@ -209,7 +211,7 @@ def build_kd(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, 
         wb = cfg.whitebox
         note = (f"KD over the choices from `{wb.teacher_model}` (online), kd_temperature={wb.kd_temperature}, "
                 f"alpha_kd={wb.alpha_kd}")
-        return MethodPlan([answer_task(cfg)], ChoiceKDObjective(wb, student), notes=[note])  # type: ignore[arg-type]
+        return MethodPlan([answer_task(cfg)], ChoiceKDObjective(wb, student), notes=[note])
     return _white_box(cfg, train_rows, student, with_hidden=False)
 
 
@@ -331,7 +333,8 @@ class _ChoiceScoreRecorder:
 class ShortcutPenaltyObjective:
     """Any method's terms plus ``shortcut``: KL(label prior ‖ batch-mean predicted choice distribution)."""
 
-    def __init__(self, inner, weight: float, prior: torch.Tensor, temperature: float, reduction: str) -> None:
+    def __init__(self, inner: Objective, weight: float, prior: torch.Tensor, temperature: float,
+                 reduction: str) -> None:
         self.inner, self.weight, self.prior = inner, weight, prior
         self.temperature, self.reduction = temperature, reduction
 
@@ -344,7 +347,7 @@ class ShortcutPenaltyObjective:
 
     def terms(self, student: Student, batch: Batch) -> Terms:
         recorder = _ChoiceScoreRecorder(student, batch[ANSWER_TASK])
-        out = self.inner.terms(recorder, batch)  # type: ignore[arg-type]
+        out = self.inner.terms(cast(Student, recorder), batch)  # the recorder stands in for the student
         scores = recorder.scores
         if scores is None:  # a sequence-to-sequence or causal student: score every choice's target
             scores = choice_scores(student, batch[ANSWER_TASK], self.reduction)
@@ -360,7 +363,7 @@ def add_shortcut_penalty(cfg: RunConfig, plan: MethodPlan, train_rows: Sequence[
                                                     for c in range(len(ex.choices))])
                   if t.name == ANSWER_TASK else t for t in plan.tasks]
     plan.objective = ShortcutPenaltyObjective(plan.objective, cfg.shortcut_penalty_weight, label_prior(train_rows),
-                                              cfg.shortcut_temperature, cfg.eval.rank_reduction)  # type: ignore
+                                              cfg.shortcut_temperature, cfg.eval.rank_reduction)
     plan.notes.append(f"anti-shortcut penalty: weight {cfg.shortcut_penalty_weight}, "
                       f"temperature {cfg.shortcut_temperature}")
     return plan

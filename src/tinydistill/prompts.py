@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .data import LETTERS, Example
+from .records import LETTERS, Example
 
 
 def format_choices(choices: Sequence[str]) -> str:

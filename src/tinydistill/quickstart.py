@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import apply_overrides, config_from_dict
+from .config_io import apply_overrides, config_from_dict
 from .console import console, outcome_rows, results_table, teacher_rows
 from .errors import ConfigError
 from .files import write_json_atomic

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from .collate import ANSWER_TASK, tokenize_tasks
-from .config import BEST_DIR, RunConfig, StudentConfig, dump_config, load_config, stage_configs
+from .config import BEST_DIR, RunConfig, StudentConfig, stage_configs
+from .config_io import dump_config, load_config
 from .data import Example, load_examples, split_of_file
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate_student, evaluate_teacher

@@ -48,6 +48,11 @@ class TaskItem:
     choice_ids: list[list[int]] | None = None  # target ids of every choice, when the task scores choices
     n_prefix: int = 0  # prefix_side decoder: target_ids start with this many task-prefix tokens (never scored)
 
+    @property
+    def n_tokens(self) -> int:
+        """Tokens this item costs a batch: source + target."""
+        return len(self.source_ids) + len(self.target_ids)
+
 
 def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
     """The special tokens the tokenizer puts before and after a text ([CLS]…[SEP], <s>…, …</s>)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import load_config
+from ..config_io import load_config
 from ..parallel.shards import launched_shard, parse_shard
 from ..teach import print_teach_report, teach
 

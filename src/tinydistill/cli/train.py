@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import load_config
+from ..config_io import load_config
 from ..console import print_outcome
 from ..parallel import is_main_process
 from ..run import run

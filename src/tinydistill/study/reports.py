@@ -58,7 +58,8 @@ def _average(entries: Sequence[dict | None]) -> float | None:
 
 def _paper_row(label: str, paper: dict[str, float], datasets: Sequence[str]) -> str:
     vals = [paper.get(d) for d in datasets]
-    avg = statistics.fmean(vals) if all(v is not None for v in vals) else None  # type: ignore[arg-type]
+    known = [v for v in vals if v is not None]
+    avg = statistics.fmean(known) if len(known) == len(vals) else None
     return (f"| {label} | " + " | ".join("—" if x is None else f"{x:.2f}" for x in vals) +
             f" | {'—' if avg is None else f'{avg:.2f}'} |")
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig, _line_index, apply_overrides, config_from_dict, dump_config, load_config, read_yaml
+from ..config import RunConfig
+from ..config_io import _line_index, apply_overrides, config_from_dict, dump_config, load_config, read_yaml
 from ..errors import ConfigError, TinyDistillError
 from ..files import read_jsonl, write_json_atomic
 from ..run import run

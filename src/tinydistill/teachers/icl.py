@@ -58,8 +58,8 @@ def build_exemplars(rows: Sequence[Example], texts: Sequence[str], spec: ICLSpec
         else:
             rationale = clean_rationale(text)
             stated = stated_answer(rationale, row.choices)
-            ok = rationale and row.answer is not None and stated in (None, row.answer)
-            ex = Exemplar(row.question, row.choices, row.answer, rationale) if ok else None  # type: ignore[arg-type]
+            ok = bool(rationale) and stated in (None, row.answer)
+            ex = Exemplar(row.question, row.choices, row.answer, rationale) if ok and row.answer is not None else None
         if ex is not None:
             out.append(ex)
     return out
