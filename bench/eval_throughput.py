@@ -21,8 +21,9 @@ import torch
 from bench_io import write_results
 
 from tinydistill.config import StudentConfig
-from tinydistill.data import Example, load_examples
+from tinydistill.data import load_examples
 from tinydistill.evaluate import generate_answers, rank_choices
+from tinydistill.records import Example
 from tinydistill.students import load_student
 
 ARC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyllm" / "arc"

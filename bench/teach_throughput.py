@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 from bench_io import write_results
 
-from tinydistill.data import Example, load_examples
+from tinydistill.data import load_examples
+from tinydistill.records import Example
 from tinydistill.teachers.hf import HFBackend
 from tinydistill.teachers.http import HTTPBackend
 from tinydistill.teachers.specs import GenerationSpec

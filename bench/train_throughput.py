@@ -95,7 +95,8 @@ def bench_config(overrides: dict | None = None):
 
 
 def examples(n: int) -> list:
-    from tinydistill.data import Example, load_examples
+    from tinydistill.data import load_examples
+    from tinydistill.records import Example
 
     if DATA.is_dir():
         return load_examples(DATA, "train")[:n]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tinydistill.data import Example
+from tinydistill.records import Example
 from tinydistill.teachers.backend import Generation
 from tinydistill.teachers.templates import messages_to_text
 

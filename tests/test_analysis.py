@@ -7,8 +7,8 @@ import yaml
 
 from tinydistill.analysis import analysis_markdown, analyze_predictions, join_predictions, read_predictions
 from tinydistill.cli import main
-from tinydistill.data import Example
 from tinydistill.errors import DataError
+from tinydistill.records import Example
 
 from .conftest import run_config
 

@@ -90,7 +90,7 @@ def test_run_writes_report_html_and_model_card(tiny_t5_dir, synthetic_data, tmp_
 
 def test_a_failing_extra_is_a_warning_not_a_lost_run(tmp_path, monkeypatch):
     from tinydistill import html_report
-    from tinydistill.data import Example
+    from tinydistill.records import Example
     from tinydistill.run_extras import write_run_extras
 
     (tmp_path / "config.yaml").write_text("name: r\n")

@@ -22,8 +22,8 @@ from tinydistill.choice_student import (
 from tinydistill.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
 from tinydistill.config import StudentConfig
 from tinydistill.config_io import config_from_dict
-from tinydistill.data import Example
 from tinydistill.losses import IGNORE_INDEX
+from tinydistill.records import Example
 from tinydistill.run import RATIONALE_STAGE_DIR, run
 from tinydistill.students import load_student
 

@@ -26,7 +26,7 @@ def test_token_f1_hand_computed():
 
 def test_best_over_aliases_and_corpus_average():
     assert best_over_answers("JFK", ["John F. Kennedy", "JFK"]) == (1.0, 1.0)
-    from tinydistill.data import Example
+    from tinydistill.records import Example
 
     rows = [Example("1", "q", (), None, answers=("paris",)), Example("2", "q", (), None, answers=("new york",))]
     m = open_metrics(["Paris", "new york city"], rows)

@@ -15,10 +15,10 @@ from tinydistill.cli.reproduce import apply_fast_preset
 from tinydistill.collate import ANSWER_TASK, MultiTaskCollator, TaskSpec, tokenize_tasks
 from tinydistill.config import StudentConfig
 from tinydistill.config_io import config_from_dict
-from tinydistill.data import Example
 from tinydistill.errors import ConfigError
 from tinydistill.losses import choice_kl
 from tinydistill.rationales import without_stated_answer
+from tinydistill.records import Example
 from tinydistill.run import run
 from tinydistill.splits import HOLDOUT_SEED, load_train_valid
 from tinydistill.students import load_student

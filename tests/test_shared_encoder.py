@@ -9,10 +9,10 @@ import torch
 from tinydistill.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
 from tinydistill.config import StudentConfig
 from tinydistill.config_io import config_from_dict
-from tinydistill.data import Example
 from tinydistill.errors import TinyDistillError
 from tinydistill.losses import IGNORE_INDEX
 from tinydistill.methods import MultiTaskObjective
+from tinydistill.records import Example
 from tinydistill.run import run
 from tinydistill.students import load_student
 

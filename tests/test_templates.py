@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from tests.teacher_helpers import ScriptedBackend, make_examples
 from tinydistill.cache import TeacherCache
-from tinydistill.data import Example
+from tinydistill.records import Example
 from tinydistill.teachers import icl
 from tinydistill.teachers.backend import LENGTH, Generation
 from tinydistill.teachers.live import LiveTeacher, judge

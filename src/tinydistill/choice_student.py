@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForMultipleChoice, PreTrainedModel
 
-from .data import Example
 from .losses import IGNORE_INDEX, token_cross_entropy
 from .rationales import stated_answer
+from .records import Example
 from .student_base import Student, autocast
 from .task_items import ANSWER_TASK, ItemContext, SourceEncoder, TaskSpec, pad_seq2seq
 

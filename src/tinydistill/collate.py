@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import torch
 
 from .choice_student import ChoiceItem, MaskedRationaleItem, pad_choices, pad_masked_rationales
-from .data import Example
 from .errors import TinyDistillError
+from .records import Example
 from .students import Student, student_class
 from .task_items import (
     ANSWER_TASK,

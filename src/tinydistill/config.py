@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .records import ColumnsConfig
 from .teachers.specs import ImportedTeacherSpec, TeacherSpec
 
 MINILM_ALIAS = "minilm"
@@ -19,21 +20,6 @@ MINILM_ALIAS = "minilm"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class ColumnsConfig(_Strict):
-    """Your column names for the example fields (JSON, JSON Lines, CSV, hub datasets)."""
-
-    id: str = "id"
-    """column holding the row id"""
-    question: str = "question"
-    """column holding the question"""
-    choices: str = "choices"
-    """column holding the choices (a list; in CSV a JSON list or a|b|c)"""
-    answer: str = "answer"
-    """column holding the gold answer: choice text, letter or index"""
-    domain: str | None = "domain"
-    """optional column naming the row's domain (error analysis groups by it)"""
 
 
 class DataSourceConfig(_Strict):
@@ -321,7 +307,7 @@ class RunConfig(_Strict):
 
 
 __all__ = [
-    "RunConfig", "DataConfig", "DataSourceConfig", "StudentConfig", "TrainConfig", "EvalConfig",
+    "RunConfig", "ColumnsConfig", "DataConfig", "DataSourceConfig", "StudentConfig", "TrainConfig", "EvalConfig",
     "ImportedTeacherSpec", "LoraConfig", "WhiteboxConfig", "LayerPair", "RationaleMethodConfig", "StageConfig",
     "BEST_DIR", "MINILM_ALIAS", "stage_configs",
 ]

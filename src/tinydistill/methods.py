@@ -16,12 +16,12 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from .collate import ANSWER_TASK, TaskSpec, rationale_task
 from .config import RunConfig
-from .data import Example
 from .errors import TinyDistillError
 from .losses import choice_cross_entropy, sequence_log_likelihood, shortcut_penalty, token_cross_entropy
 from .parallel.base import Objective
 from .prompts import answer_target
 from .rationales import without_stated_answer
+from .records import Example
 from .students import Student
 from .teachers.base import Teacher
 

@@ -7,8 +7,8 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 
-from .data import Example
 from .evaluate import EvalResult, generate_answers
+from .records import Example
 from .students import Student
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

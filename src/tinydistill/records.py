@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from pydantic import BaseModel, ConfigDict
+
 from .errors import DataError
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -39,15 +41,22 @@ class Example:
         return None if self.answer is None else self.choices[self.answer]
 
 
-@dataclass(frozen=True)
-class ColumnMap:
-    """Which source columns hold each field. ``answer`` may hold the choice text, a letter or an index."""
+class ColumnsConfig(BaseModel):
+    """Your column names for the example fields (JSON, JSON Lines, CSV, hub datasets); the config's
+    ``data.<split>.columns``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     id: str = "id"
+    """column holding the row id"""
     question: str = "question"
+    """column holding the question"""
     choices: str = "choices"
+    """column holding the choices (a list; in CSV a JSON list or a|b|c)"""
     answer: str = "answer"
+    """column holding the gold answer: choice text, letter or index"""
     domain: str | None = "domain"
+    """optional column naming the row's domain (error analysis groups by it)"""
 
 
 # --------------------------------------------------------------------------------------------- validation
@@ -84,7 +93,7 @@ def _missing(raw: Mapping[str, Any], key: str) -> str:
 
 def build_example(
     raw: Mapping[str, Any] | BadRecord, *, path: str | Path, row: int, line: int | None = None,
-    columns: ColumnMap = ColumnMap(), rationales: Mapping[str, str] | None = None,
+    columns: ColumnsConfig = ColumnsConfig(), rationales: Mapping[str, str] | None = None,
     require_answer: bool = True, task: str = "mcqa", answer_base: int = 0,
 ) -> Example:
     """Validate one raw row and turn it into an :class:`Example` (``task="open"``: no choices).
@@ -154,7 +163,7 @@ def _unresolved(value: Any, choices: Sequence[str], base: int) -> str:
     return msg + f" ({len(choices)} choices numbered from {base})"
 
 
-def _open_example(raw: Mapping[str, Any], question: str, columns: ColumnMap, fail, row: int,
+def _open_example(raw: Mapping[str, Any], question: str, columns: ColumnsConfig, fail, row: int,
                   require_answer: bool) -> Example:
     """An open-answer row: the answer is a string, a list of accepted strings, or TriviaQA's
     ``{"value": ..., "aliases": [...]}``."""
@@ -211,7 +220,7 @@ def resolve_answer(value: Any, choices: Sequence[str], base: int = 0) -> int | N
     return None
 
 
-def detect_answer_base(records: Sequence[tuple[int | None, Any]], columns: ColumnMap) -> tuple[int, str | None]:
+def detect_answer_base(records: Sequence[tuple[int | None, Any]], columns: ColumnsConfig) -> tuple[int, str | None]:
     """0, unless no numeric answer is 0 and one equals its row's number of choices: then 1, with the reason."""
     evidence: str | None = None
     for i, (ln, raw) in enumerate(records):

@@ -15,7 +15,7 @@ import torch
 from .collate import ANSWER_TASK, tokenize_tasks
 from .config import BEST_DIR, RunConfig, StudentConfig, stage_configs
 from .config_io import dump_config, load_config
-from .data import Example, load_examples, split_of_file
+from .data import load_examples, split_of_file
 from .errors import ConfigError
 from .evaluate import EvalResult, evaluate_student, evaluate_teacher
 from .files import write_json_atomic
@@ -24,6 +24,7 @@ from .methods import build_method
 from .openqa import evaluate_open
 from .outcome import RunOutcome
 from .parallel import is_main_process, main_process_first, share_from_main
+from .records import Example
 from .report import write_run_report
 from .run_extras import write_run_extras
 from .splits import dataset_label, load_split, load_train_valid

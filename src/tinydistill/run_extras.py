@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import analysis as analysis_mod
 from . import html_report, model_card
-from .data import Example
+from .records import Example
 from .teachers.base import Teacher
 
 

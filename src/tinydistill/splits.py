@@ -6,8 +6,9 @@ import random
 from pathlib import Path
 
 from .config import DataSourceConfig, RunConfig
-from .data import ColumnMap, Example, load_examples
+from .data import load_examples
 from .errors import ConfigError
+from .records import Example
 
 #: The seed of the train/selection split made by ``data.valid_from_train``: one split for every run and seed.
 HOLDOUT_SEED = 20240601
@@ -24,7 +25,7 @@ def load_split(src: DataSourceConfig, role: str, seed: int, task: str = "mcqa", 
                apply_limit: bool = True) -> list[Example]:
     """Load one configured split; ``limit`` keeps a seeded random subset (in original order)."""
     examples = load_examples(src.path, src.split or role, fmt=src.format, subset=src.subset,
-                             columns=ColumnMap(**src.columns.model_dump()), on_invalid=src.on_invalid, task=task,
+                             columns=src.columns, on_invalid=src.on_invalid, task=task,
                              answer_base=src.answer_base)
     return _subset(examples, src.limit, seed) if apply_limit else examples
 

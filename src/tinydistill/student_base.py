@@ -16,10 +16,10 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .config import MINILM_ALIAS
-from .data import Example
 from .errors import TinyDistillError
 from .losses import sequence_log_likelihood
 from .prompts import answer_target, parse_answer
+from .records import Example
 from .task_items import ANSWER_TASK, ItemContext, SourceEncoder, TaskItem, TaskSpec, TruncationStats, pad_seq2seq
 
 StudentKind = Literal["seq2seq", "causal", "multiple_choice"]

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .data import Example
 from .losses import IGNORE_INDEX
 from .prompts import format_choices
+from .records import Example
 
 ANSWER_TASK = "answer"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import TeacherCache
-from ..data import Example
+from ..records import Example
 from .base import Teacher
 from .hf import HFBackend
 from .http import HTTPBackend

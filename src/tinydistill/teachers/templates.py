@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..data import Example
 from ..prompts import answer_target, format_choices
+from ..records import Example
 
 #: Question, options and the gold answer (TinyLLM's teacher-forcing chain of thought).
 TEACHER_FORCING = (
