@@ -8,7 +8,7 @@ from tinydistill.data import load_examples, majority_baseline
 from tinydistill.errors import DataError
 from tinydistill.prompts import format_question, parse_answer
 from tinydistill.rationales import clean_rationale, stated_answer
-from tinydistill.records import ColumnMap, resolve_answer
+from tinydistill.records import ColumnsConfig, resolve_answer
 from tinydistill.teachers.imported import ImportedTeacher
 
 FLAN = ("Iron is magnetic. Thus, the answer is (b) iron\n\nQ: What sticks to a magnet?\nAnswer Choices:\n"
@@ -57,10 +57,17 @@ def test_chunks_are_read_in_numeric_order(tmp_path):
     assert [e.rationales["flan_t5"].split(".")[0] for e in exs] == [f"reason {i}" for i in range(12)]
 
 
+def test_a_chunk_without_a_number_is_an_error_not_skipped(tmp_path):
+    folder = make_tinyllm(tmp_path / "mini", ROWS, [FLAN, FLAN, FLAN], chunk=3)
+    (folder / "llm" / "train_CoT_extra.json").write_text(json.dumps([FLAN]))
+    with pytest.raises(DataError, match=r"train_CoT_extra\.json.*expected train_CoT_<number>\.json"):
+        load_examples(folder, "train")
+
+
 def test_csv_with_column_map_and_letter_answers(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text('qid,q,opts,label\n1,"2+2?","[""3"", ""4""]",B\n2,"1+1?","2|5",a\n')
-    exs = load_examples(path, columns=ColumnMap(id="qid", question="q", choices="opts", answer="label"))
+    exs = load_examples(path, columns=ColumnsConfig(id="qid", question="q", choices="opts", answer="label"))
     assert [(e.id, e.choices, e.answer) for e in exs] == [("1", ("3", "4"), 1), ("2", ("2", "5"), 0)]
 
 
@@ -80,7 +87,7 @@ def test_resolve_answer_forms():
 
 
 def test_question_format_and_answer_parsing():
-    from tinydistill.data import Example
+    from tinydistill.records import Example
 
     ex = Example("1", "Pick one", ("iron", "wood"), 0)
     assert format_question(ex) == "Pick one\nAnswer Choices:\n(a) iron\n(b) wood"
@@ -99,7 +106,7 @@ def test_stated_answer_and_cleaning():
 
 
 def test_majority_baseline():
-    from tinydistill.data import Example
+    from tinydistill.records import Example
 
     exs = [Example(str(i), "q", ("a", "b"), a) for i, a in enumerate([0, 0, 1, 0])]
     assert majority_baseline(exs) == 0.75

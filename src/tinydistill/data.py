@@ -18,11 +18,11 @@ from typing import Any
 
 from .errors import DataError
 from .rationales import clean_rationale
-from .records import BadRecord, ColumnMap, Example, build_example, check_unique_ids, detect_answer_base
+from .records import BadRecord, ColumnsConfig, Example, build_example, check_unique_ids, detect_answer_base
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Example", "ColumnMap", "TINYLLM_TEACHERS", "decode_text", "read_records", "build_examples",
+__all__ = ["TINYLLM_TEACHERS", "decode_text", "read_records", "build_examples",
            "load_records_file", "split_tinyllm_rationale", "load_tinyllm", "load_hf_dataset", "load_examples",
            "split_of_file", "majority_baseline"]
 
@@ -129,7 +129,7 @@ SKIPPED_SHOWN = 5
 
 
 def build_examples(
-    records: Sequence[tuple[int | None, Any]], path: str | Path, columns: ColumnMap = ColumnMap(), *,
+    records: Sequence[tuple[int | None, Any]], path: str | Path, columns: ColumnsConfig = ColumnsConfig(), *,
     require_answer: bool = True, on_invalid: str = "error", task: str = "mcqa", answer_base: int | None = None,
 ) -> list[Example | None]:
     """Validate every record; with ``on_invalid="skip"`` a bad row becomes ``None`` and is named in a warning.
@@ -161,7 +161,7 @@ def build_examples(
 
 
 def load_records_file(
-    path: str | Path, columns: ColumnMap = ColumnMap(), *, require_answer: bool = True,
+    path: str | Path, columns: ColumnsConfig = ColumnsConfig(), *, require_answer: bool = True,
     on_invalid: str = "error", task: str = "mcqa", answer_base: int | None = None,
 ) -> list[Example]:
     """Load a JSON / JSONL / CSV file of multiple-choice (or, with ``task="open"``, open-answer) rows."""
@@ -181,8 +181,14 @@ def split_tinyllm_rationale(raw: str) -> dict[str, str]:
 
 
 def _tinyllm_chunks(folder: Path, split: str) -> list[Path]:
-    numbered = [(re.search(r"_CoT_(\d+)\.json$", p.name), p) for p in (folder / "llm").glob(f"{split}_CoT_*.json")]
-    return [p for m, p in sorted(((m, p) for m, p in numbered if m), key=lambda mp: int(mp[0].group(1)))]
+    """The ``llm/<split>_CoT_<k>.json`` rationale chunks in numeric order of ``k``; any other name is an error."""
+    chunks: dict[int, Path] = {}
+    for path in (folder / "llm").glob(f"{split}_CoT_*.json"):
+        number = re.fullmatch(rf"{re.escape(split)}_CoT_(\d+)\.json", path.name)
+        if number is None:
+            raise DataError(path, f"expected {split}_CoT_<number>.json, so the chunks' order is known")
+        chunks[int(number.group(1))] = path
+    return [chunks[k] for k in sorted(chunks)]
 
 
 def load_tinyllm(
@@ -232,7 +238,7 @@ def load_tinyllm(
 
 # ------------------------------------------------------------------------------------------ HF datasets
 def load_hf_dataset(
-    name: str, split: str, *, subset: str | None = None, columns: ColumnMap = ColumnMap(), task: str = "mcqa",
+    name: str, split: str, *, subset: str | None = None, columns: ColumnsConfig = ColumnsConfig(), task: str = "mcqa",
     on_invalid: str = "error", answer_base: int | None = None,
 ) -> list[Example]:
     """Load a Hugging Face dataset by hub name or local path (``datasets.load_dataset``)."""
@@ -248,7 +254,7 @@ def load_hf_dataset(
     return [ex for ex in built if ex is not None]
 
 
-def _normalise_hf_row(row: Mapping[str, Any], columns: ColumnMap) -> dict[str, Any]:
+def _normalise_hf_row(row: Mapping[str, Any], columns: ColumnsConfig) -> dict[str, Any]:
     """Adapt common hub schemas (ARC/OBQA ``question_stem``/``choices.text``+``answerKey``, WinoGrande)."""
     r = dict(row)
     if columns.question not in r and "question_stem" in r:
@@ -273,7 +279,7 @@ def _normalise_hf_row(row: Mapping[str, Any], columns: ColumnMap) -> dict[str, A
 
 # ------------------------------------------------------------------------------------------ dispatcher
 def load_examples(
-    path: str | Path, split: str = "train", *, fmt: str = "auto", columns: ColumnMap = ColumnMap(),
+    path: str | Path, split: str = "train", *, fmt: str = "auto", columns: ColumnsConfig = ColumnsConfig(),
     subset: str | None = None, require_answer: bool = True, on_invalid: str = "error", task: str = "mcqa",
     answer_base: int | None = None,
 ) -> list[Example]:
