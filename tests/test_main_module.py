@@ -48,3 +48,13 @@ def test_python_dash_m_keeps_the_exit_codes(invocations):
     missing = invocations["missing"]
     assert missing.returncode == 2
     assert missing.stderr.startswith("error: ") and "missing.yaml" in missing.stderr
+
+
+def test_help_does_not_import_torch():
+    """Building the parser (all nine commands' flags) stays light: torch loads only when a command runs."""
+    probe = ("import sys; from tinydistill.cli import build_parser; build_parser(); "
+             "print(sorted({'torch', 'transformers'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -2,6 +2,8 @@
 
 This package is the only place that uses argparse: a handler turns the parsed flags into typed calls of the
 modules below it (``run``, ``teach``, ``study``, ``serve``…) and returns the exit code.
+A command module imports those modules (and so torch) inside ``handle``: ``--help``, ``--version`` and a
+mistyped config answer in a second or two.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import os
 import sys
 from collections.abc import Callable
 from types import ModuleType
-
-from transformers.utils import logging as hf_logging
 
 from .. import __version__
 from ..errors import TinyDistillError
@@ -38,10 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # --help and --version end here, before torch is imported
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except TinyDistillError as e:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..analysis import analyze_run, summary_line, write_analysis
-from ..html_report import write_html_report
-
 HELP = "error analysis of a run's predictions: per class/domain, confusion, student vs. teachers"
 
 
@@ -24,6 +21,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from ..analysis import analyze_run, summary_line, write_analysis
+    from ..html_report import write_html_report
     a = analyze_run(args.run_dir, data=args.data, split=args.split, fmt=args.format, predictions=args.predictions,
                     n_examples=args.examples)
     out = Path(args.out or args.run_dir)

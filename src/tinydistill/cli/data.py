@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..datacheck import check_data
-
 HELP = "inspect and validate data"
 
 
@@ -18,5 +16,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from ..datacheck import check_data
     check_data(args.path, split=args.split, fmt=args.format)
     return 0

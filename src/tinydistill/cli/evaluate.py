@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..run import evaluate_run
-
 HELP = "score a run's best student on a data file or folder"
 
 
@@ -21,6 +19,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from ..run import evaluate_run
     evaluate_run(args.run_dir, args.data, split=args.split, fmt=args.format, out=args.out,
                  modes=args.modes.split(",") if args.modes else None)
     return 0

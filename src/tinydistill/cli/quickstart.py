@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..quickstart import quickstart
-
 HELP = "train and compare inference-only, fine-tuning and TinyLLM on the embedded data"
 
 
@@ -18,6 +16,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from ..quickstart import quickstart
     quickstart(data_dir=args.data_dir, output_dir=args.output_dir, name=args.name,
                overrides=args.overrides, progress=not args.no_progress)
     return 0

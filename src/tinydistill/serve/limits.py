@@ -11,6 +11,9 @@ from typing import Any
 
 from .errors import APIError
 
+#: the environment variable holding the key every route requires (``--api-key`` overrides it)
+API_KEY_ENV = "TINYDISTILL_API_KEY"
+
 #: Prompt tokens kept (cut from the left) for a model whose config names no position limit (T5).
 DEFAULT_INPUT_TOKENS = 1024
 

@@ -6,10 +6,7 @@ import ipaddress
 import sys
 
 from ..teachers.hf import load_model
-from .limits import Limits
-
-#: The environment variable read when ``--api-key`` is not given.
-API_KEY_ENV = "TINYDISTILL_API_KEY"
+from .limits import API_KEY_ENV, Limits
 
 
 def is_loopback(host: str) -> bool:
