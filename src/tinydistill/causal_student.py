@@ -23,21 +23,16 @@ class CausalStudent(Student):
         """A target continues the prompt, so it starts with a space (one word piece, not a glued one)."""
         return super().target_token_ids(text if text.startswith(" ") else " " + text)
 
-    def target_logits(
-        self, batch: dict[str, torch.Tensor], encoder_outputs: object | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Position t predicts token t+1, so logits and labels are both shifted by one."""
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
-        return out.logits[:, :-1], batch["labels"][:, 1:]
+    logit_shift = 1  # position t predicts token t+1
+
+    def model_logits(self, batch: dict[str, torch.Tensor], encoder_outputs: object | None = None) -> torch.Tensor:
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
 
     def forward_with_hidden(self, batch: dict[str, torch.Tensor], hidden: bool = True) -> Forward:
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          output_hidden_states=hidden, use_cache=False)
         hs = {"decoder": out.hidden_states} if hidden else {}
         return Forward(out.logits[:, :-1], batch["labels"][:, 1:], hs, self.side_masks(batch))
-
-    def forward_labels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return batch["labels"][:, 1:]
 
     def pair_logits(self, sources: Sequence[list[int]], owners: Sequence[int], targets: Sequence[list[int]],
                     n_prefix: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -92,7 +92,7 @@ class ChoiceModel(nn.Module):
         logits = self.mlm_head(hidden[where], self.encoder.get_input_embeddings().weight)  # (N, V)
         weights = batch.get("row_weights")
         token_weights = None if weights is None else weights[:, None].expand_as(labels)[where]  # (N,)
-        return token_cross_entropy(logits[:, None], labels[where][:, None], token_weights)
+        return token_cross_entropy(logits, labels[where], token_weights)
 
     def rationale_logits(self, batch: dict[str, torch.Tensor], start_id: int, pad_id: int) -> torch.Tensor:
         """Encode the source with the shared encoder; the decoder reads right-shifted labels. → (B, T, V)."""

@@ -16,17 +16,19 @@ def token_cross_entropy(
 ) -> torch.Tensor:
     """Mean cross-entropy over the valid target tokens of a batch.
 
-    logits: (B, T, V) already aligned with labels (position t predicts labels[:, t]); labels: (B, T).
+    logits: (B, T, V) already aligned with labels (position t predicts labels[:, t]); labels: (B, T); or the
+    labelled positions only, flat: logits (N, V), labels (N,).
     row_weights: optional (B,) per-row weights (e.g. down-weighted rationales); each token of row b is
-    weighted by row_weights[b] and the sum is divided by the weighted token count. Returns a scalar;
-    0 (with grad) when no token is valid.
+    weighted by row_weights[b] and the sum is divided by the weighted token count (flat labels: (N,), one per
+    token). Returns a scalar; 0 (with grad) when no token is valid.
     """
     per_token = F.cross_entropy(  # flattened (B·T, V): the class dim stays contiguous
         logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
     ).view(labels.shape)  # (B, T)
     mask = (labels != IGNORE_INDEX).float()
     if row_weights is not None:
-        mask = mask * row_weights.to(mask.dtype).unsqueeze(1)
+        weights = row_weights.to(mask.dtype)
+        mask = mask * (weights if weights.shape == mask.shape else weights.unsqueeze(1))
     denom = mask.sum()
     if denom <= 0:
         return logits.sum() * 0.0

@@ -54,11 +54,12 @@ class MultiTaskObjective:
             if encoded is not None:  # this task's rows of the one shared encoder pass
                 idx = tensors["source_index"]
                 reads = {**tensors, "attention_mask": tensors["shared_attention_mask"][idx]}
-                logits, labels = student.target_logits(reads, BaseModelOutput(last_hidden_state=encoded[idx]))
-                out[task] = (weight, token_cross_entropy(logits, labels, tensors.get("row_weights")))
-                continue
-            logits, labels = student.target_logits(tensors)
-            out[task] = (weight, token_cross_entropy(logits, labels, tensors.get("row_weights")))
+                logits, labels, at = student.labelled_logits(reads, BaseModelOutput(last_hidden_state=encoded[idx]))
+            else:
+                logits, labels, at = student.labelled_logits(tensors)
+            row_weights = tensors.get("row_weights")
+            token_weights = None if row_weights is None else row_weights.unsqueeze(1).expand_as(at)[at]
+            out[task] = (weight, token_cross_entropy(logits, labels, token_weights))
         return out
 
 

@@ -41,16 +41,13 @@ class Seq2SeqStudent(Student):
         """Right-shifted labels; ``decoder_targets``: the labels with the decoder-side task prefix still unmasked."""
         return self.model.prepare_decoder_input_ids_from_labels(labels=batch.get("decoder_targets", batch["labels"]))
 
-    def target_logits(
-        self, batch: dict[str, torch.Tensor], encoder_outputs: object | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def model_logits(self, batch: dict[str, torch.Tensor], encoder_outputs: object | None = None) -> torch.Tensor:
         """The decoder reads the right-shifted labels (teacher forcing); logits align with the labels as they are."""
-        out = self.model(
+        return self.model(
             input_ids=None if encoder_outputs is not None else batch["input_ids"],
             attention_mask=batch["attention_mask"], decoder_input_ids=self._decoder_input_ids(batch),
             encoder_outputs=encoder_outputs, use_cache=False,
-        )
-        return out.logits, batch["labels"]
+        ).logits
 
     def forward_with_hidden(self, batch: dict[str, torch.Tensor], hidden: bool = True) -> Forward:
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],

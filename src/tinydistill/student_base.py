@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .config import MINILM_ALIAS
 from .errors import TinyDistillError
-from .losses import sequence_log_likelihood
+from .losses import IGNORE_INDEX, sequence_log_likelihood
 from .prompts import answer_target, parse_answer
 from .records import Example
 from .task_items import ANSWER_TASK, ItemContext, SourceEncoder, TaskItem, TaskSpec, TruncationStats, pad_seq2seq
@@ -147,19 +147,48 @@ class Student(ABC):
         return stats.sources
 
     # ------------------------------------------------------------------------------------------ forward
-    @abstractmethod
+    #: how many positions the logits run ahead of the labels (a causal LM: position t predicts token t+1)
+    logit_shift: ClassVar[int] = 0
+
+    def model_logits(self, batch: dict[str, torch.Tensor], encoder_outputs: object | None = None) -> torch.Tensor:
+        """The model's logits over its own positions for a padded task batch, (B, T, V)."""
+        raise NotImplementedError(f"a {self.kind} student has no language-model logits")
+
     def target_logits(
         self, batch: dict[str, torch.Tensor], encoder_outputs: object | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward a padded task batch; return logits (B, T, V) aligned with labels (B, T)."""
+        logits, shift = self.model_logits(batch, encoder_outputs), self.logit_shift
+        return logits[:, : logits.shape[1] - shift], batch["labels"][:, shift:]
+
+    def labelled_logits(
+        self, batch: dict[str, torch.Tensor], encoder_outputs: object | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits (N, V) at the N target positions that carry a label, those labels (N,) and where they sit,
+        (B, T) bool over :meth:`forward_labels`. The output layer (hidden × vocabulary, a small student's largest
+        matmul) runs at those positions only, not on padding, a prompt or a decoder-side prefix: the same loss
+        and gradients as :meth:`target_logits` masked afterwards, for less work."""
+        labels = self.forward_labels(batch)
+        keep = labels != IGNORE_INDEX
+        head = getattr(self.model, "get_output_embeddings", lambda: None)()
+        if head is None or type(self).target_logits is not Student.target_logits:
+            logits, labels = self.target_logits(batch, encoder_outputs)
+            return logits[keep], labels[keep], keep
+        at = torch.nn.functional.pad(keep, (0, self.logit_shift), value=False)  # model positions with a label
+        handle = head.register_forward_pre_hook(lambda _module, args: (args[0][at], *args[1:]))
+        try:
+            logits = self.model_logits(batch, encoder_outputs)
+        finally:
+            handle.remove()
+        return logits, labels[keep], keep
 
     def forward_with_hidden(self, batch: dict[str, torch.Tensor], hidden: bool = True) -> Forward:
         """One forward of a task batch returning logits and (optionally) every layer's hidden states per side."""
         raise TinyDistillError(f"white-box KD needs a seq2seq or causal student; this one is {self.kind}")
 
     def forward_labels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Labels aligned with the logits that :meth:`forward_with_hidden` returns."""
-        return batch["labels"]
+        """Labels aligned with the logits that :meth:`target_logits` and :meth:`forward_with_hidden` return."""
+        return batch["labels"][:, self.logit_shift:]
 
     def side_masks(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Which positions of each side's hidden states are real tokens, (B, S) per side."""
