@@ -19,11 +19,12 @@ from .config import RunConfig
 from .data import decode_text
 from .errors import ConfigError, DataError
 
-__all__ = ["load_config", "config_from_dict", "apply_overrides", "dump_config", "read_yaml", "parse_value"]
+__all__ = ["load_config", "config_from_dict", "apply_overrides", "dump_config", "read_yaml", "parse_value",
+           "yaml_key_lines"]
 
 
 # ----------------------------------------------------------------------------------------------- loading
-def _line_index(text: str) -> dict[tuple[str, ...], int]:
+def yaml_key_lines(text: str) -> dict[tuple[str, ...], int]:
     """Map each key path in a YAML document to its 1-based line (list items use their index)."""
     out: dict[tuple[str, ...], int] = {}
 
@@ -161,7 +162,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", text: str = 
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_validation(e, source, _line_index(text))) from None
+        raise ConfigError(_format_validation(e, source, yaml_key_lines(text))) from None
 
 
 def read_yaml(path: str | Path, what: str = "config") -> tuple[Any, str]:

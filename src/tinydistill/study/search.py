@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
-from ..config_io import _line_index, apply_overrides, config_from_dict, dump_config, load_config, read_yaml
+from ..config_io import apply_overrides, config_from_dict, dump_config, load_config, read_yaml, yaml_key_lines
 from ..errors import ConfigError, TinyDistillError
 from ..files import read_jsonl, write_json_atomic
 from ..run import run
@@ -113,7 +113,7 @@ def load_space(path: str | Path) -> list[Dist]:
     raw, text = read_yaml(path, "search space")
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{path}: expected a mapping of dotted config keys to distributions")
-    lines = _line_index(text)
+    lines = yaml_key_lines(text)
     out = []
     for key, spec in raw.items():
         line = lines.get((str(key),))
@@ -139,7 +139,7 @@ def trial_config(raw: Mapping[str, Any], params: Mapping[str, Any], *, study_dir
 
 def check_space(raw: Mapping[str, Any], space: Sequence[Dist], space_path: str | Path, study_dir: Path) -> None:
     """Fail before any trial if a key does not exist or a value of its space is refused by the config."""
-    lines = _line_index(Path(space_path).read_text(encoding="utf-8"))
+    lines = yaml_key_lines(Path(space_path).read_text(encoding="utf-8"))
     for d in space:
         values = list(d.choices) if d.type == "categorical" else [d.example(), int(d.high) if d.type == "int"
                                                                    else d.high]
