@@ -28,9 +28,15 @@ class EvalResult:
     predictions: list[dict] = field(default_factory=list)
 
 
-def _chunks(seq: Sequence, size: int):
-    for i in range(0, len(seq), size):
-        yield seq[i: i + size]
+def _length_sorted_batches(examples: Sequence[Example], size: int) -> list[list[int]]:
+    """Indices of ``examples`` in batches of ``size``, longest texts first, so a batch pads to rows of its own
+    length (on OBQA valid the choice head pads 48k tokens instead of 101k). Callers put results back in order."""
+    def length(i: int) -> int:
+        ex = examples[i]
+        return len(ex.question) + max((len(c) for c in ex.choices), default=0)
+
+    order = sorted(range(len(examples)), key=length, reverse=True)
+    return [order[i: i + size] for i in range(0, len(order), size)]
 
 
 @torch.no_grad()
@@ -43,12 +49,14 @@ def rank_choices(
     log-likelihood of each choice's answer target (``prefix_side``: where a seq2seq student reads ``prefix``)."""
     source = student.source_encoder(max_input_length)
     prefix, head = place_prefix(student, prefix, prefix_side)
-    scores: list[list[float]] = []
-    for batch in tqdm(list(_chunks(examples, batch_size)), desc="rank", disable=not progress, leave=False):
-        scores.extend(student.rank_scores(batch, source=source, prefix=prefix, head=head,
-                                          max_input_length=max_input_length, answer_style=answer_style,
-                                          max_answer_length=max_answer_length, reduction=reduction,
-                                          autocast_dtype=autocast_dtype))
+    scores: list[list[float]] = [[] for _ in examples]
+    for batch in tqdm(_length_sorted_batches(examples, batch_size), desc="rank", disable=not progress, leave=False):
+        rows = student.rank_scores([examples[i] for i in batch], source=source, prefix=prefix, head=head,
+                                   max_input_length=max_input_length, answer_style=answer_style,
+                                   max_answer_length=max_answer_length, reduction=reduction,
+                                   autocast_dtype=autocast_dtype)
+        for i, row in zip(batch, rows, strict=True):
+            scores[i] = row
     return scores
 
 
@@ -60,10 +68,12 @@ def generate_answers(
     """Greedy-decode each example's answer text (``prefix_side: decoder``: the decoder starts with ``prefix``)."""
     source = student.source_encoder(max_input_length)
     prefix, head = place_prefix(student, prefix, prefix_side)
-    texts: list[str] = []
-    for batch in tqdm(list(_chunks(examples, batch_size)), desc="generate", disable=not progress, leave=False):
-        out = student.generate_ids([source.encode(ex, prefix) for ex in batch], head, max_new_tokens)
-        texts.extend(student.tokenizer.batch_decode(out, skip_special_tokens=True))
+    texts: list[str] = ["" for _ in examples]
+    for batch in tqdm(_length_sorted_batches(examples, batch_size), desc="generate", disable=not progress,
+                      leave=False):
+        out = student.generate_ids([source.encode(examples[i], prefix) for i in batch], head, max_new_tokens)
+        for i, text in zip(batch, student.tokenizer.batch_decode(out, skip_special_tokens=True), strict=True):
+            texts[i] = text
     return texts
 
 

@@ -28,6 +28,7 @@ from torch import nn
 from transformers import get_scheduler
 
 from ..config import TrainConfig
+from ..cpu_dropout import cpu_dropout
 from ..students import Student
 from .data_parallel import Batch, DataParallel, Terms, scale_terms
 from .shards import same_tasks_everywhere
@@ -179,7 +180,7 @@ class Strategy(ABC):
         if not batch:
             return None
         self.before_forward(sync)
-        with self.accelerator.autocast():
+        with self.accelerator.autocast(), cpu_dropout(self.accelerator.device):
             terms = self.compute(batch)
             return scale_terms(terms, scales, row_share) if self.dp.active else terms
 
