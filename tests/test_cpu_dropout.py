@@ -74,3 +74,28 @@ def test_the_swap_reaches_modules_and_is_undone():
     except KeyError:
         pass
     assert F.dropout is original
+
+
+def test_a_training_run_draws_its_dropout_masks_here(tmp_path, tiny_bert_dir, monkeypatch):
+    """The training forward of a real run (a choice student with attention dropout) goes through the swap."""
+    from tests.test_reproduce import choice_config, tinyllm_folder
+    from tinydistill import cpu_dropout as module
+    from tinydistill.config_io import config_from_dict
+    from tinydistill.run import run
+
+    shapes: list[tuple[int, ...]] = []
+    real = module.keep_scale
+
+    def counting(shape, p, dtype):
+        shapes.append(tuple(shape))
+        return real(shape, p, dtype)
+
+    monkeypatch.setattr(module, "keep_scale", counting)
+    raw = choice_config(tiny_bert_dir, tinyllm_folder(tmp_path), tmp_path / "runs")
+    raw["data"]["train"]["limit"] = 16
+    raw["student"]["attention_dropout"] = 0.3
+    raw["student"]["attn_implementation"] = "eager"  # SDPA drops inside its own kernel
+    raw["train"]["epochs"] = 1
+    run(config_from_dict(raw), progress=False, log=lambda _: None)
+    assert shapes and all(len(s) == 4 for s in shapes)  # (batch·choices, heads, L, L): the attention masks
+    assert F.dropout is module._torch_dropout  # restored after the run

@@ -6,9 +6,9 @@ serves four elements: its four 16-bit lanes are compared with ``round(p · 2¹�
 with probability ``p`` to within 2⁻¹⁷, independently, and the kept ones are scaled by ``1 / (1 - p)`` — the
 same estimator as ``torch.nn.functional.dropout``, drawn from the same (seeded, checkpointed) CPU generator.
 
-Every model's dropout goes through ``torch.nn.functional.dropout`` (``nn.Dropout`` modules and the attention
-functions of transformers alike), so :func:`cpu_dropout` swaps that one function for the duration of a
-forward and restores it after; GPUs keep PyTorch's fused kernel.
+Every model's dropout goes through ``torch.nn.functional.dropout`` (``nn.Dropout`` modules and the eager
+attention functions of transformers alike; SDPA drops inside its own kernel), so :func:`cpu_dropout` swaps that
+one function for the duration of a forward and restores it after; GPUs keep PyTorch's fused kernel.
 """
 
 from __future__ import annotations
