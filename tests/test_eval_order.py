@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tinydistill.batching import longest_first_batches
 from tinydistill.config import StudentConfig
-from tinydistill.evaluate import _length_sorted_batches, generate_answers, rank_choices
+from tinydistill.evaluate import generate_answers, rank_choices
 from tinydistill.records import Example
 from tinydistill.students import load_student
 
@@ -16,7 +17,7 @@ ROWS = [Example(id=str(k), question="Which?" + " very long words here" * k, choi
 
 
 def test_batches_group_lengths_and_cover_every_row_once():
-    batches = _length_sorted_batches(ROWS, 3)
+    batches = longest_first_batches([len(ex.question) + max(map(len, ex.choices)) for ex in ROWS], 3)
     assert sorted(i for b in batches for i in b) == list(range(len(ROWS)))
     assert batches[0] == [5, 1, 3]  # k = 9, 7, 5: the longest rows share a batch
     assert [len(b) for b in batches] == [3, 3, 2]

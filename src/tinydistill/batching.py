@@ -1,4 +1,5 @@
-"""One epoch's batches: plain slices of the epoch's permutation, or grouped by length.
+"""One epoch's batches: plain slices of the epoch's permutation, or grouped by length; inference batches sorted by
+length.
 
 Grouping sorts rows by length inside mega-batches of ``mega_batches × batch_size`` consecutive rows of the
 permutation, cuts the result into batches, then shuffles the batches. Rows of similar length share a batch,
@@ -32,6 +33,12 @@ def row_length(row: Mapping[str, CostsTokens]) -> int:
 def sequential_batches(order: Sequence[int], batch_size: int) -> list[list[int]]:
     """Consecutive slices of ``order`` (the last one may be short)."""
     return [list(order[i: i + batch_size]) for i in range(0, len(order), batch_size)]
+
+
+def longest_first_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices ``0..len(lengths)-1`` sorted longest first (ties in input order), cut into batches: inference
+    (evaluation, teacher generation) pads each batch only to rows of its own length."""
+    return sequential_batches(sorted(range(len(lengths)), key=lambda i: -lengths[i]), batch_size)
 
 
 def length_grouped_batches(order: Sequence[int], lengths: Sequence[int], batch_size: int, *, seed: int,

@@ -13,6 +13,7 @@ one function for the duration of a forward and restores it after; GPUs keep PyTo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,9 +27,7 @@ _torch_dropout = F.dropout
 
 def keep_scale(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype) -> torch.Tensor:
     """A tensor of ``shape``: 0 where an element is dropped (probability ``p``), ``1 / (1 - p)`` where kept."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), (1 << 63) - 1)  # every bit uniform
     lanes = words.view(torch.int16)[:n].view(shape)
     dropped = round(p * LANE_LEVELS)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
 
+from .batching import longest_first_batches
 from .collate import place_prefix
 from .data import majority_baseline
 from .rationales import stated_answer
@@ -28,15 +30,19 @@ class EvalResult:
     predictions: list[dict] = field(default_factory=list)
 
 
-def _length_sorted_batches(examples: Sequence[Example], size: int) -> list[list[int]]:
-    """Indices of ``examples`` in batches of ``size``, longest texts first, so a batch pads to rows of its own
-    length (on OBQA valid the choice head pads 48k tokens instead of 101k). Callers put results back in order."""
-    def length(i: int) -> int:
-        ex = examples[i]
-        return len(ex.question) + max((len(c) for c in ex.choices), default=0)
+T = TypeVar("T")
 
-    order = sorted(range(len(examples)), key=length, reverse=True)
-    return [order[i: i + size] for i in range(0, len(order), size)]
+
+def _in_input_order(examples: Sequence[Example], batch_size: int, work: Callable[[list[Example]], list[T]], *,
+                    desc: str, progress: bool) -> list[T]:
+    """``work`` (a batch → one result per row) on batches of similar text length, longest first; the results in
+    the order of ``examples``. On OBQA valid the choice head pads 48k tokens this way instead of 101k."""
+    lengths = [len(ex.question) + max((len(c) for c in ex.choices), default=0) for ex in examples]
+    results: list[T] = [None] * len(examples)  # type: ignore[list-item]  # every slot is filled below
+    for batch in tqdm(longest_first_batches(lengths, batch_size), desc=desc, disable=not progress, leave=False):
+        for i, result in zip(batch, work([examples[i] for i in batch]), strict=True):
+            results[i] = result
+    return results
 
 
 @torch.no_grad()
@@ -49,15 +55,10 @@ def rank_choices(
     log-likelihood of each choice's answer target (``prefix_side``: where a seq2seq student reads ``prefix``)."""
     source = student.source_encoder(max_input_length)
     prefix, head = place_prefix(student, prefix, prefix_side)
-    scores: list[list[float]] = [[] for _ in examples]
-    for batch in tqdm(_length_sorted_batches(examples, batch_size), desc="rank", disable=not progress, leave=False):
-        rows = student.rank_scores([examples[i] for i in batch], source=source, prefix=prefix, head=head,
-                                   max_input_length=max_input_length, answer_style=answer_style,
-                                   max_answer_length=max_answer_length, reduction=reduction,
-                                   autocast_dtype=autocast_dtype)
-        for i, row in zip(batch, rows, strict=True):
-            scores[i] = row
-    return scores
+    return _in_input_order(examples, batch_size, lambda batch: student.rank_scores(
+        batch, source=source, prefix=prefix, head=head, max_input_length=max_input_length, answer_style=answer_style,
+        max_answer_length=max_answer_length, reduction=reduction, autocast_dtype=autocast_dtype),
+        desc="rank", progress=progress)
 
 
 @torch.no_grad()
@@ -68,13 +69,12 @@ def generate_answers(
     """Greedy-decode each example's answer text (``prefix_side: decoder``: the decoder starts with ``prefix``)."""
     source = student.source_encoder(max_input_length)
     prefix, head = place_prefix(student, prefix, prefix_side)
-    texts: list[str] = ["" for _ in examples]
-    for batch in tqdm(_length_sorted_batches(examples, batch_size), desc="generate", disable=not progress,
-                      leave=False):
-        out = student.generate_ids([source.encode(examples[i], prefix) for i in batch], head, max_new_tokens)
-        for i, text in zip(batch, student.tokenizer.batch_decode(out, skip_special_tokens=True), strict=True):
-            texts[i] = text
-    return texts
+
+    def generate(batch: list[Example]) -> list[str]:
+        out = student.generate_ids([source.encode(ex, prefix) for ex in batch], head, max_new_tokens)
+        return student.tokenizer.batch_decode(out, skip_special_tokens=True)
+
+    return _in_input_order(examples, batch_size, generate, desc="generate", progress=progress)
 
 
 def collapse_metrics(predictions: Sequence[int | None], n_choices: int | None = None) -> dict[str, float]:

@@ -15,6 +15,7 @@ import torch
 from accelerate import PartialState
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+from ..batching import longest_first_batches
 from ..errors import TinyDistillError
 from .backend import LENGTH, Generation
 from .specs import GenerationSpec, HFTeacherSpec
@@ -185,7 +186,6 @@ class HFBackend:
     ) -> Iterator[tuple[int, Generation]]:
         """Yield ``(index, Generation)`` batch by batch, longest prompts first; new text only."""
         encoded = self.encode(prompts, add_special_tokens)
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         sampled = temperature > 0
         kwargs: dict[str, Any] = {
             "max_new_tokens": max_new_tokens,
@@ -197,8 +197,7 @@ class HFBackend:
             kwargs.update(temperature=temperature, top_p=top_p)
         else:  # override sampling defaults a checkpoint's generation_config may carry
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in longest_first_batches([len(e) for e in encoded], batch_size):
             batch = self._batch([encoded[i] for i in idx])
             with torch.random.fork_rng(devices=[] if self.device.type == "cpu" else [self.device]):
                 if sampled:  # the batch's seed depends on its contents, so a resumed run draws the same
