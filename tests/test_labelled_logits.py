@@ -60,7 +60,7 @@ def test_labelled_logits_give_the_full_logits_loss_and_gradients(request, model_
     assert reference.item() > 1.0  # a random tiny model: a real loss, not a degenerate zero
     for a, b in zip(grads(full_loss()), grads(sum(w * v for w, v in objective.terms(student, batch).values())),
                     strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # fp32 summation order differs by CPU
 
 
 def test_only_labelled_positions_reach_the_output_layer(tiny_gpt2_dir):

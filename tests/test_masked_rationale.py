@@ -127,8 +127,9 @@ def test_tokenised_rationale_tasks_become_masked_pairs(tiny_bert_dir):
 def test_tinyllm_learns_rationales_first_then_answers_and_deploys_a_plain_choice_model(tmp_path, tiny_bert_dir):
     data = tinyllm_folder(tmp_path)
     raw = choice_config(tiny_bert_dir, data, tmp_path / "runs", method="tinyllm",
-                        train={"epochs": 6, "batch_size": 8, "lr": 1e-2, "mixed_precision": "no",
-                               "warmup_ratio": 0.0, "rationale_stage_epochs": 3})
+                        train={"epochs": 10, "batch_size": 8, "lr": 5e-3, "mixed_precision": "no",
+                               "warmup_ratio": 0.0, "rationale_stage_epochs": 3})  # lr 1e-2 left the answer
+    # loss at ln 4 on some CPUs and seeds; at 5e-3 every seed 0-3 learned the answers (valid 0.50-0.79)
     outcome = run(config_from_dict(raw), progress=False, log=lambda *_: None)
     stage = [json.loads(line) for line in (outcome.cfg.run_dir / RATIONALE_STAGE_DIR / "metrics.jsonl").open()]
     for teacher in ("flan_t5", "llama2"):
@@ -137,6 +138,7 @@ def test_tinyllm_learns_rationales_first_then_answers_and_deploys_a_plain_choice
     assert all("loss/answer" not in r for r in stage)
     answer = [json.loads(line) for line in (outcome.cfg.run_dir / "metrics.jsonl").open() if "loss" in line]
     assert all(set(k for k in r if k.startswith("loss/")) == {"loss/answer"} for r in answer)
+    assert answer[-1]["loss/answer"] < 0.9 * math.log(4)  # the choice head learned: below chance's ln 4
     assert outcome.valid.metrics["rank_accuracy"] > 0.4  # the synthetic task: chance is 25%
     best = AutoModelForMultipleChoice.from_pretrained(outcome.cfg.run_dir / "best")  # plain transformers
     assert not any("mlm" in n for n, _ in best.named_parameters())
