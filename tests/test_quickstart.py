@@ -18,6 +18,8 @@ def test_quickstart_runs_three_methods_then_eval_scores_the_student(tmp_path, ca
     out = capsys.readouterr().out
     for label in ("inference only", "fine-tuning on answers", "TinyLLM", "flan_t5", "llama2", "majority"):
         assert label in out, label
+    total = next(line for line in out.splitlines() if line.startswith("total "))
+    assert ", fp32;" in total or ", bf16 autocast;" in total, total  # the precision `auto` chose on this machine
     root = tmp_path / "runs" / "quickstart"
     for method in ("inference", "finetune", "tinyllm"):
         for name in ("config.yaml", "report.md", "report.json", "predictions.jsonl", "best/config.json"):

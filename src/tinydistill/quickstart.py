@@ -18,9 +18,11 @@ from .files import write_json_atomic
 from .outcome import RunOutcome
 from .report import markdown_table
 from .run import run
+from .trainer import effective_precision
 
 METHODS = (("inference", "inference only (untrained head)"), ("finetune", "fine-tuning on answers"),
            ("tinyllm", "TinyLLM (answer + FLAN-T5 + LLaMA-2 rationales)"))
+PRECISION_NAMES = {"bf16": "bf16 autocast", "fp16": "fp16 autocast", "no": "fp32"}
 
 
 def plain(message: str) -> None:
@@ -58,12 +60,14 @@ def quickstart(*, data_dir: str | None = None, output_dir: str = "runs", name: s
     n = outcomes["tinyllm"].valid.metrics["n"]
     console.print(results_table(f"quickstart: OpenBookQA valid ({n} rows), student all-MiniLM-L6-v2 "
                                 f"+ choice head", rows))
-    console.print(f"total {total:.0f} s; runs in {Path(output_dir) / name}/<method>/ "
+    precision = PRECISION_NAMES[effective_precision(outcomes["tinyllm"].cfg.train.mixed_precision)]
+    console.print(f"total {total:.0f} s, {precision}; runs in {Path(output_dir) / name}/<method>/ "
                   f"(report.md, predictions.jsonl, best/)")
     summary_dir = Path(output_dir) / name
     write_json_atomic(summary_dir / "report.json", {"rows": rows, "seconds": round(total, 1),
-                                                    "data": str(folder)})
+                                                    "precision": precision, "data": str(folder)})
     cols = [("method", "method"), ("rank_accuracy", "valid acc (rank)"), ("generate_accuracy", "valid acc (gen)"),
             ("top_share", "top prediction share"), ("majority_baseline", "majority baseline")]
-    (summary_dir / "report.md").write_text(f"# quickstart\n\n{markdown_table(rows, cols)}\n\nTotal {total:.0f} s.\n")
+    (summary_dir / "report.md").write_text(
+        f"# quickstart\n\n{markdown_table(rows, cols)}\n\nTotal {total:.0f} s, {precision}.\n")
     return outcomes

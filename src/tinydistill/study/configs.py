@@ -20,13 +20,15 @@ from .suites import Cell
 
 def base_config(data_root: Path, dataset: str, *, train_limit: int | None, valid_rows: int, epochs: float,
                 output_dir: Path, seed: int, overrides: Sequence[str]) -> dict:
-    """The quickstart recipe (MiniLM + choice head, both teachers) pointed at one dataset of the TinyLLM layout."""
+    """The quickstart recipe (MiniLM + choice head, both teachers) pointed at one dataset of the TinyLLM layout,
+    at fp32 (the quickstart itself trains at ``auto``: bf16 where the CPU computes it natively)."""
     text = (resources.files("tinydistill") / "configs" / "quickstart.yaml").read_text()
     raw = yaml.safe_load(text.replace("{data_dir}", str(data_root / dataset)))
     raw["data"] = {"train": {"path": str(data_root / dataset), "on_invalid": "skip", "limit": train_limit},
                    "valid_from_train": valid_rows,
                    "test": {"path": str(data_root / dataset), "split": "valid"}}
     raw["train"]["epochs"] = epochs
+    raw["train"]["mixed_precision"] = "no"  # fp32: a table's numbers must not depend on the CPU (`--set` changes it)
     raw.update(seed=seed, output_dir=str(output_dir))
     return apply_overrides(raw, list(overrides))
 
