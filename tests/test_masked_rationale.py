@@ -163,3 +163,20 @@ def test_a_run_stopped_in_the_rationale_stage_resumes_to_the_uninterrupted_resul
     a = AutoModelForMultipleChoice.from_pretrained(whole.cfg.run_dir / "best").state_dict()
     b = AutoModelForMultipleChoice.from_pretrained(resumed.cfg.run_dir / "best").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_rationale_stage_runs_at_its_own_learning_rate_and_the_answer_stage_at_lr(tmp_path, tiny_bert_dir):
+    data = tinyllm_folder(tmp_path)
+    raw = choice_config(tiny_bert_dir, data, tmp_path / "runs", method="tinyllm",
+                        train={"epochs": 1, "batch_size": 8, "lr": 1e-3, "mixed_precision": "no", "warmup_ratio": 0.0,
+                               "rationale_stage_epochs": 1, "rationale_stage_lr": 4e-3})
+    outcome = run(config_from_dict(raw), progress=False, log=lambda *_: None)
+
+    def lrs(path):
+        return [json.loads(line)["lr"] for line in path.open() if '"lr"' in line]
+
+    stage, answer = lrs(outcome.cfg.run_dir / RATIONALE_STAGE_DIR / "metrics.jsonl"), lrs(
+        outcome.cfg.run_dir / "metrics.jsonl")
+    assert stage and answer
+    assert 1e-3 < max(stage) <= 4e-3 and stage == sorted(stage, reverse=True)  # linear decay from 4e-3
+    assert max(answer) <= 1e-3

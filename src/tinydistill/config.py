@@ -134,6 +134,8 @@ class TrainConfig(_Strict):
         None, ge=0, description="epochs of rationale-only training before the answer stage (TinyLLM, "
         "step_by_step); None = 1 for a multiple-choice student's mlm rationale head, 0 (the papers' joint "
         "objective) otherwise")
+    rationale_stage_lr: float | None = Field(
+        None, gt=0, description="peak learning rate of the rationale stage (its schedule is lr's); None = lr")
     select_metric: Literal["rank_accuracy", "generate_accuracy", "valid_loss", "exact_match", "token_f1"] = (
         "rank_accuracy")
     """valid metric that selects the best checkpoint (open tasks: exact_match or token_f1)"""

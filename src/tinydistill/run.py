@@ -171,7 +171,8 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
         if plan.rationale_stage is not None and stage_rows is not None:
             stage = plan.rationale_stage
             stage_cfg = cfg.train.model_copy(update={"epochs": stage.epochs, "max_steps": None, "eval_every": 0,
-                                                     "early_stopping_patience": 0})
+                                                     "early_stopping_patience": 0,
+                                                     "lr": cfg.train.rationale_stage_lr or cfg.train.lr})
             (run_dir / RATIONALE_STAGE_DIR).mkdir(exist_ok=True)
             first = train(student, stage_rows, stage.objective, stage_cfg, seed=cfg.seed,
                           run_dir=run_dir / RATIONALE_STAGE_DIR, stop_after_steps=stop_after_steps, progress=progress)
