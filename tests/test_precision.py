@@ -42,7 +42,7 @@ def test_effective_precision(monkeypatch, available, bf16, asked, used):
 
 def test_model_card_names_the_precision_used():
     assert _precision({"mixed_precision": "auto"}, {"precision": "no"}) == "fp32 (auto)"
-    assert _precision({"mixed_precision": "auto"}, {"precision": "bf16"}) == "bf16 (auto)"
+    assert _precision({"mixed_precision": "auto"}, {"precision": "bf16"}) == "bf16 autocast (auto)"
     assert _precision({"mixed_precision": "bf16"}, {"precision": "bf16"}) == "bf16"
     assert _precision({"mixed_precision": "no"}, {}) == "no"  # an older summary without the field
 

@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 from .config import MINILM_ALIAS
 from .students import student_class
+from .trainer import precision_label
 
 MINILM_HUB = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -23,7 +24,7 @@ def _precision(train: Mapping, summary: Mapping) -> str:
     used = summary.get("precision")
     if used is None or used == asked:
         return str(asked)
-    return f"{'fp32' if used == 'no' else used} ({asked})"
+    return f"{precision_label(used)} ({asked})"
 
 
 def _prefix_note(student: Mapping, kind: str) -> str:

@@ -18,11 +18,10 @@ from .files import write_json_atomic
 from .outcome import RunOutcome
 from .report import markdown_table
 from .run import run
-from .trainer import effective_precision
+from .trainer import effective_precision, precision_label
 
 METHODS = (("inference", "inference only (untrained head)"), ("finetune", "fine-tuning on answers"),
            ("tinyllm", "TinyLLM (answer + FLAN-T5 + LLaMA-2 rationales)"))
-PRECISION_NAMES = {"bf16": "bf16 autocast", "fp16": "fp16 autocast", "no": "fp32"}
 
 
 def plain(message: str) -> None:
@@ -60,7 +59,7 @@ def quickstart(*, data_dir: str | None = None, output_dir: str = "runs", name: s
     n = outcomes["tinyllm"].valid.metrics["n"]
     console.print(results_table(f"quickstart: OpenBookQA valid ({n} rows), student all-MiniLM-L6-v2 "
                                 f"+ choice head", rows))
-    precision = PRECISION_NAMES[effective_precision(outcomes["tinyllm"].cfg.train.mixed_precision)]
+    precision = precision_label(effective_precision(outcomes["tinyllm"].cfg.train.mixed_precision))
     console.print(f"total {total:.0f} s, {precision}; runs in {Path(output_dir) / name}/<method>/ "
                   f"(report.md, predictions.jsonl, best/)")
     summary_dir = Path(output_dir) / name

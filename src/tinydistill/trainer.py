@@ -68,6 +68,11 @@ def effective_precision(mixed_precision: str) -> str:
     return "bf16" if mixed_precision == "fp16" and not cuda else mixed_precision
 
 
+def precision_label(precision: str) -> str:
+    """How reports name an :func:`effective_precision`: ``fp32``, ``bf16 autocast`` or ``fp16 autocast``."""
+    return "fp32" if precision == "no" else f"{precision} autocast"
+
+
 def autocast_dtype(mixed_precision: str) -> torch.dtype | None:
     """The autocast dtype for ``mixed_precision`` (None: full precision)."""
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(effective_precision(mixed_precision))
