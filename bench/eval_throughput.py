@@ -1,7 +1,7 @@
 """Evaluation throughput: choice ranking vs batched generation vs a naive per-example ``generate`` loop.
 
 Same student (the offline bert2bert warm-started from all-MiniLM-L6-v2), same shipped ARC valid rows (synthetic
-rows if that folder is absent), same prompts, through :mod:`tinydistill.evaluate`: ``rank_choices`` (one
+rows if that folder is absent), same prompts, through :mod:`tinydistill.evaluation.evaluate`: ``rank_choices`` (one
 encoder pass per row, every choice's answer scored in one batched decoder pass, bf16 autocast as in training),
 ``generate_answers`` batched (greedy, ``max_new_tokens``), and the same ``generate_answers`` one row at a time.
 Prints a table; ``--json`` writes it with a top-level ``ratio`` = rank rows/s ÷ per-example loop rows/s.
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 from bench_io import write_results
+from tinydistill.config.schema import StudentConfig
+from tinydistill.data.loaders import load_examples
+from tinydistill.data.records import Example
+from tinydistill.students.registry import load_student
 
-from tinydistill.config import StudentConfig
-from tinydistill.data import load_examples
-from tinydistill.evaluate import generate_answers, rank_choices
-from tinydistill.records import Example
-from tinydistill.students import load_student
+from tinydistill.evaluation.evaluate import generate_answers, rank_choices
 
 ARC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyllm" / "arc"
 

@@ -78,7 +78,7 @@ TUNED = ("reuse", "fp32")  # the best opt-in settings (bf16 / fp32): ``ratio_tun
 # ------------------------------------------------------------------------------------------------ setup
 def bench_config(overrides: dict | None = None):
     """The bench's run config; ``overrides`` (dotted keys) set knobs the product would otherwise default."""
-    from tinydistill.config_io import config_from_dict
+    from tinydistill.config.loader import config_from_dict
 
     train = {"path": str(DATA)} if DATA.is_dir() else {"path": "synthetic"}
     raw = {
@@ -95,8 +95,8 @@ def bench_config(overrides: dict | None = None):
 
 
 def examples(n: int) -> list:
-    from tinydistill.data import load_examples
-    from tinydistill.records import Example
+    from tinydistill.data.loaders import load_examples
+    from tinydistill.data.records import Example
 
     if DATA.is_dir():
         return load_examples(DATA, "train")[:n]
@@ -108,10 +108,11 @@ def examples(n: int) -> list:
 
 def tokenised(cfg, n: int):
     """(student, tokenised rows, objective) exactly as ``tinydistill train`` builds them."""
-    from tinydistill.collate import tokenize_tasks
-    from tinydistill.methods import build_method
+    from tinydistill.methods.registry import build_method
+    from tinydistill.students.collate import tokenize_tasks
+    from tinydistill.students.registry import load_student
+
     from tinydistill.run import build_teachers
-    from tinydistill.students import load_student
 
     rows = examples(n)
     torch.manual_seed(0)
@@ -144,7 +145,7 @@ def work_per_row(items: list[dict], model: torch.nn.Module, shared: bool) -> tup
 
 # ----------------------------------------------------------------------------------------------- workers
 def run_ours(n: int, settings: dict, clock: str = "wall") -> dict:
-    import tinydistill.trainer as trainer
+    import tinydistill.training.trainer as trainer
 
     overrides = {k: v for k, v in settings.items() if k != "compile"}
     cfg = bench_config(overrides)
@@ -164,7 +165,7 @@ def run_ours(n: int, settings: dict, clock: str = "wall") -> dict:
                       progress=False)
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         losses = [json.loads(x)["loss"] for x in (Path(tmp) / "r" / "metrics.jsonl").read_text().splitlines()]
-    from tinydistill.collate import resolve_prefix_side
+    from tinydistill.students.collate import resolve_prefix_side
 
     side = resolve_prefix_side(student, cfg.student.prefix_side)
     tokens, flops = work_per_row(items, student.model, shared=side == "decoder")

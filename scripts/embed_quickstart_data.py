@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from tinydistill.data import read_records
-from tinydistill.records import build_example
+from tinydistill.data.loaders import read_records
+from tinydistill.data.records import build_example
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "tinydistill" / "datasets" / "obqa"
 

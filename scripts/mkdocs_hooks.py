@@ -122,7 +122,7 @@ def _description(name: str, field: Any, annotation: Any) -> str:
 
 def reachable_models() -> dict[type[BaseModel], list[str]]:
     """Every model reachable from ``RunConfig``, in first-seen order, with the dotted paths it sits at."""
-    from tinydistill.config import RunConfig
+    from tinydistill.config.schema import RunConfig
 
     found: dict[type[BaseModel], list[str]] = {RunConfig: ["(top level)"]}
     stack: list[tuple[type[BaseModel], str]] = [(RunConfig, "")]

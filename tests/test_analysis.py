@@ -4,11 +4,11 @@ import json
 
 import pytest
 import yaml
+from tinydistill.data.records import Example
 
-from tinydistill.analysis import analysis_markdown, analyze_predictions, join_predictions, read_predictions
 from tinydistill.cli import main
 from tinydistill.errors import DataError
-from tinydistill.records import Example
+from tinydistill.evaluation.analysis import analysis_markdown, analyze_predictions, join_predictions, read_predictions
 
 from .conftest import run_config
 
@@ -86,7 +86,8 @@ def test_predictions_from_other_data_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_analyze_cli_on_a_trained_run(tiny_t5_dir, synthetic_data, tmp_path, capsys):
-    from tinydistill.config_io import config_from_dict
+    from tinydistill.config.loader import config_from_dict
+
     from tinydistill.run import run
 
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", **{

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.teacher_helpers import ScriptedBackend, make_examples
-from tinydistill.cache import TeacherCache, make_key
+from tinydistill.teachers.cache import TeacherCache, make_key
 from tinydistill.teachers.live import LiveTeacher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ WRITER = """
 import json, sys
 sys.path.insert(0, {root!r})
 from tests.teacher_helpers import ScriptedBackend, make_examples
-from tinydistill.cache import TeacherCache
+from tinydistill.teachers.cache import TeacherCache
 from tinydistill.teachers.live import LiveTeacher
 cache_path, log, out, n, delay = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
 t = LiveTeacher("t", ScriptedBackend(log, delay_s=delay), TeacherCache(cache_path), chunk_size=4, poll_s=0.05)

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tinydistill.config.loader import config_from_dict
 
-from tinydistill import checkpoint
-from tinydistill.checkpoint import COMPLETE_FILE, STATE_FILE, LoopState, load_latest, save_checkpoint
-from tinydistill.config_io import config_from_dict
 from tinydistill.run import run
-from tinydistill.trainer import make_accelerator
+from tinydistill.training import checkpoint
+from tinydistill.training.checkpoint import COMPLETE_FILE, STATE_FILE, LoopState, load_latest, save_checkpoint
+from tinydistill.training.trainer import make_accelerator
 
 from .conftest import run_config, synthetic_rows, write_jsonl
 
@@ -36,7 +36,7 @@ import json, os, signal, sys
 import torch
 torch.set_num_threads(2)  # as tests/conftest.py: the same kernels as the uninterrupted run in the test process
 from tinydistill import checkpoint
-from tinydistill.config_io import config_from_dict
+from tinydistill.config.loader import config_from_dict
 from tinydistill.run import run
 cfg, point, step = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 def die(at, path):
@@ -145,7 +145,7 @@ def test_the_final_checkpoint_is_written_once(tiny_t5_dir, data, tmp_path, monke
         saved.append(state.step)
         return real(accelerator, folder, state, *args, **kwargs)
 
-    monkeypatch.setattr("tinydistill.trainer.save_checkpoint", counting)
+    monkeypatch.setattr("tinydistill.training.trainer.save_checkpoint", counting)
     monkeypatch.setattr(checkpoint, "save_checkpoint", counting)
     cfg = config_from_dict(run_config(tiny_t5_dir, data, tmp_path, **{**OVER, "train.max_steps": 10}))
     run(cfg, progress=False, log=lambda *_: None)
@@ -178,7 +178,7 @@ REPLACE = """
 import sys, os, signal, torch
 from pathlib import Path
 from tinydistill import checkpoint
-from tinydistill.trainer import make_accelerator
+from tinydistill.training.trainer import make_accelerator
 folder, point = Path(sys.argv[1]), sys.argv[2]
 acc = make_accelerator("no")
 torch.manual_seed(0)
@@ -229,7 +229,7 @@ def test_incomplete_checkpoints_only_start_the_run_afresh_with_a_warning(tmp_pat
 
 
 def test_the_logging_window_is_restored_per_process_and_summed_when_the_process_count_changes():
-    from tinydistill.trainer import _own_window
+    from tinydistill.training.trainer import _own_window
 
     saved = [{"_n": 1, "loss": 2.0, "loss/answer": 1.0}, {"_n": 1, "loss": 3.0}]  # two processes, one micro-batch
     assert _own_window(saved, 1, 2) == saved[1]

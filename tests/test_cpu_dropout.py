@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinydistill.cpu_dropout import cpu_dropout, fast_dropout, keep_scale
+from tinydistill.training.cpu_dropout import cpu_dropout, fast_dropout, keep_scale
 
 
 def test_each_lane_drops_p_of_its_elements_and_the_mean_is_kept():
@@ -78,10 +78,11 @@ def test_the_swap_reaches_modules_and_is_undone():
 
 def test_a_training_run_draws_its_dropout_masks_here(tmp_path, tiny_bert_dir, monkeypatch):
     """The training forward of a real run (a choice student with attention dropout) goes through the swap."""
+    from tinydistill.config.loader import config_from_dict
+
     from tests.test_reproduce import choice_config, tinyllm_folder
-    from tinydistill import cpu_dropout as module
-    from tinydistill.config_io import config_from_dict
     from tinydistill.run import run
+    from tinydistill.training import cpu_dropout as module
 
     shapes: list[tuple[int, ...]] = []
     real = module.keep_scale

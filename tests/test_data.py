@@ -3,12 +3,13 @@
 import json
 
 import pytest
+from tinydistill.config.schema import ColumnsConfig
+from tinydistill.data.loaders import load_examples, majority_baseline
+from tinydistill.data.prompts import format_question, parse_answer
+from tinydistill.data.rationales import clean_rationale, stated_answer
+from tinydistill.data.records import resolve_answer
 
-from tinydistill.data import load_examples, majority_baseline
 from tinydistill.errors import DataError
-from tinydistill.prompts import format_question, parse_answer
-from tinydistill.rationales import clean_rationale, stated_answer
-from tinydistill.records import ColumnsConfig, resolve_answer
 from tinydistill.teachers.imported import ImportedTeacher
 
 FLAN = ("Iron is magnetic. Thus, the answer is (b) iron\n\nQ: What sticks to a magnet?\nAnswer Choices:\n"
@@ -87,7 +88,7 @@ def test_resolve_answer_forms():
 
 
 def test_question_format_and_answer_parsing():
-    from tinydistill.records import Example
+    from tinydistill.data.records import Example
 
     ex = Example("1", "Pick one", ("iron", "wood"), 0)
     assert format_question(ex) == "Pick one\nAnswer Choices:\n(a) iron\n(b) wood"
@@ -106,7 +107,7 @@ def test_stated_answer_and_cleaning():
 
 
 def test_majority_baseline():
-    from tinydistill.records import Example
+    from tinydistill.data.records import Example
 
     exs = [Example(str(i), "q", ("a", "b"), a) for i, a in enumerate([0, 0, 1, 0])]
     assert majority_baseline(exs) == 0.75
@@ -209,7 +210,7 @@ def test_skip_policy_skips_a_half_written_json_lines_row(tmp_path, caplog):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"d\.jsonl:2:26: malformed JSON Lines"):
         load_examples(path)
-    with caplog.at_level("WARNING", logger="tinydistill.data"):
+    with caplog.at_level("WARNING", logger="tinydistill.data.loaders"):
         exs = load_examples(path, on_invalid="skip")
     assert [e.id for e in exs] == ["q0", "q2"]
     assert f"{path}:2:26: malformed JSON Lines" in caplog.text
@@ -239,20 +240,20 @@ def _numbered(path, answers, n_choices=4):
 
 def test_one_based_answers_are_detected_with_a_warning(tmp_path, caplog):
     path = _numbered(tmp_path / "quiz.jsonl", [1, 4, 2, 3])
-    with caplog.at_level("WARNING", logger="tinydistill.data"):
+    with caplog.at_level("WARNING", logger="tinydistill.data.loaders"):
         exs = load_examples(path)
     assert [e.answer for e in exs] == [0, 3, 1, 2]
     assert "counting from 1" in caplog.text and "line 2 has answer 4 of 4 choices" in caplog.text
     assert "answer_base: 1" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="tinydistill.data"):  # said explicitly: no warning
+    with caplog.at_level("WARNING", logger="tinydistill.data.loaders"):  # said explicitly: no warning
         assert [e.answer for e in load_examples(path, answer_base=1)] == [0, 3, 1, 2]
     assert caplog.text == ""
 
 
 def test_zero_based_answers_stay_and_answer_base_is_enforced(tmp_path, caplog):
     path = _numbered(tmp_path / "z.jsonl", [0, 3, 2])
-    with caplog.at_level("WARNING", logger="tinydistill.data"):
+    with caplog.at_level("WARNING", logger="tinydistill.data.loaders"):
         assert [e.answer for e in load_examples(path)] == [0, 3, 2]
     assert caplog.text == ""
     with pytest.raises(DataError, match=r"z\.jsonl:1 field 'answer': answer 0 is not among the choices "
@@ -280,8 +281,8 @@ def test_six_choices_letters_and_unicode(tmp_path):
 
 
 def test_answer_base_from_the_config(tmp_path):
-    from tinydistill.config_io import config_from_dict
-    from tinydistill.splits import load_split
+    from tinydistill.config.loader import config_from_dict
+    from tinydistill.data.splits import load_split
 
     path = _numbered(tmp_path / "t.jsonl", [1, 2, 3])  # no 0 and no 4: nothing to detect, the config says it
     cfg = config_from_dict({"data": {"train": {"path": str(path), "answer_base": 1}, "valid": {"path": str(path)}}})

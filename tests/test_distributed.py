@@ -17,13 +17,13 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from tinydistill.config.loader import config_from_dict
+from tinydistill.students.registry import load_student, saved_student_config
 
-from tinydistill.config_io import config_from_dict
 from tinydistill.errors import ConfigError
 from tinydistill.losses import IGNORE_INDEX, token_cross_entropy
-from tinydistill.parallel import parse_shard, shard, task_units
 from tinydistill.run import run
-from tinydistill.students import load_student, saved_student_config
+from tinydistill.training.parallel import parse_shard, shard, task_units
 
 from .conftest import run_config
 
@@ -357,9 +357,10 @@ def _teach_config(tmp_path: Path) -> tuple[Path, int]:
 
 
 def test_teach_shards_split_the_rows_and_shard_zero_collects(tmp_path) -> None:
-    from tinydistill.cache import TeacherCache
-    from tinydistill.config_io import load_config
+    from tinydistill.config.loader import load_config
+
     from tinydistill.teach import teach
+    from tinydistill.teachers.cache import TeacherCache
 
     path, n_rows = _teach_config(tmp_path)
     cfg = load_config(path)
@@ -379,7 +380,7 @@ def test_teach_shards_split_the_rows_and_shard_zero_collects(tmp_path) -> None:
 @pytest.mark.slow
 def test_two_teach_processes_fill_the_cache_once(tmp_path) -> None:
     """``tinydistill teach`` under a launcher: each process takes its rank's rows of one shared cache."""
-    from tinydistill.cache import TeacherCache
+    from tinydistill.teachers.cache import TeacherCache
 
     path, n_rows = _teach_config(tmp_path)
     out = _launch(2, ["teach", str(path)], tmp_path)
@@ -394,9 +395,9 @@ def test_two_teach_processes_fill_the_cache_once(tmp_path) -> None:
 
 def test_http_teacher_spreads_requests_over_endpoints_and_retries_on_the_next() -> None:
     import httpx
+    from tinydistill.config.teachers import HTTPTeacherSpec
 
     from tinydistill.teachers.http import HTTPBackend
-    from tinydistill.teachers.specs import HTTPTeacherSpec
 
     hosts: list[str] = []
 
@@ -440,9 +441,9 @@ def test_accelerate_configs_load_with_accelerate(name: str, kind: str) -> None:
 def test_zero3_and_fsdp1_are_refused_with_a_pointer_to_what_works(monkeypatch) -> None:
     from accelerate.utils import DistributedType
 
-    from tinydistill.parallel.data_parallel import DataParallel
-    from tinydistill.parallel.deepspeed import zero_stage
-    from tinydistill.parallel.fsdp import fsdp_plugin
+    from tinydistill.training.parallel.data_parallel import DataParallel
+    from tinydistill.training.parallel.deepspeed import zero_stage
+    from tinydistill.training.parallel.fsdp import fsdp_plugin
 
     class Fake:
         distributed_type = DistributedType.DEEPSPEED

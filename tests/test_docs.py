@@ -49,7 +49,7 @@ def test_every_nav_page_exists() -> None:
 
 
 def test_config_reference_covers_every_field() -> None:
-    from tinydistill.config import RunConfig
+    from tinydistill.config.schema import RunConfig
 
     hooks = _hooks()
     text = hooks.config_reference()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tinydistill.config.teachers import GenerationSpec, HFTeacherSpec, ImportedTeacherSpec
 
 from tests.teacher_helpers import (
     make_examples,
@@ -14,12 +15,11 @@ from tests.teacher_helpers import (
     tiny_gpt2,
     tiny_t5,
 )
-from tinydistill.cache import TeacherCache
 from tinydistill.teachers.backend import LENGTH
+from tinydistill.teachers.cache import TeacherCache
 from tinydistill.teachers.factory import build_teacher
 from tinydistill.teachers.hf import HFBackend
 from tinydistill.teachers.live import LiveTeacher
-from tinydistill.teachers.specs import GenerationSpec, HFTeacherSpec, ImportedTeacherSpec
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 

@@ -8,7 +8,7 @@ import pytest
 
 SCRIPT = """
 import resource, torch
-from tinydistill.host_memory import keep_freed_host_memory
+from tinydistill.training.host_memory import keep_freed_host_memory
 
 def faults_of_five_steps():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -37,7 +37,7 @@ def test_large_blocks_are_reused_instead_of_faulted_in_each_step():
 
 RELEASE = """
 import torch
-from tinydistill.host_memory import keep_freed_host_memory, release_freed_host_memory
+from tinydistill.training.host_memory import keep_freed_host_memory, release_freed_host_memory
 
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from tinydistill.html_report import Html, html_page, markdown_to_html
+from tinydistill.evaluation.html_report import Html, html_page, markdown_to_html
 
 from .conftest import run_config
 
@@ -55,7 +55,8 @@ def test_markdown_tables_keep_escaped_pipes():
 
 @pytest.mark.slow
 def test_run_writes_report_html_and_model_card(tiny_t5_dir, synthetic_data, tmp_path):
-    from tinydistill.config_io import config_from_dict
+    from tinydistill.config.loader import config_from_dict
+
     from tinydistill.run import run
 
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", method="finetune", **{
@@ -89,9 +90,10 @@ def test_run_writes_report_html_and_model_card(tiny_t5_dir, synthetic_data, tmp_
 
 
 def test_a_failing_extra_is_a_warning_not_a_lost_run(tmp_path, monkeypatch):
-    from tinydistill import html_report
-    from tinydistill.records import Example
-    from tinydistill.run_extras import write_run_extras
+    from tinydistill.data.records import Example
+
+    from tinydistill.evaluation import html_report
+    from tinydistill.evaluation.run_extras import write_run_extras
 
     (tmp_path / "config.yaml").write_text("name: r\n")
     monkeypatch.setattr(html_report, "write_html_report", lambda *a, **k: 1 / 0)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tinydistill.config.teachers import GenerationSpec, HTTPTeacherSpec
 
 from tests.teacher_helpers import (
     EMPTY_CHOICES,
@@ -22,15 +23,14 @@ from tests.teacher_helpers import (
     serve_in_thread,
     tiny_gpt2,
 )
-from tinydistill.cache import TeacherCache
 from tinydistill.errors import TinyDistillError
 from tinydistill.serve import create_app
 from tinydistill.teachers.backend import Generation
+from tinydistill.teachers.cache import TeacherCache
 from tinydistill.teachers.factory import build_teacher
 from tinydistill.teachers.hf import HFBackend
 from tinydistill.teachers.http import HTTPBackend, MalformedReply, TeacherHTTPError, parse_reply
 from tinydistill.teachers.live import LiveTeacher
-from tinydistill.teachers.specs import GenerationSpec, HTTPTeacherSpec
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 GEN = GenerationSpec(max_new_tokens=4)

@@ -8,24 +8,24 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from torch import nn
-from transformers import AutoModelForMultipleChoice, AutoTokenizer
-
-from tests.test_reproduce import choice_config, tinyllm_folder
-from tinydistill.choice_student import (
+from tinydistill.config.loader import config_from_dict
+from tinydistill.config.schema import StudentConfig
+from tinydistill.data.records import Example
+from tinydistill.students.choice import (
     ChoiceModel,
     MaskedRationaleHead,
     encode_masked_rationale,
     mask_positions,
     pad_masked_rationales,
 )
-from tinydistill.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
-from tinydistill.config import StudentConfig
-from tinydistill.config_io import config_from_dict
+from tinydistill.students.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
+from tinydistill.students.registry import load_student
+from torch import nn
+from transformers import AutoModelForMultipleChoice, AutoTokenizer
+
+from tests.test_reproduce import choice_config, tinyllm_folder
 from tinydistill.losses import IGNORE_INDEX
-from tinydistill.records import Example
 from tinydistill.run import RATIONALE_STAGE_DIR, run
-from tinydistill.students import load_student
 
 
 class _Encoder(nn.Module):

@@ -5,16 +5,16 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from tinydistill.config.loader import config_from_dict
+from tinydistill.config.schema import StudentConfig
+from tinydistill.data.splits import load_split
+from tinydistill.methods.registry import build_method, with_rationales
+from tinydistill.students.registry import load_student, minilm_path
+from tinydistill.students.sizes import evenly_spaced, keep_layers
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 
-from tinydistill.config import StudentConfig
-from tinydistill.config_io import config_from_dict
 from tinydistill.errors import ConfigError
-from tinydistill.methods import build_method, with_rationales
 from tinydistill.run import run
-from tinydistill.splits import load_split
-from tinydistill.student_sizes import evenly_spaced, keep_layers
-from tinydistill.students import load_student, minilm_path
 
 from .conftest import run_config
 
@@ -45,7 +45,7 @@ def test_layer_subset_of_minilm_has_three_layers_copied_from_the_teacher():
 
 
 def test_layer_subset_of_t5_both_sides_and_reload(tiny_t5_dir, tmp_path):
-    from tinydistill.students import save_student, saved_student_config
+    from tinydistill.students.registry import save_student, saved_student_config
 
     cfg = StudentConfig(model=str(tiny_t5_dir), layers=(0,))
     student = load_student(cfg)
@@ -59,7 +59,7 @@ def test_layer_subset_of_t5_both_sides_and_reload(tiny_t5_dir, tmp_path):
 
 @pytest.mark.slow
 def test_lora_trains_only_adapter_weights_and_saves_loadable_folders(tiny_t5_dir, synthetic_data, tmp_path):
-    from tinydistill.lora import load_lora_student, save_lora_student
+    from tinydistill.students.lora import load_lora_student, save_lora_student
 
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", method="lora",
                                       lora={"r": 4, "save": "adapter"}, **FAST))

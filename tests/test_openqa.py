@@ -1,11 +1,11 @@
 """Open-answer tasks: SQuAD-normalised exact match and token F1, loading, and a tiny end-to-end run."""
 
 import pytest
+from tinydistill.config.loader import config_from_dict
+from tinydistill.data.loaders import load_examples
 
-from tinydistill.config_io import config_from_dict
-from tinydistill.data import load_examples
 from tinydistill.errors import DataError
-from tinydistill.openqa import best_over_answers, exact_match, normalize_answer, open_metrics, token_f1
+from tinydistill.evaluation.openqa import best_over_answers, exact_match, normalize_answer, open_metrics, token_f1
 from tinydistill.run import run
 
 from .conftest import PAIRS, run_config, write_jsonl
@@ -26,7 +26,7 @@ def test_token_f1_hand_computed():
 
 def test_best_over_aliases_and_corpus_average():
     assert best_over_answers("JFK", ["John F. Kennedy", "JFK"]) == (1.0, 1.0)
-    from tinydistill.records import Example
+    from tinydistill.data.records import Example
 
     rows = [Example("1", "q", (), None, answers=("paris",)), Example("2", "q", (), None, answers=("new york",))]
     m = open_metrics(["Paris", "new york city"], rows)

@@ -7,12 +7,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 from accelerate.utils import DistributedType
+from tinydistill.config.schema import TrainConfig
 
-from tinydistill.config import TrainConfig
 from tinydistill.errors import ConfigError
-from tinydistill.parallel import FSDP, Local, strategy_for
-from tinydistill.parallel.base import Strategy
-from tinydistill.trainer import make_accelerator
+from tinydistill.training.parallel import FSDP, Local, strategy_for
+from tinydistill.training.parallel.base import Strategy
+from tinydistill.training.trainer import make_accelerator
 
 
 def test_one_process_gets_the_local_strategy_which_takes_every_row_and_reduces_nothing() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tinydistill.config.precision import autocast_dtype, effective_precision
+from tinydistill.config.schema import TrainConfig
 
-from tinydistill.config import TrainConfig
-from tinydistill.model_card import _precision
-from tinydistill.trainer import autocast_dtype, effective_precision
+from tinydistill.evaluation.model_card import _precision
 
 
 def _cuda(monkeypatch, available: bool, bf16: bool, cpu_bf16: bool = False) -> None:
@@ -52,8 +52,8 @@ def test_a_cell_finished_under_the_old_defaults_counts_where_auto_runs_the_same(
     """reproduce: a cell whose config.yaml holds ``mixed_precision: bf16`` / ``prefix_side: encoder`` (the defaults
     before ``auto``) is the same protocol where ``auto`` resolves to those values, and only there."""
     import yaml
+    from tinydistill.config.loader import config_from_dict, dump_config
 
-    from tinydistill.config_io import config_from_dict, dump_config
     from tinydistill.errors import ConfigError
     from tinydistill.study.configs import check_same_protocol
     from tinydistill.study.suites import Cell, table1_variants

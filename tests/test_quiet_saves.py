@@ -6,11 +6,11 @@ import sys
 
 import pytest
 import torch
+from tinydistill.config.schema import StudentConfig
+from tinydistill.students.registry import load_student, save_student, saved_student_config
 
-from tinydistill.checkpoint import LoopState, load_latest, save_checkpoint
-from tinydistill.config import StudentConfig
-from tinydistill.students import load_student, save_student, saved_student_config
-from tinydistill.trainer import make_accelerator
+from tinydistill.training.checkpoint import LoopState, load_latest, save_checkpoint
+from tinydistill.training.trainer import make_accelerator
 
 
 def _choice_student(folder):
@@ -72,8 +72,8 @@ def test_first_save_in_a_process_prints_no_deepspeed_notice(tmp_path, tiny_bert_
     """`save_pretrained` imports DeepSpeed (when installed), which announces 'Setting accelerator to CPU'."""
     pytest.importorskip("deepspeed")
     script = (
-        "import sys\nfrom tinydistill.config import StudentConfig\n"
-        "from tinydistill.students import load_student, save_student\n"
+        "import sys\nfrom tinydistill.config.schema import StudentConfig\n"
+        "from tinydistill.students.registry import load_student, save_student\n"
         f"s = load_student(StudentConfig(model={str(tiny_bert_dir)!r}, architecture='multiple_choice',"
         " rationale_head='decoder'), with_rationale_head=True)\n"
         f"save_student(s, {str(tmp_path / 'best')!r})\n"

@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from tinydistill.config.loader import config_from_dict
+from tinydistill.config.schema import StudentConfig
+from tinydistill.data.rationales import without_stated_answer
+from tinydistill.data.records import Example
+from tinydistill.data.splits import HOLDOUT_SEED, load_train_valid
+from tinydistill.students.collate import ANSWER_TASK, MultiTaskCollator, TaskSpec, tokenize_tasks
+from tinydistill.students.registry import load_student
 
 from tinydistill.cli import main
 from tinydistill.cli.reproduce import apply_fast_preset
-from tinydistill.collate import ANSWER_TASK, MultiTaskCollator, TaskSpec, tokenize_tasks
-from tinydistill.config import StudentConfig
-from tinydistill.config_io import config_from_dict
 from tinydistill.errors import ConfigError
 from tinydistill.losses import choice_kl
-from tinydistill.rationales import without_stated_answer
-from tinydistill.records import Example
 from tinydistill.run import run
-from tinydistill.splits import HOLDOUT_SEED, load_train_valid
-from tinydistill.students import load_student
 from tinydistill.study.paper import DATASETS, TABLE1_METHODS
 
 from .conftest import synthetic_rows
@@ -102,7 +102,7 @@ def test_a_long_row_keeps_the_question_asked_and_the_student_learns_from_it(tmp_
     """PubMedQA/BioASQ put a long context first and the question last: a pair too long loses the start of the
     context, never the prefix, the question's end or a choice — so a student can still learn from such rows
     (cutting the end instead left every row at chance)."""
-    from tinydistill.choice_student import encode_choices
+    from tinydistill.students.choice import encode_choices
 
     context = "the report lists many unrelated findings about soil and weather in several regions . " * 2
     student = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice"))
@@ -163,8 +163,8 @@ def test_run_scores_test_once_then_kd_and_lora_train_a_choice_student(tmp_path, 
     assert kd.test is not None and all(math.isfinite(m["loss/kd"]) for m in logged if "loss" in m)
 
     # the KD term itself: zero against a copy of the student, positive (with a gradient) against another model
-    from tinydistill.choice_kd import ChoiceKDObjective
-    from tinydistill.config import WhiteboxConfig
+    from tinydistill.config.schema import WhiteboxConfig
+    from tinydistill.methods.choice_kd import ChoiceKDObjective
 
     student = load_student(StudentConfig(model=str(out / "finetune" / "best")))
     ex = Example("1", "what goes with a cat?", ("milk", "bone", "seed"), 0)
@@ -329,8 +329,8 @@ def test_weight_grid_cells_set_the_rationale_weights_and_valid_picks_the_rows(tm
 
 def test_a_cell_finished_before_a_setting_existed_still_counts_when_that_setting_holds_its_default(tmp_path):
     import yaml
+    from tinydistill.config.loader import dump_config
 
-    from tinydistill.config_io import dump_config
     from tinydistill.study.configs import check_same_protocol
     from tinydistill.study.suites import Cell, table1_variants
 
@@ -354,8 +354,8 @@ def test_a_cell_finished_before_a_setting_existed_still_counts_when_that_setting
 def test_a_sweep_folder_moved_elsewhere_keeps_its_finished_cells(tmp_path):
     """Only where the cells lie differs: they count; any real setting changed still refuses."""
     import yaml
+    from tinydistill.config.loader import dump_config
 
-    from tinydistill.config_io import dump_config
     from tinydistill.study.configs import check_same_protocol
     from tinydistill.study.suites import Cell, table1_variants
 

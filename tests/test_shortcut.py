@@ -5,9 +5,9 @@ import math
 import random
 
 import pytest
+from tinydistill.config.loader import config_from_dict
 
-from tinydistill.config_io import config_from_dict
-from tinydistill.evaluate import collapse_metrics
+from tinydistill.evaluation.evaluate import collapse_metrics
 from tinydistill.run import run
 
 from .conftest import PAIRS, run_config, write_jsonl

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from tinydistill.config.teachers import GenerationSpec, HFTeacherSpec, ICLSpec, QualitySpec
+from tinydistill.data.records import Example
 
 from tests.teacher_helpers import ScriptedBackend, make_examples
-from tinydistill.cache import TeacherCache
-from tinydistill.records import Example
 from tinydistill.teachers import icl
 from tinydistill.teachers.backend import LENGTH, Generation
+from tinydistill.teachers.cache import TeacherCache
 from tinydistill.teachers.live import LiveTeacher, judge
-from tinydistill.teachers.specs import GenerationSpec, HFTeacherSpec, ICLSpec, QualitySpec
 from tinydistill.teachers.templates import (
     COT,
     TEACHER_FORCING,

@@ -2,17 +2,17 @@
 
 import pytest
 import torch
+from tinydistill.config.loader import config_from_dict
+from tinydistill.config.schema import StudentConfig, WhiteboxConfig
+from tinydistill.data.splits import load_split
+from tinydistill.methods.registry import answer_task
+from tinydistill.methods.whitebox import WhiteBoxObjective, kl_to_teacher, load_teacher
+from tinydistill.students.collate import MultiTaskCollator, tokenize_tasks
+from tinydistill.students.registry import load_student, saved_student_config
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
-from tinydistill.collate import MultiTaskCollator, tokenize_tasks
-from tinydistill.config import StudentConfig, WhiteboxConfig
-from tinydistill.config_io import config_from_dict
 from tinydistill.errors import TinyDistillError
-from tinydistill.methods import answer_task
 from tinydistill.run import run
-from tinydistill.splits import load_split
-from tinydistill.students import load_student, saved_student_config
-from tinydistill.whitebox import WhiteBoxObjective, kl_to_teacher, load_teacher
 
 from .conftest import run_config
 

@@ -1,10 +1,13 @@
-"""Plain file I/O: atomic JSON writes and forgiving JSON / JSONL reads. No tinydistill imports (a leaf)."""
+"""Plain file I/O: atomic JSON writes, forgiving JSON / JSONL reads, decoding a text file's bytes."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from pathlib import Path
+
+from .errors import DataError
 
 
 def fsync_path(path: Path) -> None:
@@ -48,3 +51,29 @@ def read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def decode_text(path: Path, data: bytes) -> str:
+    """UTF-8, or the encoding a byte-order mark names (UTF-8/16/32, as Excel and Notepad write); the BOM is
+    dropped. Anything else is a one-line error naming the line and column of the first bad byte."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                raise DataError(path, f"not valid {encoding.upper().removesuffix('-SIG')} after its byte-order "
+                                      "mark") from None
+    if b"\x00" in data[:4096]:
+        raise DataError(path, "looks like UTF-16 without a byte-order mark; save it as UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = data[: e.start]
+        line, column = before.count(b"\n") + 1, e.start - (before.rfind(b"\n") + 1) + 1
+        raise DataError(path, f"not valid UTF-8 (byte 0x{data[e.start]:02x}); save the file as UTF-8 "
+                              "(Excel: 'CSV UTF-8'), it may be Latin-1 or Windows-1252", line=line,
+                        column=column) from None

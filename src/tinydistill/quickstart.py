@@ -11,14 +11,11 @@ from pathlib import Path
 
 import yaml
 
-from .config_io import apply_overrides, config_from_dict
-from .console import console, outcome_rows, results_table, teacher_rows
+from .config import apply_overrides, config_from_dict, effective_precision, precision_label
 from .errors import ConfigError
+from .evaluation import RunOutcome, console, markdown_table, outcome_rows, results_table, teacher_rows
 from .files import write_json_atomic
-from .outcome import RunOutcome
-from .report import markdown_table
 from .run import run
-from .trainer import effective_precision, precision_label
 
 METHODS = (("inference", "inference only (untrained head)"), ("finetune", "fine-tuning on answers"),
            ("tinyllm", "TinyLLM (answer + FLAN-T5 + LLaMA-2 rationales)"))

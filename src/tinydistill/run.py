@@ -12,26 +12,40 @@ from pathlib import Path
 
 import torch
 
-from .collate import ANSWER_TASK, tokenize_tasks
-from .config import BEST_DIR, RunConfig, StudentConfig, stage_configs
-from .config_io import dump_config, load_config
-from .data import load_examples, split_of_file
+from .config import (
+    BEST_DIR,
+    RunConfig,
+    StudentConfig,
+    autocast_dtype,
+    dump_config,
+    effective_precision,
+    load_config,
+    stage_configs,
+)
+from .data import Example, dataset_label, load_examples, load_split, load_train_valid, split_of_file
 from .errors import ConfigError
-from .evaluate import EvalResult, evaluate_student, evaluate_teacher
+from .evaluation import (
+    EvalResult,
+    RunOutcome,
+    evaluate_open,
+    evaluate_student,
+    evaluate_teacher,
+    write_run_extras,
+    write_run_report,
+)
 from .files import write_json_atomic
-from .lora import load_lora_student
 from .methods import build_method
-from .openqa import evaluate_open
-from .outcome import RunOutcome
-from .parallel import is_main_process, main_process_first, share_from_main
-from .records import Example
-from .report import write_run_report
-from .run_extras import write_run_extras
-from .splits import dataset_label, load_split, load_train_valid
-from .students import Student, load_student, save_student, saved_student_config
-from .teachers.base import Teacher
-from .teachers.factory import build_teacher
-from .trainer import Selection, autocast_dtype, effective_precision, train
+from .students import (
+    ANSWER_TASK,
+    Student,
+    load_lora_student,
+    load_student,
+    save_student,
+    saved_student_config,
+    tokenize_tasks,
+)
+from .teachers import Teacher, build_teacher
+from .training import Selection, is_main_process, main_process_first, share_from_main, train
 
 #: A run's rationale-only first stage (its checkpoints and metrics.jsonl) lives in this subfolder.
 RATIONALE_STAGE_DIR = "rationale_stage"

@@ -30,12 +30,11 @@ from rich.table import Table
 from rich.text import Text
 
 from .config import RunConfig
+from .data import Example
+from .data import load_split as load_source
 from .errors import ConfigError, TinyDistillError
-from .parallel.shards import shard
-from .records import Example
-from .splits import load_split as load_source
-from .teachers.factory import build_teacher
-from .teachers.live import LiveTeacher, RationaleRecord
+from .teachers import LiveTeacher, RationaleRecord, build_teacher
+from .training import shard
 
 
 def load_split(cfg: RunConfig, split: str) -> list[Example]:

@@ -21,8 +21,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..analysis import analyze_run, summary_line, write_analysis
-    from ..html_report import write_html_report
+    from ..evaluation import analyze_run, summary_line, write_analysis, write_html_report
     a = analyze_run(args.run_dir, data=args.data, split=args.split, fmt=args.format, predictions=args.predictions,
                     n_examples=args.examples)
     out = Path(args.out or args.run_dir)

@@ -16,6 +16,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..datacheck import check_data
+    from ..data import check_data
     check_data(args.path, split=args.split, fmt=args.format)
     return 0

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..study.paper import DATASETS, TABLE1_METHODS
-from ..study.suites import FAST_SUITE, SUITES, Sweep, parse_train_limit
+from ..study import DATASETS, FAST_SUITE, SUITES, TABLE1_METHODS, Sweep, parse_train_limit
 
 HELP = "the TinyLLM paper's tables: methods × datasets × seeds, ablations, fractions, α, sizes"
 
@@ -66,7 +65,7 @@ def apply_fast_preset(args: argparse.Namespace, parser_defaults: dict[str, Any])
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..study.sweep import reproduce
+    from ..study import reproduce
     apply_fast_preset(args, {"datasets": ",".join(DATASETS), "methods": ",".join(TABLE1_METHODS)})
     datasets, methods = _split(args.datasets), _split(args.methods)
     seeds, fractions = _split(args.seeds, int), _split(args.fractions, float)

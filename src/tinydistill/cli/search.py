@@ -22,7 +22,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from ..study.search import best_line, run_search
+    from ..study import best_line, run_search
     result = run_search(args.config, args.space, trials=args.trials, sampler=args.sampler, pruner=args.pruner,
                         study_dir=args.study_dir, overrides=args.overrides, progress=not args.no_progress)
     if result["best"] is None:

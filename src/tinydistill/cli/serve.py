@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..serve.limits import API_KEY_ENV, Limits
+from ..serve import API_KEY_ENV, Limits
 
 HELP = "serve a local model over an OpenAI-compatible HTTP API"
 
@@ -62,7 +62,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Load MODEL and serve it with uvicorn until interrupted."""
-    from ..serve.server import serve
+    from ..serve import serve
     limits = Limits(
         max_tokens=args.max_tokens_limit,
         max_prompt_tokens=args.max_prompt_tokens,

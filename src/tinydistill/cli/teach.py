@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config_io import load_config
+from ..config import load_config
 
 HELP = "generate teacher rationales into the cache"
 
@@ -28,8 +28,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Run :func:`~tinydistill.teach.teach` with a progress bar, then print a table and the totals."""
     cfg = load_config(args.config, args.overrides)
-    from ..parallel.shards import launched_shard, parse_shard
     from ..teach import print_teach_report, teach
+    from ..training import launched_shard, parse_shard
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     shard_of = parse_shard(args.shard) if args.shard else launched_shard()
     rows = teach(cfg, splits, shard_of, progress=not args.no_progress)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config_io import load_config
+from ..config import load_config
 
 HELP = "train a student from a YAML config (resumes if the run exists)"
 
@@ -18,9 +18,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from ..console import print_outcome
-    from ..parallel import is_main_process
+    from ..evaluation import print_outcome
     from ..run import run
+    from ..training import is_main_process
     outcome = run(cfg, progress=not args.no_progress)
     if is_main_process():  # under `accelerate launch`, one summary
         print_outcome(outcome)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .limits import Limits
+from .limits import API_KEY_ENV, Limits
 
-__all__ = ["Limits", "create_app"]
+__all__ = ["API_KEY_ENV", "Limits", "create_app", "serve"]
 
 
 def __getattr__(name: str) -> Any:  # the app (and torch) load only when used, not for `tinydistill --help`
@@ -22,4 +22,8 @@ def __getattr__(name: str) -> Any:  # the app (and torch) load only when used, n
         from .app import create_app
 
         return create_app
+    if name == "serve":
+        from .server import serve
+
+        return serve
     raise AttributeError(name)

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from ..teachers.hf import HFBackend
+from ..teachers import HFBackend
 from . import protocol as P
 from .engine import Engine
 from .errors import APIError, error_body, install_error_handlers

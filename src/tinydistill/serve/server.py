@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 
-from ..teachers.hf import load_model
+from ..teachers import load_model
 from .limits import API_KEY_ENV, Limits
 
 

@@ -12,3 +12,25 @@ cells, the sweep's settings), :mod:`.configs` (each cell's run config), :mod:`.s
 chosen on valid), :mod:`.figures` (matplotlib), :mod:`.reports` (markdown, JSON, HTML), :mod:`.sweep` (running
 one), :mod:`.recipes` (``configs/<dataset>/<method>.yaml``) and :mod:`.search` (optuna).
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+from .paper import DATASETS, TABLE1_METHODS
+from .suites import FAST_SUITE, SUITES, Sweep, parse_train_limit
+
+__all__ = ["DATASETS", "FAST_SUITE", "SUITES", "TABLE1_METHODS", "Sweep", "best_line", "parse_train_limit",
+           "reproduce", "run_search"]
+
+
+def __getattr__(name: str) -> Any:  # the sweep and search load torch and optuna: only when a command runs
+    if name == "reproduce":
+        from .sweep import reproduce
+
+        return reproduce
+    if name in ("best_line", "run_search"):
+        from . import search
+
+        return getattr(search, name)
+    raise AttributeError(name)

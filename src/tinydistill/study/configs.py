@@ -11,10 +11,8 @@ from typing import Any
 
 import yaml
 
-from ..config import RunConfig
-from ..config_io import apply_overrides, config_from_dict, dump_config
+from ..config import RunConfig, apply_overrides, config_from_dict, dump_config, effective_precision
 from ..errors import ConfigError
-from ..trainer import effective_precision
 from .suites import Cell
 
 

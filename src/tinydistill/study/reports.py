@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import MINILM_ALIAS
-from ..console import console
+from ..evaluation import console, html_page
 from ..files import write_json_atomic
-from ..html_report import html_page
 from .figures import plot_alpha, plot_fractions, plot_table
 from .paper import METHOD_LABELS, PAPER_NAMES, PAPER_TABLE1, PAPER_TEACHERS
 from .selection import aggregate, select_on_valid, select_per_dataset

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig
-from ..config_io import apply_overrides, config_from_dict, dump_config, load_config, read_yaml, yaml_key_lines
+from ..config import RunConfig, apply_overrides, config_from_dict, dump_config, load_config, read_yaml, yaml_key_lines
 from ..errors import ConfigError, TinyDistillError
 from ..files import read_jsonl, write_json_atomic
 from ..run import run

@@ -8,8 +8,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..console import console
 from ..errors import ConfigError, TinyDistillError
+from ..evaluation import console
 from ..run import RATIONALE_STAGE_DIR, run
 from .configs import (
     base_config,

@@ -6,14 +6,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..cache import TeacherCache
-from ..records import Example
+from ..config import HFTeacherSpec, HTTPTeacherSpec, ImportedTeacherSpec
+from ..data import Example
 from .base import Teacher
+from .cache import TeacherCache
 from .hf import HFBackend
 from .http import HTTPBackend
 from .imported import ImportedTeacher
 from .live import LiveTeacher
-from .specs import HFTeacherSpec, HTTPTeacherSpec, ImportedTeacherSpec
 
 
 def _hf_backend(spec: HFTeacherSpec) -> Any:

@@ -15,10 +15,10 @@ import torch
 from accelerate import PartialState
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from ..batching import longest_first_batches
+from ..config import GenerationSpec, HFTeacherSpec
+from ..data import longest_first_batches
 from ..errors import TinyDistillError
 from .backend import LENGTH, Generation
-from .specs import GenerationSpec, HFTeacherSpec
 from .templates import messages_to_text
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from ..config import GenerationSpec, HTTPTeacherSpec
 from ..errors import TinyDistillError
 from .backend import BackendError, Generation
-from .specs import GenerationSpec, HTTPTeacherSpec
 from .templates import dumps_messages, messages_to_text
 
 

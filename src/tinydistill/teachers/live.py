@@ -11,12 +11,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..cache import CacheStats, TeacherCache, make_key
-from ..rationales import clean_rationale, stated_answer
-from ..records import Example
+from ..config import GenerationSpec, ICLSpec, QualitySpec
+from ..data import Example, clean_rationale, stated_answer
 from . import icl as icl_mod
 from .backend import LENGTH, Backend, BackendError, Generation
-from .specs import GenerationSpec, ICLSpec, QualitySpec
+from .cache import CacheStats, TeacherCache, make_key
 from .templates import Exemplar, messages, render, resolve_template
 
 #: ``on_output(hits, generated)``: outputs read from the cache, outputs generated now (called as they land)

@@ -11,8 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..prompts import answer_target, format_choices
-from ..records import Example
+from ..data import Example, answer_target, format_choices
 
 #: Question, options and the gold answer (TinyLLM's teacher-forcing chain of thought).
 TEACHER_FORCING = (

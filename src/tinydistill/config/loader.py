@@ -1,0 +1,195 @@
+"""Reading run configs: YAML + dotted ``--set`` overrides, checked when loaded, and one config per stage.
+
+Errors name the file, the line and the dotted key, e.g.
+``configs/x.yaml:12: train.lr: Input should be a valid number``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ConfigError, DataError
+from ..files import decode_text
+from .schema import RunConfig
+
+__all__ = ["load_config", "config_from_dict", "apply_overrides", "dump_config", "read_yaml", "parse_value",
+           "yaml_key_lines"]
+
+
+# ----------------------------------------------------------------------------------------------- loading
+def yaml_key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML document to its 1-based line (list items use their index)."""
+    out: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = (*path, str(k.value))
+                out[key] = k.start_mark.line + 1
+                walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                key = (*path, str(i))
+                out[key] = v.start_mark.line + 1
+                walk(v, key)
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return out
+    if root is not None:
+        walk(root, ())
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """Parse a ``--set`` value the way YAML would (``3e-4`` → float, ``[a, b]`` → list)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in "eE.") else value
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``key.sub=value`` overrides applied (list items by index)."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.sub=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = out
+        for p in parts[:-1]:
+            if isinstance(node, list):
+                if not p.isdigit() or int(p) >= len(node):
+                    raise ConfigError(f"--set {key}: no list item {p!r}")
+                node = node[int(p)]
+            else:
+                if p.isdigit() and p not in node:  # `teachers.0.x` where the config has no teachers
+                    raise ConfigError(f"--set {key}: no list item {p!r} (the config has none there)")
+                node = node.setdefault(p, {})
+                if not isinstance(node, dict | list):
+                    raise ConfigError(f"--set {key}: {p!r} is not a section")
+        last = parts[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ConfigError(f"--set {key}: no list item {last!r}")
+            node[int(last)] = parse_value(value)
+        else:
+            node[last] = parse_value(value)
+    return out
+
+
+#: at most this many problems are listed, one line each
+MAX_LISTED_ERRORS = 10
+_TAGS = ("imported", "hf", "http")
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field's annotation can hold (through Optional, unions, tuples, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        out += _models_in(arg)
+    return out
+
+
+def _models_at(loc: tuple[Any, ...]) -> list[type[BaseModel]]:
+    """The models that may sit at a validation location (a teacher's ``kind`` tag picks one member)."""
+    models: list[type[BaseModel]] = [RunConfig]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        holders = [m for m in models if part in m.model_fields]
+        if holders:
+            models = [x for m in holders for x in _models_in(m.model_fields[part].annotation)]
+        else:
+            models = [m for m in models if m.model_fields.get("kind") and m.model_fields["kind"].default == part]
+        if not models:
+            return []
+    return models
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    """``unknown key``, with the closest known key at that place (a typo) or the known keys."""
+    known = sorted({f for m in _models_at(loc[:-1]) for f in m.model_fields})
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean '{close[0]}'?)"
+    return f"unknown key (expected one of: {', '.join(known)})" if known else "unknown key"
+
+
+def _format_error(err: Any, source: str, lines: dict[tuple[str, ...], int]) -> tuple[int | None, str]:
+    """One pydantic error as (its line, ``file:line: dotted.key: message``)."""
+    raw_loc = tuple(err["loc"])
+    loc = [str(x) for x in raw_loc if not (isinstance(x, str) and x in _TAGS)]
+    line = next((lines[tuple(loc[:n])] for n in range(len(loc), 0, -1) if tuple(loc[:n]) in lines), None)
+    where = f"{source}:{line}" if line else source
+    key = ".".join(loc) or "(top level)"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = _unknown_key(raw_loc)
+    elif isinstance(err.get("input"), bool) and err["type"] in ("string_type", "literal_error"):
+        msg += " (YAML reads a bare yes/no/on/off/true/false as a boolean: quote it)"
+    return line, f"{where}: {key}: {msg}"
+
+
+def _format_validation(e: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
+    """Every problem (up to :data:`MAX_LISTED_ERRORS`), one ``file:line: key: message`` line each, in file order."""
+    found = sorted({_format_error(err, source, lines) for err in e.errors()},
+                   key=lambda x: (x[0] is None, x[0] or 0, x[1]))
+    out = [text for _, text in found]
+    if len(out) > MAX_LISTED_ERRORS:
+        out = [*out[:MAX_LISTED_ERRORS], f"{source}: … and {len(out) - MAX_LISTED_ERRORS} more problems"]
+    return "\n".join(out)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<config>", text: str = "") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e, source, yaml_key_lines(text))) from None
+
+
+def read_yaml(path: str | Path, what: str = "config") -> tuple[Any, str]:
+    """(parsed YAML, its text); a missing file or malformed YAML is a one-line error naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} file not found")
+    try:
+        text = decode_text(path, path.read_bytes())
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        return yaml.safe_load(text), text
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: malformed YAML: {getattr(e, 'problem', e)}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML run config, apply dotted overrides and validate. Relative data paths stay as written."""
+    raw, text = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    raw = apply_overrides(raw, overrides or [])
+    return config_from_dict(raw, str(path), text)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
