@@ -236,3 +236,47 @@ def test_the_logging_window_is_restored_per_process_and_summed_when_the_process_
     assert _own_window(saved, 0, 1) == {"_n": 1, "loss": 5.0, "loss/answer": 1.0}  # one process resumes both
     assert _own_window(saved, 2, 4) == {"_n": 1}  # the count of micro-batches is every process's
     assert _own_window([], 0, 1) == {}
+
+
+def _metrics(path: Path, steps: list[int], torn: str = "") -> str:
+    text = "".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in steps) + torn
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+def test_resuming_replaces_metrics_jsonl_atomically_never_cutting_it_in_place(tmp_path, monkeypatch):
+    from tinydistill import files
+    from tinydistill.training.trainer import _truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    before = _metrics(path, list(range(1, 21)))
+    inode = path.stat().st_ino
+
+    def killed(fd: int) -> None:  # the process dies after writing the new log, before it is in place
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "fsync", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _truncate_metrics(path, 5)
+    assert path.read_text(encoding="utf-8") == before  # the old log whole: not 5 lines, not empty
+    monkeypatch.undo()
+    _truncate_metrics(path, 5)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3, 4, 5]
+    assert path.stat().st_ino != inode  # a new file renamed over the old one
+    assert not (tmp_path / "metrics.jsonl.tmp").exists()
+    _truncate_metrics(path, 40)  # nothing to drop (a finished run re-run): left as it is
+    assert len(path.read_text().splitlines()) == 5
+
+
+def test_a_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path, capfd):
+    from tinydistill.errors import TinyDistillError
+    from tinydistill.training.trainer import _truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    _metrics(path, [1, 2, 3], torn='{"step": 4, "lo')  # killed during an append
+    _truncate_metrics(path, 10)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
+    assert "metrics.jsonl:4: dropped a half-written last line" in capfd.readouterr().err
+    path.write_text('{"step": 1}\n{"ste\n{"step": 3}\n', encoding="utf-8")  # damage inside: named, not guessed
+    with pytest.raises(TinyDistillError, match=r"metrics.jsonl:2: not a JSON record"):
+        _truncate_metrics(path, 10)

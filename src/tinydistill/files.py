@@ -38,6 +38,18 @@ def write_json_atomic(path: Path, data: object) -> None:
     fsync_path(path.parent)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` through a temporary file, fsync and one ``os.replace``: a kill leaves the
+    old file or the new one, never a cut one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_path(path.parent)
+
+
 def read_json(path: Path) -> dict | None:
     """The JSON object in ``path``; None if the file is missing or not valid JSON."""
     try:

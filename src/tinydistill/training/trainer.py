@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig, effective_precision
 from ..data import epoch_batches
+from ..errors import TinyDistillError
+from ..files import write_text_atomic
 from ..losses import weighted_total
 from ..methods import Objective
 from ..students import MultiTaskCollator, Student, TaskItem
@@ -276,11 +279,31 @@ def _own_window(windows: list[dict[str, float]], rank: int, count: int) -> dict[
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from, so a resumed log has no duplicates."""
+    """Drop log lines written after the checkpoint we resume from, so a resumed log has no duplicates.
+
+    The file is replaced atomically (a kill leaves the old log or the new one). A torn last line (a kill during
+    an append) is dropped with a warning; an unreadable line elsewhere is a one-line error naming it."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(line + "\n" for line in keep))
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    keep = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # a kill during the last append
+                print(f"warning: {path}:{number}: dropped a half-written last line (the run was interrupted "
+                      "while logging)", file=sys.stderr, flush=True)
+                continue
+            raise TinyDistillError(f"{path}:{number}: not a JSON record; fix or delete the line") from None
+        if record.get("step", 0) <= step:
+            keep.append(line)
+    new = "".join(line + "\n" for line in keep)
+    if new != text:
+        write_text_atomic(path, new)
 
 
 __all__ = ["train", "TrainResult", "make_accelerator", "epoch_order", "total_optimizer_steps",
