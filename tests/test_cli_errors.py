@@ -29,8 +29,8 @@ CASES = {
     "malformed JSON": ('[\n {"id": "1",\n  "question": oops}\n]', [":3", "malformed JSON"]),
     "malformed JSON Lines": (json.dumps(ROW) + "\n{bad\n", [":2", "malformed JSON Lines"]),
     "row without a field": (rows_json(ROW, {k: v for k, v in ROW.items() if k != "question"}),
-                            ["row 1", "field 'question'", "missing field"]),
-    "answer not among choices": (rows_json(dict(ROW, answer="gold")), ["row 0", "field 'answer'", "not among"]),
+                            ["data.json:11 field 'question'", "missing field"]),  # the line its item starts on
+    "answer not among choices": (rows_json(dict(ROW, answer="gold")), ["data.json:2 field 'answer'", "not among"]),
     "fewer than two choices": (rows_json(dict(ROW, choices=["iron"])), ["field 'choices'", "at least two"]),
     "duplicate choices": (rows_json(dict(ROW, choices=["iron", "iron"])), ["field 'choices'", "duplicate"]),
     "choices not a list": (rows_json(dict(ROW, choices=7)), ["field 'choices'", "must be a list"]),

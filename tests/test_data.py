@@ -288,3 +288,14 @@ def test_answer_base_from_the_config(tmp_path):
     cfg = config_from_dict({"data": {"train": {"path": str(path), "answer_base": 1}, "valid": {"path": str(path)}}})
     assert [e.answer for e in load_split(cfg.data.train, "train", 0)] == [0, 1, 2]
     assert [e.answer for e in load_split(cfg.data.valid, "valid", 0)] == [1, 2, 3]
+
+
+def test_rows_without_lines_are_counted_from_one_like_lines():
+    """A hub dataset's rows have no line: the error names the row counting from 1, as every line is."""
+    from tinydistill.data.loaders import build_examples
+
+    good = {"id": "a", "question": "q?", "choices": ["x", "y"], "answer": "x"}
+    with pytest.raises(DataError, match=r"hub:train row 2 field 'answer'"):
+        build_examples([(None, good), (None, dict(good, id="b", answer="z"))], "hub:train")
+    with pytest.raises(DataError, match=r"hub:train row 2 field 'id': duplicate id 'a' \(first at row 1\)"):
+        build_examples([(None, good), (None, good)], "hub:train")

@@ -94,3 +94,14 @@ def test_results_page_lists_every_recorded_report() -> None:
         assert f"({report.parent.name}/report.md)" in text
     for bench in results.glob("*.json"):
         assert f"({bench.name})" in text
+
+
+def test_the_data_page_counts_the_embedded_obqa_rows_with_duplicate_choices_right() -> None:
+    from tinydistill.data import read_records
+    from tinydistill.quickstart import embedded_data_dir
+
+    rows = [r for _, r in read_records(embedded_data_dir() / "obqa_train.json")]
+    duplicated = [r for r in rows if len(set(r["choices"])) != len(r["choices"])]
+    text = " ".join((ROOT / "docs" / "data.md").read_text(encoding="utf-8").split())
+    assert len(rows) == 1000 and not duplicated
+    assert "the embedded 1,000-row subset it uses by default has none" in text

@@ -43,6 +43,8 @@ class Error:
 
     fragments: list[str]
     lines: int = 1
+    absent: list[str] = field(default_factory=list)
+    """text that must not be in the error (a secret)"""
 
 
 @dataclass
@@ -63,7 +65,20 @@ def answers_are(path: str, expected: list[int], **kw) -> Callable[[Path], None]:
 CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
     # ------------------------------------------------------------------------------------ encodings
     "latin-1 CSV": ({"quiz.csv": (CSV_HEAD + "1,Café?,oui|non,oui\n").encode("latin-1")}, ["data", "check", "quiz.csv"],
-                    Error(["quiz.csv:2:6:", "not valid UTF-8 (byte 0xe9)", "save the file as UTF-8"])),
+                    Error(["quiz.csv:2:6:", "not valid UTF-8 (byte 0xe9)", "save the file as UTF-8",
+                           "encoding: cp1252"])),
+    "latin-1 CSV with its encoding named": (
+        {"quiz.csv": (CSV_HEAD + "1,Café?,oui|non,oui\n").encode("latin-1")},
+        ["data", "check", "quiz.csv", "--encoding", "latin-1"],
+        Works(lambda tmp: load_examples(tmp / "quiz.csv", encoding="latin-1")[0].question == "Café?" or _fail())),
+    "Windows-1252 CSV named in the config": (
+        {"quiz.csv": (CSV_HEAD + "1,“Café”?,oui|non,oui\n").encode("cp1252"),
+         "c.yaml": config("{path: quiz.csv, encoding: cp1252}").replace("{path: data.jsonl}",
+                                                                        "{path: quiz.csv, encoding: cp1252}")},
+        ["data", "check", "c.yaml"], Works()),
+    "an encoding that is not one": (
+        {"data.jsonl": jsonl(Q), "c.yaml": config("{path: data.jsonl, encoding: utf9}")}, ["train", "c.yaml"],
+        Error(["c.yaml:3:", "data.train.encoding", "unknown encoding"])),
     "UTF-16 CSV from Notepad (BOM)": ({"quiz.csv": (CSV_HEAD + "1,Café?,oui|non,oui\n").encode("utf-16")},
                                       ["data", "check", "quiz.csv"], Works(answers_are("quiz.csv", [0]))),
     "UTF-16 without a BOM": ({"quiz.csv": (CSV_HEAD + "1,q?,a|b,a\n").encode("utf-16-le")},
@@ -115,7 +130,14 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
     "choices as one sentence": ({"d.jsonl": jsonl(dict(Q, choices="A) wood B) iron"))}, ["data", "check", "d.jsonl"],
                                 Error(["d.jsonl:1", "field 'choices'", "at least two choices"])),
     "duplicate ids": ({"d.jsonl": jsonl(Q, Q)}, ["data", "check", "d.jsonl"],
-                      Error(["d.jsonl row 1", "field 'id'", "duplicate id '1'"])),
+                      Error(["d.jsonl:2 field 'id'", "duplicate id '1' (first at line 1)"])),
+    "duplicate ids in a JSON list": ({"d.json": json.dumps([Q, Q], indent=1)}, ["data", "check", "d.json"],
+                                     Error(["d.json:13 field 'id'", "duplicate id '1' (first at line 2)"])),
+    "a bad row of a JSON list": ({"d.json": json.dumps([Q, dict(Q, id="2", answer="gold")], indent=1)},
+                                 ["data", "check", "d.json"], Error(["d.json:13 field 'answer'", "not among"])),
+    "a number answer that is also a choice's text": (
+        {"d.jsonl": jsonl(dict(Q, choices=["1", "0"], answer=0), dict(Q, id="2", choices=["0", "7"], answer=0.0))},
+        ["data", "check", "d.jsonl"], Works(answers_are("d.jsonl", [1, 0]))),
     "capitalised CSV header": ({"d.csv": "Question,Choices,Answer\nq?,a|b,a\n"}, ["data", "check", "d.csv"],
                                Error(["d.csv:2", "field 'question'", "the file has 'Question'"])),
     "semicolon CSV (European Excel)": ({"d.csv": "question;choices;answer\nq?;a|b;b\n"}, ["data", "check", "d.csv"],
@@ -143,11 +165,50 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
                                     ["train", "c.yaml"], Error(["c.yaml:5:", "student.answer_target", "quote it"])),
     "tab indentation": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="train:\n\tepochs: 2\n")}, ["train", "c.yaml"],
                         Error(["c.yaml:6:", "malformed YAML"])),
+    "Hugging Face TrainingArguments names": (
+        {"data.jsonl": jsonl(Q), "c.yaml": config(s="train:\n  learning_rate: 1e-4\n  num_train_epochs: 3\n"
+                                                 "  per_device_train_batch_size: 8\n  gradient_accumulation_steps: 2\n"
+                                                 "  warmup_ratio: 0.1\n  weight_decay: 0.0\n")},
+        ["train", "c.yaml"], Error(["c.yaml:6: train.learning_rate: unknown key (Hugging Face's name; here it is 'lr')",
+                                    "c.yaml:7: train.num_train_epochs", "here it is 'epochs'",
+                                    "c.yaml:8: train.per_device_train_batch_size", "here it is 'batch_size'",
+                                    "c.yaml:9: train.gradient_accumulation_steps", "'grad_accum_steps'"],
+                                   lines=4)),
+    "select on valid_loss": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="train: {select_metric: valid_loss}\n")},
+                             ["train", "c.yaml"],
+                             Error(["c.yaml:5:", "train.select_metric", "valid_loss is not computed",
+                                    "rank_accuracy"])),
+    "tinyllm without teachers": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="method: tinyllm\n")}, ["train", "c.yaml"],
+                                 Error(["method 'tinyllm' needs at least one rationale teacher", "method: finetune"])),
+    "an API key written into api_key_env": (
+        {"data.jsonl": jsonl(Q), "c.yaml": config(s="teachers:\n  - {name: gpt, kind: http, base_url: 'http://x/v1', "
+                                                 "model: m, api_key_env: sk-proj-Zq81xYSECRETkey}\n")},
+        ["teach", "c.yaml"], Error(["c.yaml:6:", "teachers.0.api_key_env", "looks like an API key"],
+                                   absent=["sk-proj", "SECRET"])),
     "answer_base out of range": ({"data.jsonl": jsonl(Q), "c.yaml": config("{path: data.jsonl, answer_base: 2}")},
                                  ["train", "c.yaml"], Error(["c.yaml:3:", "data.train.answer_base", "0 or 1"])),
     # ------------------------------------------------------------------------------------- paths
     "data file not found": ({"c.yaml": config("{path: nowhere/train.jsonl}")}, ["train", "c.yaml"],
-                            Error(["nowhere/train.jsonl: file not found"])),
+                            Error(["c.yaml:3: data.train.path: nowhere/train.jsonl: file not found",
+                                   "c.yaml:4: data.valid.path: data.jsonl: file not found"], lines=2)),
+    "every missing path at once, before any model loads": (
+        {"data.jsonl": jsonl(Q), "c.yaml": config(s="student: {model: ./my-model-folder}\n").replace(
+            "valid: {path: data.jsonl}", "valid: {path: valid.jsonl}")},
+        ["train", "c.yaml"], Error(["c.yaml:4: data.valid.path: valid.jsonl: file not found",
+                                    "c.yaml:5: student.model: ./my-model-folder: folder not found"], lines=2)),
+    "a relative path written from the config's folder": (
+        {"recipes/data.jsonl": jsonl(Q), "recipes/c.yaml": config()}, ["train", "recipes/c.yaml"],
+        Error(["data.train.path: data.jsonl: file not found (relative paths are read from the current folder",
+               "it exists next to the config"], lines=2)),
+    "data check of a config reads it as training does": (
+        {"d.jsonl": jsonl(*({"prompt": f"q{i}?", "options": ["a", "b", "c"], "label": i} for i in (3, 1, 2))),
+         "c.yaml": "data:\n  train: {path: d.jsonl, answer_base: 1, columns: {question: prompt, choices: options, "
+                   "answer: label}}\n  valid_from_train: 1\n"},
+        ["data", "check", "c.yaml"], Works()),
+    "data check with the columns and answer base as flags": (
+        {"d.jsonl": jsonl({"prompt": "q?", "options": ["a", "b", "c"], "label": 1})},
+        ["data", "check", "d.jsonl", "--columns", "question=prompt,choices=options,answer=label", "--answer-base",
+         "1"], Works()),
     "config file not found": ({}, ["train", "missing.yaml"], Error(["missing.yaml: config file not found"])),
     "a folder without TinyLLM files": ({"empty/.keep": ""}, ["data", "check", "empty"],
                                        Error(["empty: no '<name>_<split>.json' files"])),
@@ -187,6 +248,12 @@ def test_newcomer_mistake(case: str, tmp_path: Path, monkeypatch, capsys) -> Non
     assert len(lines) == expect.lines and all(ln.startswith("error: ") for ln in lines), err
     for fragment in expect.fragments:
         assert fragment in err, (fragment, err)
+    for secret in expect.absent:
+        assert secret not in err, (secret, err)
+
+
+def _fail() -> None:
+    raise AssertionError("read with the wrong text")
 
 
 @pytest.mark.slow

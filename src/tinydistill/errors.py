@@ -10,7 +10,9 @@ class TinyDistillError(Exception):
 
 
 class DataError(TinyDistillError):
-    """Bad data: names the file, the row (or line, and column where known) and the field."""
+    """Bad data: names the file, the line (and column where known) or else the row, and the field.
+
+    ``row`` is the record's 0-based index; it is shown counting from 1, as lines are."""
 
     def __init__(
         self, path: str | Path, message: str, *, row: int | None = None, line: int | None = None,
@@ -20,7 +22,7 @@ class DataError(TinyDistillError):
         if line is not None:
             where += f":{line}" + (f":{column}" if column is not None else "")
         elif row is not None:
-            where += f" row {row}"
+            where += f" row {row + 1}"
         if field is not None:
             where += f" field '{field}'"
         super().__init__(f"{where}: {message}")

@@ -69,9 +69,24 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
-def decode_text(path: Path, data: bytes) -> str:
+def _bad_byte(path: Path, data: bytes, e: UnicodeDecodeError, message: str) -> DataError:
+    before = data[: e.start]
+    line, column = before.count(b"\n") + 1, e.start - (before.rfind(b"\n") + 1) + 1
+    return DataError(path, message.format(byte=f"0x{data[e.start]:02x}"), line=line, column=column)
+
+
+def decode_text(path: Path, data: bytes, encoding: str | None = None, hint: str = "") -> str:
     """UTF-8, or the encoding a byte-order mark names (UTF-8/16/32, as Excel and Notepad write); the BOM is
-    dropped. Anything else is a one-line error naming the line and column of the first bad byte."""
+    dropped. Anything else is a one-line error naming the line and column of the first bad byte.
+
+    ``encoding`` (e.g. ``cp1252``, ``latin-1``): the file is read in it, as told; nothing is guessed. ``hint``
+    ends the message of a file that is not UTF-8 (what else the user may do)."""
+    if encoding is not None:
+        try:
+            return data.decode(encoding).removeprefix("\ufeff")
+        except UnicodeDecodeError as e:
+            raise _bad_byte(path, data, e, f"not valid {encoding} (byte {{byte}}), the encoding its data source "
+                                           "names") from None
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             try:
@@ -84,8 +99,5 @@ def decode_text(path: Path, data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        before = data[: e.start]
-        line, column = before.count(b"\n") + 1, e.start - (before.rfind(b"\n") + 1) + 1
-        raise DataError(path, f"not valid UTF-8 (byte 0x{data[e.start]:02x}); save the file as UTF-8 "
-                              "(Excel: 'CSV UTF-8'), it may be Latin-1 or Windows-1252", line=line,
-                        column=column) from None
+        raise _bad_byte(path, data, e, "not valid UTF-8 (byte {byte}); save the file as UTF-8 (Excel: 'CSV "
+                                       "UTF-8'), it may be Latin-1 or Windows-1252" + hint) from None

@@ -17,6 +17,7 @@ from .config import (
     RunConfig,
     StudentConfig,
     autocast_dtype,
+    check_paths,
     dump_config,
     effective_precision,
     load_config,
@@ -134,6 +135,7 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
 
     A config with ``stages`` runs each stage in turn (:func:`run_stages`) and returns the last.
     """
+    check_paths(cfg)  # every path the config names, before anything is loaded
     if cfg.stages:
         return run_stages(cfg, progress=progress, stop_after_steps=stop_after_steps, log=log)[-1]
     run_dir = _prepare_run_dir(cfg)

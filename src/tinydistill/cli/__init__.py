@@ -17,6 +17,7 @@ from types import ModuleType
 from .. import __version__
 from ..errors import TinyDistillError
 from . import analyze, data, evaluate, quickstart, reproduce, search, serve, teach, train
+from .help import HelpFormatter
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tinydistill {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter)
         module.configure(p)
         p.set_defaults(handler=module.handle)
     return parser

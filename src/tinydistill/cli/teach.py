@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import load_config
+from ..config import check_paths, load_config
 
 HELP = "generate teacher rationales into the cache"
 
@@ -28,6 +28,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Run :func:`~tinydistill.teach.teach` with a progress bar, then print a table and the totals."""
     cfg = load_config(args.config, args.overrides)
+    check_paths(cfg, args.config, skip=("student.model", "whitebox.teacher_model"))  # with the config's lines
     from ..teach import print_teach_report, teach
     from ..training import launched_shard, parse_shard
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import load_config
+from ..config import check_paths, load_config
 
 HELP = "train a student from a YAML config (resumes if the run exists)"
 
@@ -18,6 +18,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
+    check_paths(cfg, args.config)  # every path, with the config's lines, before torch is imported
     from ..evaluation import print_outcome
     from ..run import run
     from ..training import is_main_process

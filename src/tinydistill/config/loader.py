@@ -124,8 +124,50 @@ def _models_at(loc: tuple[Any, ...]) -> list[type[BaseModel]]:
     return models
 
 
+#: Hugging Face ``TrainingArguments`` (and Trainer habit) names → this config's key for the same thing
+HF_NAMES = {
+    "learning_rate": "train.lr", "num_train_epochs": "train.epochs", "num_epochs": "train.epochs",
+    "per_device_train_batch_size": "train.batch_size", "train_batch_size": "train.batch_size",
+    "per_device_eval_batch_size": "eval.batch_size", "eval_batch_size": "eval.batch_size",
+    "gradient_accumulation_steps": "train.grad_accum_steps", "warmup_steps": "train.warmup_ratio",
+    "lr_scheduler_type": "train.schedule", "max_steps": "train.max_steps", "eval_steps": "train.eval_every",
+    "evaluation_strategy": "train.eval_every", "eval_strategy": "train.eval_every",
+    "save_steps": "train.checkpoint_every", "save_strategy": "train.checkpoint_every",
+    "save_total_limit": "train.keep_checkpoints", "metric_for_best_model": "train.select_metric",
+    "load_best_model_at_end": "train.select_metric", "fp16": "train.mixed_precision",
+    "bf16": "train.mixed_precision", "dataloader_num_workers": "train.num_workers",
+    "report_to": "train.report_to", "early_stopping_patience": "train.early_stopping_patience",
+    "weight_decay": "train.weight_decay", "warmup_ratio": "train.warmup_ratio",
+    "max_grad_norm": "train.max_grad_norm", "group_by_length": "train.group_by_length", "seed": "seed",
+    "output_dir": "output_dir", "run_name": "name", "max_seq_length": "student.max_input_length",
+    "max_source_length": "student.max_input_length", "max_target_length": "student.max_answer_length",
+    "model_name_or_path": "student.model", "generation_max_length": "eval.max_new_tokens",
+}
+_HF_NOTES = {"train.warmup_ratio": " (a share of the steps, not a count)",
+             "train.eval_every": " (optimizer steps between evaluations; 0 = every epoch)",
+             "train.checkpoint_every": " (optimizer steps; 0 = at each evaluation)",
+             "train.select_metric": " (the best checkpoint is always kept, selected on this metric)",
+             "train.mixed_precision": " (auto, no, bf16 or fp16)"}
+
+
+def _hf_name(loc: tuple[Any, ...]) -> str | None:
+    """The suggestion for a Hugging Face ``TrainingArguments`` name typed from habit, else ``None``."""
+    ours = HF_NAMES.get(str(loc[-1]))
+    if ours is None:
+        return None
+    where = ".".join(str(x) for x in loc[:-1])
+    if ours == f"{where}.{loc[-1]}" if where else ours == str(loc[-1]):  # the same name, elsewhere
+        return None
+    here = ours.removeprefix(where + ".") if where and ours.startswith(where + ".") else ours
+    return f"unknown key (Hugging Face's name; here it is '{here}'{_HF_NOTES.get(ours, '')})"
+
+
 def _unknown_key(loc: tuple[Any, ...]) -> str:
-    """``unknown key``, with the closest known key at that place (a typo) or the known keys."""
+    """``unknown key``, with our name for a Hugging Face ``TrainingArguments`` name, the closest known key at that
+    place (a typo), or the known keys."""
+    hf = _hf_name(loc)
+    if hf is not None:
+        return hf
     known = sorted({f for m in _models_at(loc[:-1]) for f in m.model_fields})
     close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
     if close:

@@ -6,6 +6,7 @@ Reading a YAML file, applying overrides and turning validation errors into one-l
 
 from __future__ import annotations
 
+import codecs
 import copy
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +54,19 @@ class DataSourceConfig(_Strict):
     answer_base: Literal[0, 1] | None = Field(
         None, description="numeric answers count choices from 0 or 1; None: 0 unless no answer is 0 and one "
                           "equals its row's number of choices (then 1, with a warning)")
+    encoding: str | None = Field(
+        None, description="text encoding of the file(s), e.g. cp1252 (Windows-1252) or latin-1; None: UTF-8 "
+                          "(or UTF-16/32 with a byte-order mark); never guessed")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, cp1252, latin-1)") from None
+        return value
 
 
 class DataConfig(_Strict):
@@ -154,8 +168,7 @@ class TrainConfig(_Strict):
         "objective) otherwise")
     rationale_stage_lr: float | None = Field(
         None, gt=0, description="peak learning rate of the rationale stage (its schedule is lr's); None = lr")
-    select_metric: Literal["rank_accuracy", "generate_accuracy", "valid_loss", "exact_match", "token_f1"] = (
-        "rank_accuracy")
+    select_metric: Literal["rank_accuracy", "generate_accuracy", "exact_match", "token_f1"] = "rank_accuracy"
     """valid metric that selects the best checkpoint (open tasks: exact_match or token_f1)"""
     num_workers: int = Field(0, ge=0)
     """not read by the training loop: batches are built in the training process"""
@@ -168,6 +181,15 @@ class TrainConfig(_Strict):
     report_to: tuple[Literal["tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "aim", "clearml", "dvclive",
                              "swanlab"], ...] = Field(
         (), description="experiment trackers (accelerate's) that receive the config and every logged record")
+
+    @field_validator("select_metric", mode="before")
+    @classmethod
+    def _no_valid_loss(cls, value: Any) -> Any:
+        """Selection scores valid by accuracy; a loss on valid is not computed, so it cannot select."""
+        if value == "valid_loss":
+            raise ValueError("valid_loss is not computed (selection evaluates valid by rank or generate "
+                             "accuracy): use rank_accuracy or generate_accuracy (open tasks: exact_match, token_f1)")
+        return value
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
@@ -298,6 +320,9 @@ class RunConfig(_Strict):
     def _check_method(self) -> None:
         if self.method in ("kd", "whitebox") and not self.whitebox.teacher_model:
             raise ValueError(f"method {self.method!r} needs whitebox.teacher_model (a local HF model folder)")
+        if self.method == "tinyllm" and not self.teachers and "method" in self.model_fields_set:
+            raise ValueError("method 'tinyllm' needs at least one rationale teacher in `teachers` (without one "
+                             "it is fine-tuning: write method: finetune)")
         if self.method in ("step_by_step", "pinto"):
             if not self.teachers:
                 raise ValueError(f"method {self.method!r} needs one rationale teacher in `teachers`")
@@ -359,6 +384,8 @@ def stage_configs(cfg: RunConfig) -> list[RunConfig]:
         raw["name"], raw["output_dir"] = f"stage-{k}-{stage.label}", str(cfg.run_dir)
         if stage.method is not None:
             raw["method"] = stage.method
+        elif "method" not in cfg.model_fields_set:  # the default stays a default (checked as the base was)
+            raw.pop("method")
         if stage.data is not None:
             raw["data"] = stage.data.model_dump(mode="json")
         for key, value in stage.set.items():

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: how hosted APIs' keys begin (OpenAI, Anthropic, Groq, xAI, Google, GitHub, Perplexity)
+KEY_PREFIXES = ("sk-", "gsk_", "xai-", "AIza", "ghp_", "github_pat_", "pplx-")
+
+
+def looks_like_key(value: str) -> bool:
+    """Whether text meant to name an environment variable is a secret instead: not a shell variable name
+    (letters, digits, ``_``), a known key prefix, or a long mixed-case run with digits."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) or value.startswith(KEY_PREFIXES):
+        return True
+    mixed = any(c.islower() for c in value) and any(c.isupper() for c in value)
+    return len(value) >= 32 and mixed and any(c.isdigit() for c in value)
 
 
 class _TeacherBase(BaseModel):
@@ -134,6 +147,16 @@ class HTTPTeacherSpec(_TeacherBase):
     api: Literal["chat", "completions"] = "chat"
     """chat: the server applies the model's chat template; completions: raw prompt"""
     api_key_env: str | None = Field(None, description="name of the environment variable holding the key")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, value: str | None) -> str | None:
+        """A key pasted here by mistake is refused without being echoed (the message never holds the value)."""
+        if value is not None and looks_like_key(value):
+            raise ValueError("this looks like an API key, not the name of an environment variable: never write "
+                             "the key in a config; export it (export OPENAI_API_KEY=...) and write its name here "
+                             "(api_key_env: OPENAI_API_KEY)")
+        return value
     concurrency: int = Field(4, ge=1)
     """requests in flight"""
     max_retries: int = Field(5, ge=0)

@@ -34,12 +34,13 @@ _LLAMA_MARKER = " llama rationale: "
 
 # ------------------------------------------------------------------------------------------------ readers
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, encoding: str | None = None) -> str:
     if not path.exists():
         raise DataError(path, "file not found")
     if path.is_dir():
         raise DataError(path, "is a folder, expected a file")
-    text = decode_text(path, path.read_bytes())
+    text = decode_text(path, path.read_bytes(), encoding,
+                       hint=" (or name it under the data source: encoding: cp1252 or encoding: latin-1)")
     if not text.strip():
         raise DataError(path, "file is empty")
     return text
@@ -67,23 +68,39 @@ def _csv_records(path: Path, text: str) -> list[tuple[int | None, Any]]:
     return out
 
 
-def read_records(path: str | Path, on_invalid: str = "error") -> list[tuple[int | None, Any]]:
-    """Read a JSON list, JSON Lines or CSV file as ``[(line_number_or_None, record), ...]``.
+def _json_list_records(path: Path, text: str) -> list[tuple[int | None, Any]]:
+    """A whole-file JSON list as ``[(line where the item starts, item), ...]``."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"malformed JSON: {e.msg}", line=e.lineno, column=e.colno) from None
+    if not isinstance(data, list):
+        return [(None, data)]
+    decoder, out = json.JSONDecoder(), []
+    pos = text.index("[") + 1
+    for item in data:  # the text parsed: walk it again item by item for the lines
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        line = text.count("\n", 0, pos) + 1
+        _, pos = decoder.raw_decode(text, pos)
+        out.append((line, item))
+    return out
+
+
+def read_records(path: str | Path, on_invalid: str = "error",
+                 encoding: str | None = None) -> list[tuple[int | None, Any]]:
+    """Read a JSON list, JSON Lines or CSV file as ``[(line_number, record), ...]``.
 
     A JSON Lines line (or CSV row) that does not parse stops with its line and column, or with
     ``on_invalid="skip"`` becomes a :class:`BadRecord` that :func:`build_examples` skips. A whole-file JSON
     list that does not parse is always an error.
     """
     path = Path(path)
-    text = _read_text(path)
+    text = _read_text(path, encoding)
     if path.suffix.lower() == ".csv":
         records = _csv_records(path, text)
     elif text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(path, f"malformed JSON: {e.msg}", line=e.lineno, column=e.colno) from None
-        return [(None, r) for r in data]
+        return _json_list_records(path, text)
     else:
         records = []
         for lineno, line in enumerate(text.splitlines(), start=1):
@@ -116,7 +133,7 @@ def build_examples(
         answer_base, evidence = (0, None) if task != "mcqa" else detect_answer_base(records, columns)
         if evidence:
             log.warning("%s: numeric answers read as counting from 1 (none is 0; %s); set answer_base: 1 "
-                        "(or 0) under this data source to say so", path, evidence)
+                        "(or 0) under this data source to say so (data check: --answer-base 1)", path, evidence)
     out: list[Example | None] = []
     skipped: list[str] = []
     for i, (ln, r) in enumerate(records):
@@ -132,16 +149,17 @@ def build_examples(
         more = f"; and {len(skipped) - SKIPPED_SHOWN} more" if len(skipped) > SKIPPED_SHOWN else ""
         log.warning("skipped %d invalid row(s) (on_invalid: skip): %s%s", len(skipped),
                     "; ".join(skipped[:SKIPPED_SHOWN]), more)
-    check_unique_ids([ex for ex in out if ex is not None], path)
+    kept = [(ex, ln) for ex, (ln, _) in zip(out, records, strict=True) if ex is not None]
+    check_unique_ids([ex for ex, _ in kept], path, [ln for _, ln in kept])
     return out
 
 
 def load_records_file(
     path: str | Path, columns: ColumnsConfig = ColumnsConfig(), *, require_answer: bool = True,
-    on_invalid: str = "error", task: str = "mcqa", answer_base: int | None = None,
+    on_invalid: str = "error", task: str = "mcqa", answer_base: int | None = None, encoding: str | None = None,
 ) -> list[Example]:
     """Load a JSON / JSONL / CSV file of multiple-choice (or, with ``task="open"``, open-answer) rows."""
-    built = build_examples(read_records(path, on_invalid), path, columns, require_answer=require_answer,
+    built = build_examples(read_records(path, on_invalid, encoding), path, columns, require_answer=require_answer,
                            on_invalid=on_invalid, task=task, answer_base=answer_base)
     return [ex for ex in built if ex is not None]
 
@@ -169,7 +187,7 @@ def _tinyllm_chunks(folder: Path, split: str) -> list[Path]:
 
 def load_tinyllm(
     folder: str | Path, split: str, *, with_rationales: bool = True, on_invalid: str = "error",
-    answer_base: int | None = None,
+    answer_base: int | None = None, encoding: str | None = None,
 ) -> list[Example]:
     """Load ``<folder>/<name>_<split>.json`` and, if present, its ``llm/<split>_CoT_<k>.json`` rationales.
 
@@ -183,7 +201,7 @@ def load_tinyllm(
     if not candidates:
         raise DataError(folder, f"no '*_{split}.json' file in this folder")
     data_path = candidates[0]
-    built = build_examples(read_records(data_path, on_invalid), data_path, on_invalid=on_invalid,
+    built = build_examples(read_records(data_path, on_invalid, encoding), data_path, on_invalid=on_invalid,
                            answer_base=answer_base)
     examples = [ex for ex in built if ex is not None]
     chunks = _tinyllm_chunks(folder, split) if with_rationales else []
@@ -191,7 +209,7 @@ def load_tinyllm(
         return examples
     raw: list[str] = []
     for chunk in chunks:
-        for ln, item in read_records(chunk):
+        for ln, item in read_records(chunk, encoding=encoding):
             if not isinstance(item, str):
                 raise DataError(chunk, f"expected a string, got {type(item).__name__}", line=ln,
                                 field="rationale")
@@ -257,22 +275,23 @@ def _normalise_hf_row(row: Mapping[str, Any], columns: ColumnsConfig) -> dict[st
 def load_examples(
     path: str | Path, split: str = "train", *, fmt: str = "auto", columns: ColumnsConfig = ColumnsConfig(),
     subset: str | None = None, require_answer: bool = True, on_invalid: str = "error", task: str = "mcqa",
-    answer_base: int | None = None,
+    answer_base: int | None = None, encoding: str | None = None,
 ) -> list[Example]:
     """Load examples from any supported source.
 
     ``fmt``: ``auto`` (a folder → TinyLLM layout, a file → by suffix), ``tinyllm``, ``json``, ``jsonl``,
     ``csv`` or ``hf`` (``path`` is a hub name). ``answer_base``: 0 or 1 for numeric answers; ``None`` detects it.
+    ``encoding``: the files' text encoding (e.g. ``cp1252``); ``None``: UTF-8 or what a byte-order mark names.
     """
     if fmt == "hf":
         return load_hf_dataset(str(path), split, subset=subset, columns=columns, task=task,
                                on_invalid=on_invalid, answer_base=answer_base)
     p = Path(path)
     if fmt == "tinyllm" or (fmt == "auto" and p.is_dir()):
-        return load_tinyllm(p, split, on_invalid=on_invalid, answer_base=answer_base)
+        return load_tinyllm(p, split, on_invalid=on_invalid, answer_base=answer_base, encoding=encoding)
     if fmt in ("auto", "json", "jsonl", "csv"):
         return load_records_file(p, columns, require_answer=require_answer, on_invalid=on_invalid, task=task,
-                                 answer_base=answer_base)
+                                 answer_base=answer_base, encoding=encoding)
     raise DataError(path, f"unknown data format {fmt!r} (auto, tinyllm, json, jsonl, csv, hf)")
 
 

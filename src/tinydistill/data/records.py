@@ -167,18 +167,27 @@ def _open_example(raw: Mapping[str, Any], question: str, columns: ColumnsConfig,
                    domain=str(domain) if domain not in (None, "") else None, answers=tuple(answers))
 
 
-def numeric_answer(value: Any, choices: Sequence[str]) -> int | None:
-    """The number an answer gives (an int, or digits that are not a choice's text), else ``None``."""
+def _number_text(value: Any) -> str | None:
+    """The digits of an int (or a whole float) answer, else ``None``."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return str(value)
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    text = str(value).strip()
-    if text.isdigit() and text.lower() not in (c.lower() for c in choices):
-        return int(text)
+        return str(int(value))
     return None
+
+
+def numeric_answer(value: Any, choices: Sequence[str]) -> int | None:
+    """The number an answer gives (an int, or digits), else ``None``. A number that is also a choice's text
+    (``0`` with ``"0"`` among the choices) is that choice, not an index: ``None``."""
+    digits = _number_text(value)
+    text = digits if digits is not None else str(value).strip()
+    if isinstance(value, bool) or not text.isdigit():
+        return None
+    if text.lower() in (c.lower() for c in choices):
+        return None
+    return int(text)
 
 
 def resolve_answer(value: Any, choices: Sequence[str], base: int = 0) -> int | None:
@@ -187,9 +196,10 @@ def resolve_answer(value: Any, choices: Sequence[str], base: int = 0) -> int | N
     n = numeric_answer(value, choices)
     if n is not None:
         return n - base if 0 <= n - base < len(choices) else None
-    if isinstance(value, bool | float):
+    digits = _number_text(value)
+    if digits is None and isinstance(value, bool | float):
         return None
-    text = str(value).strip()
+    text = digits if digits is not None else str(value).strip()
     if text in choices:
         return choices.index(text)
     lowered = [c.lower() for c in choices]
@@ -214,13 +224,18 @@ def detect_answer_base(records: Sequence[tuple[int | None, Any]], columns: Colum
         if n == 0:
             return 0, None
         if n == len(choices) and evidence is None:
-            evidence = f"{'line ' + str(ln) if ln else 'row ' + str(i)} has answer {n} of {len(choices)} choices"
+            evidence = f"{'line ' + str(ln) if ln else 'row ' + str(i + 1)} has answer {n} of {len(choices)} choices"
     return (1, evidence) if evidence else (0, None)
 
 
-def check_unique_ids(examples: Sequence[Example], path: str | Path) -> None:
+def check_unique_ids(examples: Sequence[Example], path: str | Path,
+                     lines: Sequence[int | None] | None = None) -> None:
+    """Raise on the first id seen twice, naming both places (the lines where known, else 1-based rows)."""
     seen: dict[str, int] = {}
     for i, ex in enumerate(examples):
+        line = lines[i] if lines is not None else None
         if ex.id in seen:
-            raise DataError(path, f"duplicate id {ex.id!r} (first at row {seen[ex.id]})", row=i, field="id")
+            first = seen[ex.id]
+            where = f"line {lines[first]}" if lines is not None and lines[first] is not None else f"row {first + 1}"
+            raise DataError(path, f"duplicate id {ex.id!r} (first at {where})", row=i, line=line, field="id")
         seen[ex.id] = i

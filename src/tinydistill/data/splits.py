@@ -26,7 +26,7 @@ def load_split(src: DataSourceConfig, role: str, seed: int, task: str = "mcqa", 
     """Load one configured split; ``limit`` keeps a seeded random subset (in original order)."""
     examples = load_examples(src.path, src.split or role, fmt=src.format, subset=src.subset,
                              columns=src.columns, on_invalid=src.on_invalid, task=task,
-                             answer_base=src.answer_base)
+                             answer_base=src.answer_base, encoding=src.encoding)
     return _subset(examples, src.limit, seed) if apply_limit else examples
 
 

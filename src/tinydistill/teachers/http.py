@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from ..config import GenerationSpec, HTTPTeacherSpec
+from ..config import GenerationSpec, HTTPTeacherSpec, looks_like_key
 from ..errors import TinyDistillError
 from .backend import BackendError, Generation
 from .templates import dumps_messages, messages_to_text
@@ -134,6 +134,9 @@ class HTTPBackend:
         self._lock = threading.Lock()
         headers = {"Content-Type": "application/json"}
         if api_key_env:
+            if looks_like_key(api_key_env):  # a key pasted into the field: never echoed
+                raise TinyDistillError("api_key_env looks like an API key, not the name of an environment "
+                                       "variable: export the key and write the variable's name there")
             key = os.environ.get(api_key_env)
             if not key:
                 raise TinyDistillError(

@@ -239,10 +239,8 @@ def _evaluate_and_select(
     on_best: Callable[[Student], None] | None, log: Callable[[dict], None],
 ) -> None:
     metrics = valid_fn(student)
-    value = metrics[cfg.select_metric]
-    higher_is_better = cfg.select_metric != "valid_loss"
-    improved = state.best_metric is None or (value > state.best_metric if higher_is_better
-                                             else value < state.best_metric)
+    value = metrics[cfg.select_metric]  # every selection metric is an accuracy or a match rate: higher is better
+    improved = state.best_metric is None or value > state.best_metric
     record = {"step": state.step, "epoch": state.epoch, "split": "valid", **_scalars(metrics),
               "improved": improved}
     log(record)
