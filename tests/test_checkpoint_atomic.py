@@ -280,3 +280,16 @@ def test_a_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path, capfd):
     path.write_text('{"step": 1}\n{"ste\n{"step": 3}\n', encoding="utf-8")  # damage inside: named, not guessed
     with pytest.raises(TinyDistillError, match=r"metrics.jsonl:2: not a JSON record"):
         _truncate_metrics(path, 10)
+
+
+@pytest.mark.slow
+def test_a_finished_run_run_again_reports_its_training_time_not_the_resume(tiny_t5_dir, data, tmp_path):
+    cfg = config_from_dict(run_config(tiny_t5_dir, data, tmp_path, **{**OVER, "train.max_steps": 10}))
+    with pytest.raises(KeyboardInterrupt):  # killed after step 5's checkpoint: its time is kept
+        run(cfg, progress=False, log=lambda *_: None, stop_after_steps=5)
+    at_five = json.loads((cfg.run_dir / "checkpoints" / "step-0000005" / STATE_FILE).read_text())["train_seconds"]
+    first = run(cfg, progress=False, log=lambda *_: None)
+    assert first.train_seconds > at_five > 0  # both process starts count
+    again = run(cfg, progress=False, log=lambda *_: None)  # finds the run finished: trains nothing
+    assert again.train_seconds == first.train_seconds
+    assert json.loads((cfg.run_dir / "summary.json").read_text())["train_seconds"] == first.train_seconds

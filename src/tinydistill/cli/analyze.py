@@ -12,7 +12,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run folder (runs/<name>)")
     p.add_argument("--data", default=None, help="data the predictions were made on (default: the run's split)")
     p.add_argument("--split", default="valid", help="valid (default) or test, or the split of --data")
-    p.add_argument("--format", default="auto", choices=["auto", "tinyllm", "json", "jsonl", "csv", "hf"])
+    p.add_argument("--format", default="auto", choices=["auto", "tinyllm", "json", "jsonl", "csv", "hf"],
+                   help="how to read --data (auto: a folder is the TinyLLM layout, a file by content or suffix)")
     p.add_argument("--predictions", default=None,
                    help="predictions.jsonl to analyse (default: the run's; e.g. the one `tinydistill eval` wrote)")
     p.add_argument("--examples", type=int, default=5, help="examples listed per category (default 5)")

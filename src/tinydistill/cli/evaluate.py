@@ -13,7 +13,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None,
                    help="split to score and name: needed for folders and hub datasets (default valid); for a file, "
                         "default from its name (test.jsonl → test)")
-    p.add_argument("--format", default="auto", choices=["auto", "tinyllm", "json", "jsonl", "csv", "hf"])
+    p.add_argument("--format", default="auto", choices=["auto", "tinyllm", "json", "jsonl", "csv", "hf"],
+                   help="how to read --data (auto: a folder is the TinyLLM layout, a file by content or suffix)")
     p.add_argument("--out", required=True, help="folder for metrics.json and predictions.jsonl")
     p.add_argument("--modes", default=None, help="comma list of rank,generate (default: the run's)")
 

@@ -10,9 +10,12 @@ HELP = "train and compare inference-only, fine-tuning and TinyLLM on the embedde
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="a TinyLLM-layout folder (default: the embedded OBQA)")
     p.add_argument("--output-dir", default="runs", help="where runs/<name> goes (default ./runs)")
-    p.add_argument("--name", default="quickstart")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--name", default="quickstart",
+                   help="folder of the three runs: <output-dir>/<name>/<method>/")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override of the quickstart recipe for all three runs, e.g. train.epochs=2 "
+                        "(repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="seeded subsample of each training set: N for every dataset, or per dataset, e.g. "
                         "piqa=2000 (the rest whole) or piqa=2000,riddle=1000")
     p.add_argument("--valid-rows", type=int, default=100, help="train rows held out for selection (default 100)")
-    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--epochs", type=float, default=1.0, help="training epochs of every cell")
     p.add_argument("--fractions", default="0.125,0.25,0.5,1", help="fractions suite: training-set fractions")
     p.add_argument("--alphas", default="0.1,0.5,1", help="alpha suite: the grid for α_T5 and α_LLaMA")
     p.add_argument("--weight-grid", default="",
@@ -35,7 +35,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "and one weight per dataset (best mean over seeds) (the paper explores 0.01,0.1,0.5,1,2,3 "
                         "and reports the best)")
     p.add_argument("--layers", default="2,4,6", help="sizes suite: student layer counts (of MiniLM's 6)")
-    p.add_argument("--output-dir", default=str(Path("runs") / "reproduce"))
+    p.add_argument("--output-dir", default=str(Path("runs") / "reproduce"),
+                   help="folder of the cells' run folders and the suite's reports")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[DATASETS:]KEY=VALUE",
                    help="dotted override applied to every cell, e.g. --set train.batch_size=16, or to some "
                         "datasets' cells, e.g. --set bioasq,pubmedqa:train.epochs=3")
@@ -44,7 +45,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-models", action="store_true",
                    help="keep every cell's checkpoints/ and best/ (default: only reports, predictions and the "
                         "fine-tuned models that Standard KD distils)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _split(text: str, cast: Callable[[str], Any] = str) -> list:

@@ -18,7 +18,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study-dir", default=None, help="default: <output_dir>/<name>-search")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override of the base config (repeatable)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def handle(args: argparse.Namespace) -> int:

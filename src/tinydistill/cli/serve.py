@@ -28,14 +28,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     d = Limits()
     pos_int, pos_float = _positive(int), _positive(float)
     p.add_argument("model", help="HF model name or local folder (seq2seq, encoder-decoder or causal)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default loopback only; 0.0.0.0 exposes it, with a warning)")
     p.add_argument("--api-key", default=None,
                    help=f"require 'Authorization: Bearer KEY' on every route (default: ${API_KEY_ENV}, if set)")
     p.add_argument("--name", default=None, help="model id reported by /v1/models (default: MODEL)")
-    p.add_argument("--revision", default=None)
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--revision", default=None, help="model revision (branch, tag or commit) of a hub MODEL")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="weights' dtype (auto: the checkpoint's)")
     g = p.add_argument_group("limits (a request over one gets an OpenAI-shaped 4xx)")
     g.add_argument("--max-tokens-limit", type=pos_int, default=d.max_tokens,
                    help="most max_tokens a request may ask for (also capped by the model's positions)")
@@ -56,7 +57,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-queue", type=pos_int, default=1024, help="rows waiting; beyond it requests get 429")
     g = p.add_argument_group("fault injection (to test clients)")
     g.add_argument("--fault-rate", type=float, default=0.0, help="share of requests answered 429/500/slow")
-    g.add_argument("--fault-seed", type=int, default=0)
+    g.add_argument("--fault-seed", type=int, default=0, help="seed of which requests get an injected fault")
     g.add_argument("--slow-s", type=float, default=0.5, help="delay of a 'slow' injected fault")
 
 

@@ -50,6 +50,7 @@ class LoopState:
     stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
     log_windows: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0  # training time up to this checkpoint, over every process start (resumes)
 
 
 class CheckpointError(TinyDistillError):

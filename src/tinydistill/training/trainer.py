@@ -49,6 +49,9 @@ class Selection:
 
 @dataclass
 class TrainResult:
+    """``seconds``: the run's training time, every process start together (the interrupted ones up to their
+    last checkpoint); a run found finished reports the time it took, not the seconds spent finding it so."""
+
     state: LoopState
     seconds: float
     examples_seen: int
@@ -113,7 +116,12 @@ def train(
     if strategy.is_main:
         _truncate_metrics(metrics_path, state.step)
     if state.completed:
-        return _finish(strategy, student, state, 0.0, 0)
+        return _finish(strategy, student, state, state.train_seconds, 0)
+    seconds_before = state.train_seconds  # training time of earlier process starts (resumed runs)
+
+    def elapsed() -> float:
+        return seconds_before + time.perf_counter() - started
+
     if trackers:  # the run's name and config, once per process start
         tracking.start(accelerator, trackers, run_dir.name,
                        tracking.run_config(run_dir, {"train": cfg.model_dump(mode="json")}), state.step)
@@ -160,18 +168,20 @@ def train(
                 _notify(select, state, accelerator)
             if state.step % checkpoint_every == 0 or state.step == total_steps or state.stopped_early:
                 state.log_windows = gather_object([dict(running)])  # one per process (collective)
+                state.train_seconds = elapsed()
                 save_checkpoint(accelerator, ckpt_dir, state, cfg.keep_checkpoints, strategy.save_shards)
             if state.stopped_early or (stop_after_steps is not None and state.step >= stop_after_steps):
                 break
         if stop_after_steps is not None and state.step >= stop_after_steps:
             bar.close()
-            return _finish(strategy, student, state, time.perf_counter() - started, seen)
+            return _finish(strategy, student, state, elapsed(), seen)
         if state.batch_in_epoch >= len(batches):
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
     bar.close()
     state.completed = True  # recorded in the last step's checkpoint (its state file only: the weights are there)
+    state.train_seconds = elapsed()
     mark_completed(accelerator, ckpt_dir, state, cfg.keep_checkpoints, strategy.save_shards)
-    return _finish(strategy, student, state, time.perf_counter() - started, seen)
+    return _finish(strategy, student, state, state.train_seconds, seen)
 
 
 def _cadence(n_rows: int, cfg: TrainConfig, total_steps: int) -> tuple[int, int, int]:
