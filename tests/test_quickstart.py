@@ -46,3 +46,31 @@ def test_quickstart_runs_three_methods_then_eval_scores_the_student(tmp_path, ca
     before = (root / "tinyllm" / "metrics.jsonl").read_text(), stage.read_text()
     assert main(["quickstart", "--no-progress", *SMALL]) == 0
     assert ((root / "tinyllm" / "metrics.jsonl").read_text(), stage.read_text()) == before
+    # ... and its table shows each method's training time, not the seconds of finding it finished
+    rows = {r["method"]: r for r in json.loads((root / "report.json").read_text())["rows"]}
+    trained = json.loads((root / "tinyllm" / "summary.json").read_text())["train_seconds"]
+    tinyllm = next(r for m, r in rows.items() if m.startswith("TinyLLM"))
+    assert trained > 0 and tinyllm["seconds"] >= trained
+
+
+def test_the_results_table_drops_empty_columns_and_shows_how_often_a_teacher_states_an_answer():
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from tinydistill.evaluation import outcome_rows, results_table, teacher_rows
+
+    valid = SimpleNamespace(metrics={"rank_accuracy": 0.5, "rank_top_share": 0.3, "majority_baseline": 0.27, "n": 500})
+    outcome = SimpleNamespace(cfg=SimpleNamespace(method="tinyllm"), valid=valid, train_seconds=60.0,
+                              eval_seconds=4.0, teachers={"llama2": {"accuracy": 0.084, "stated": 0.12,
+                                                                     "top_share": 0.4}})
+    rows = outcome_rows(outcome, "TinyLLM") + teacher_rows(outcome)
+    assert rows[1]["stated"] == 0.12 and rows[1]["right_when_stated"] == pytest.approx(0.7)
+    out = Console(record=True, width=250)
+    out.print(results_table("t", rows))
+    text = out.export_text()
+    assert "generated answer" not in text  # a choice-head student generates nothing: no column of dashes
+    assert "teacher states an answer" in text and "stated answer right" in text
+    llama = next(line for line in text.splitlines() if "teacher: llama2" in line)
+    assert "12.0" in llama and "70.0" in llama and "8.4" not in llama  # 12 % stated, 70 % of those right
+    assert "64 s" in text

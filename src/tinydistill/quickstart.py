@@ -13,7 +13,16 @@ import yaml
 
 from .config import apply_overrides, config_from_dict, effective_precision, precision_label
 from .errors import ConfigError
-from .evaluation import RunOutcome, console, markdown_table, outcome_rows, results_table, teacher_rows
+from .evaluation import (
+    COLUMNS,
+    TEACHER_NOTE,
+    RunOutcome,
+    console,
+    markdown_table,
+    outcome_rows,
+    results_table,
+    teacher_rows,
+)
 from .files import write_json_atomic
 from .run import run
 
@@ -62,8 +71,8 @@ def quickstart(*, data_dir: str | None = None, output_dir: str = "runs", name: s
     summary_dir = Path(output_dir) / name
     write_json_atomic(summary_dir / "report.json", {"rows": rows, "seconds": round(total, 1),
                                                     "precision": precision, "data": str(folder)})
-    cols = [("method", "method"), ("rank_accuracy", "valid acc (rank)"), ("generate_accuracy", "valid acc (gen)"),
-            ("top_share", "top prediction share"), ("majority_baseline", "majority baseline")]
+    cols = [("method", "method")] + [(k, h) for k, h in COLUMNS if any(r.get(k) is not None for r in rows)]
     (summary_dir / "report.md").write_text(
-        f"# quickstart\n\n{markdown_table(rows, cols)}\n\nTotal {total:.0f} s, {precision}.\n")
+        f"# quickstart\n\n{markdown_table(rows, cols)}\n\n{TEACHER_NOTE[0].upper()}{TEACHER_NOTE[1:]}. "
+        f"Total {total:.0f} s, {precision}.\n")
     return outcomes

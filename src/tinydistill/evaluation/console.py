@@ -14,18 +14,29 @@ from .report import pct
 console = Console(width=None if sys.stdout.isatty() else 120)
 
 
+#: (row key, column header) of the results tables; a column empty on every row is left out
+COLUMNS = (("rank_accuracy", "valid acc: ranked choices"), ("generate_accuracy", "valid acc: generated answer"),
+           ("stated", "teacher states an answer"), ("right_when_stated", "stated answer right"),
+           ("top_share", "top prediction share"), ("majority_baseline", "majority baseline"))
+TEACHER_NOTE = ("teacher rows: how often a teacher's rationale states an answer that parses to a choice, and how "
+                "often that stated answer is the gold one")
+
+
 def results_table(title: str, rows: Sequence[dict]) -> Table:
-    """rows: dicts with method, rank_accuracy, generate_accuracy, top_share, majority_baseline, seconds."""
-    table = Table(title=title)
-    for col, justify in (("method", "left"), ("valid acc: ranked choices", "right"),
-                         ("valid acc: generated answer", "right"),
-                         ("top prediction share", "right"), ("majority baseline", "right"), ("time", "right")):
-        table.add_column(col, justify=justify)
+    """rows: dicts with method and any of :data:`COLUMNS`' keys, and seconds; columns no row fills are dropped
+    (a choice-head student generates nothing: no "generated answer" column of dashes)."""
+    table = Table(title=title, caption=TEACHER_NOTE if any(r.get("stated") is not None for r in rows) else None)
+    shown = [(key, head) for key, head in COLUMNS if any(r.get(key) is not None for r in rows)]
+    table.add_column("method", justify="left")
+    for _, head in shown:
+        table.add_column(head, justify="right")
+    timed = any(r.get("seconds") is not None for r in rows)
+    if timed:
+        table.add_column("time", justify="right")
     for r in rows:
         secs = r.get("seconds")
-        table.add_row(r["method"], pct(r.get("rank_accuracy")), pct(r.get("generate_accuracy")),
-                      pct(r.get("top_share")), pct(r.get("majority_baseline")),
-                      "–" if secs is None else f"{secs:.0f} s")
+        cells = [pct(r.get(key)) for key, _ in shown] + (["–" if secs is None else f"{secs:.0f} s"] if timed else [])
+        table.add_row(r["method"], *cells)
     return table
 
 
@@ -39,9 +50,15 @@ def outcome_rows(outcome: RunOutcome, label: str | None = None) -> list[dict]:
 
 
 def teacher_rows(outcome: RunOutcome) -> list[dict]:
-    return [{"method": f"teacher: {name} (stated answer)", "generate_accuracy": t["accuracy"],
-             "top_share": t["top_share"], "majority_baseline": outcome.valid.metrics.get("majority_baseline")}
-            for name, t in outcome.teachers.items()]
+    """One row per teacher: the share of valid rows whose rationale states a parseable answer, and the share of
+    those stated answers that are right (its accuracy over all rows is the product)."""
+    rows = []
+    for name, t in outcome.teachers.items():
+        stated = t.get("stated")
+        rows.append({"method": f"teacher: {name}", "stated": stated,
+                     "right_when_stated": t["accuracy"] / stated if stated else None,
+                     "top_share": t["top_share"], "majority_baseline": outcome.valid.metrics.get("majority_baseline")})
+    return rows
 
 
 def print_outcome(outcome: RunOutcome) -> None:
