@@ -10,7 +10,7 @@ from .outcome import RunOutcome
 from .report import markdown_table, write_run_report
 from .run_extras import write_run_extras
 
-__all__ = ["COLUMNS", "EvalResult", "TEACHER_NOTE", "RunOutcome", "analyze_run", "console", "evaluate_open", "evaluate_student",
-           "evaluate_teacher", "html_page", "markdown_table", "outcome_rows", "print_outcome",
+__all__ = ["COLUMNS", "EvalResult", "TEACHER_NOTE", "RunOutcome", "analyze_run", "console", "evaluate_open",
+           "evaluate_student", "evaluate_teacher", "html_page", "markdown_table", "outcome_rows", "print_outcome",
            "results_table", "summary_line", "teacher_rows", "write_analysis", "write_html_report",
            "write_run_extras", "write_run_report"]
