@@ -173,6 +173,14 @@ def test_api_key_from_env_is_sent_but_never_stored_or_shown(tmp_path: Path, monk
     monkeypatch.delenv("TEACHER_KEY")
     with pytest.raises(TinyDistillError, match="TEACHER_KEY"):
         HTTPBackend.from_spec(spec)
+    for pasted in (secret, "sk-proj-Zq81xY", "gsk_abc", "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"):  # a key, not a name
+        with pytest.raises(TinyDistillError, match="looks like an API key") as err:
+            HTTPBackend("http://teacher.invalid/v1", "m", api_key_env=pasted)
+        assert pasted not in str(err.value)
+        with pytest.raises(ValueError, match="looks like an API key") as err:
+            HTTPTeacherSpec(name="api", base_url="http://x/v1", model="m", api_key_env=pasted)
+        assert pasted not in json.dumps(err.value.errors()[0]["msg"])
+    assert HTTPTeacherSpec(name="api", base_url="http://x/v1", model="m", api_key_env="OPENAI_API_KEY")
 
 
 @pytest.mark.parametrize("api", ["chat", "completions"])
@@ -206,6 +214,29 @@ def test_a_reply_that_stays_malformed_fails_in_one_line_naming_row_and_endpoint(
         again = _http_teacher(url, tmp_path / "c.sqlite", api="chat")
         assert len(again.rationales(make_examples(5))) == 5 and again.stats.calls == 1
         assert sum(app.state.requests.values()) == before + 1
+
+
+def test_a_body_that_does_not_decode_is_a_retried_fault_and_the_answered_rows_are_kept(tmp_path: Path) -> None:
+    """HTTP 200 with `Content-Encoding: gzip` over a body that is not gzip: httpx raises DecodingError while
+    reading it. That is one more failed attempt (retried, counted), never a traceback out of `teach`."""
+    tries: dict[str, int] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        prompt = json.dumps(json.loads(request.content)["messages"])
+        row = re.search(r"Question (q\d+):", prompt).group(1)
+        tries[row] = tries.get(row, 0) + 1
+        if row == "q2" or (row == "q1" and tries[row] == 1):  # q1 recovers, q2 never does
+            return httpx.Response(200, content=b"not gzip at all", headers={"Content-Encoding": "gzip"})
+        return _ok()
+
+    t = _http_teacher("http://teacher.invalid/v1", tmp_path / "c.sqlite", api="chat", max_retries=2,
+                      transport=_mock(handler))
+    with pytest.raises(TeacherHTTPError) as err:
+        t.rationales(make_examples(4))
+    msg = str(err.value)
+    assert "\n" not in msg and "row 'q2'" in msg and "gave up after 3 attempts; last: DecodingError" in msg
+    assert t.backend.faults == {"DecodingError": 3} and t.backend.retries == 3 and t.backend.failures == 1
+    assert len(TeacherCache(tmp_path / "c.sqlite")) == 3  # q0, q1 (after its retry) and q3 were kept
 
 
 def test_parse_reply_accepts_what_servers_send_and_names_what_is_wrong() -> None:

@@ -151,7 +151,7 @@ def test_teach_stops_in_one_line_on_a_reply_that_stays_malformed_and_resumes(tmp
 def test_teach_progress_bar_shows_rows_hits_retries_and_failures(tmp_path: Path, capsys) -> None:
     from rich.console import Console
 
-    app = gateway_app({"Question train3:": [TRUNCATED, HTML_PAGE]}, delay_s=0.1)
+    app = gateway_app({"Question train3:": [TRUNCATED, HTML_PAGE], "Question valid1:": [TRUNCATED]}, delay_s=0.1)
     with serve_in_thread(app) as url:
         cfg = load_config(_http_config(tmp_path, url, concurrency=1))
         screen = io.StringIO()
@@ -160,13 +160,34 @@ def test_teach_progress_bar_shows_rows_hits_retries_and_failures(tmp_path: Path,
         frames = screen.getvalue()
         done = {int(m) for m in re.findall(r"remote train\s.*?(\d)/8 hits", frames)}
         assert 8 in done and done & set(range(1, 8)), frames  # the bar moved while the rows came in
-        assert re.search(r"remote train\s.*8/8 hits 0\s+retries 2\s+failed 0", frames), frames
-        assert re.search(r"remote valid\s.*4/4 hits 0\s+retries 0\s+failed 0", frames), frames
+        train = re.findall(r"remote train\s.*8/8 hits 0\s+retries (\d)\s+failed 0", frames)
+        assert train and set(train) == {"2"}, frames  # the valid split's retry never lands on the train bar
+        assert re.search(r"remote valid\s.*4/4 hits 0\s+retries 1\s+failed 0", frames), frames
         assert [(r["split"], r["calls"], r["retries"], r["failures"], r["faults"]) for r in rows] == [
-            ("train", 8, 2, 0, {"malformed reply": 2}), ("valid", 4, 0, 0, {})]
+            ("train", 8, 2, 0, {"malformed reply": 2}), ("valid", 4, 1, 0, {"malformed reply": 1})]
         # the CLI: the bar (stderr) and a summary table with the totals (stdout); a rerun is all hits
         assert main(["teach", str(tmp_path / "run.yaml")]) == 0
         captured = capsys.readouterr()
         assert re.search(r"remote train\s.*8/8 hits 8\s+retries 0\s+failed 0", captured.err), captured.err
         assert "retries" in captured.out and "failed" in captured.out
         assert "calls 0  hits 12  retries 0  failed 0" in captured.out
+
+
+def test_teach_to_a_file_prints_periodic_count_lines(tmp_path: Path, monkeypatch) -> None:
+    """Output redirected (CI, nohup): no live bar, which would show only at the end, but plain count lines."""
+    from rich.console import Console
+
+    from tinydistill import teach as teach_module
+
+    monkeypatch.setattr(teach_module, "REPORT_EVERY_S", 0.0)  # every output, for the test
+    app = gateway_app({"Question train3:": [TRUNCATED]})
+    with serve_in_thread(app) as url:
+        cfg = load_config(_http_config(tmp_path, url, concurrency=1))
+        log = io.StringIO()
+        teach(cfg, ["train", "valid"], progress=True, console=Console(file=log, force_terminal=False, width=150))
+    lines = log.getvalue().splitlines()
+    train = [ln for ln in lines if ln.startswith("teach: remote train ")]
+    assert [int(re.search(r" (\d+)/8 ", ln).group(1)) for ln in train][:3] == [1, 2, 3], lines  # as rows land
+    assert re.match(r"teach: remote train 8/8 hits 0 retries 1 failed 0 \(\d+ s\)$", train[-1]), train
+    assert lines[-1].startswith("teach: remote valid 4/4 hits 0 retries 0 failed 0"), lines
+    assert "━" not in log.getvalue()  # no bar drawn into the file

@@ -10,8 +10,9 @@ Sharded (``--shard i/n``, or the rank under ``accelerate launch`` / ``torchrun``
 ``i::n``; shard 0 then reads every row from the cache — waiting for rows other live processes hold, generating
 any nobody claimed — and alone writes the files.
 
-While it runs, a progress bar per (teacher, split) shows outputs done, cache hits, retries and failures; at the
-end a table sums them up. A request that fails for good stops with one line naming the teacher, the row and the
+While it runs, a progress bar per (teacher, split) shows outputs done, cache hits, retries and failures (with
+output to a file, not a terminal: a plain count line every 30 s and at the end of each split); at the end a
+table sums them up. A request that fails for good stops with one line naming the teacher, the row and the
 endpoint; every output received before it is in the cache, so running the command again resumes.
 """
 
@@ -99,37 +100,77 @@ class _Counts(ProgressColumn):
 
 class _Tally:
     """One (teacher, split): outputs done and cache hits (told by the teacher), the backend's retries and
-    failures since it started (HF backends have neither)."""
+    failures since it started (HF backends have neither), frozen when the split ends (:meth:`close`): the next
+    split's retries never show on this split's bar."""
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend
         self.hits = self.done = 0
+        self.final: tuple[int, int] | None = None
         self.retries0, self.failures0 = self.retries(absolute=True), self.failures(absolute=True)
         self.faults0 = dict(getattr(backend, "faults", {}))
 
     def retries(self, absolute: bool = False) -> int:
+        if self.final is not None and not absolute:
+            return self.final[0]
         return int(getattr(self.backend, "retries", 0)) - (0 if absolute else self.retries0)
 
     def failures(self, absolute: bool = False) -> int:
+        if self.final is not None and not absolute:
+            return self.final[1]
         return int(getattr(self.backend, "failures", 0)) - (0 if absolute else self.failures0)
+
+    def close(self) -> None:
+        """The split is over: its counts stay as they are now."""
+        self.final = (self.retries(), self.failures())
 
     def faults(self) -> dict[str, int]:
         now = dict(getattr(self.backend, "faults", {}))
         return {k: v - self.faults0.get(k, 0) for k, v in now.items() if v > self.faults0.get(k, 0)}
 
 
-def _records(teacher: LiveTeacher, rows: Sequence[Example], tally: _Tally, bar: Progress, label: str
-             ) -> list[list[RationaleRecord]]:
-    """``teacher.records(rows)`` with a progress bar fed by every output as it lands."""
+#: with output to a file (CI, nohup), a plain count line per (teacher, split) at most this often, and at its end
+REPORT_EVERY_S = 30.0
+
+
+class _Lines:
+    """Periodic plain count lines for a console that is not a terminal (where a live bar shows nothing until
+    the end): ``teach: remote train 120/1000 hits 20 retries 3 failed 0 (41 s)``."""
+
+    def __init__(self, console: Console, label: str, total: int, tally: _Tally) -> None:
+        self.console, self.label, self.total, self.tally = console, label, total, tally
+        self.started = self.last = time.perf_counter()
+
+    def update(self, final: bool = False) -> None:
+        now = time.perf_counter()
+        if not final and now - self.last < REPORT_EVERY_S:
+            return
+        self.last = now
+        t = self.tally
+        self.console.print(f"teach: {self.label} {t.done}/{self.total} hits {t.hits} retries {t.retries()} "
+                           f"failed {t.failures()} ({now - self.started:.0f} s)", markup=False, highlight=False,
+                           soft_wrap=True)
+
+
+def _records(teacher: LiveTeacher, rows: Sequence[Example], tally: _Tally, bar: Progress, label: str,
+             lines: Console | None = None) -> list[list[RationaleRecord]]:
+    """``teacher.records(rows)`` with a progress bar fed by every output as it lands (``lines``: plain count
+    lines on that console instead, every :data:`REPORT_EVERY_S` and at the end)."""
     total = len(rows) * teacher.generation.num_samples
     task = bar.add_task(label, total=total, hits=0, retries=tally.retries, failures=tally.failures)
+    plain = _Lines(lines, label, total, tally) if lines is not None else None
 
     def on_output(hits: int, generated: int) -> None:
         tally.hits += hits
         tally.done += hits + generated
         bar.update(task, advance=hits + generated, hits=tally.hits)
+        if plain is not None:
+            plain.update()
 
-    return teacher.records(rows, on_output=on_output)
+    out = teacher.records(rows, on_output=on_output)
+    if plain is not None:
+        plain.update(final=True)
+    return out
 
 
 def teach(cfg: RunConfig, splits: Sequence[str], shard_of: tuple[int, int] = (0, 1), *,
@@ -147,8 +188,10 @@ def teach(cfg: RunConfig, splits: Sequence[str], shard_of: tuple[int, int] = (0,
     needs_pool = any(t.icl.k > 0 for t in live)
     pool = (data.get("train") or load_split(cfg, "train")) if needs_pool else []
     rows: list[dict[str, Any]] = []
+    console = console or Console(stderr=True)
+    lines = console if progress and not console.is_terminal else None  # a file: count lines, not a bar
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Counts(),
-                   TimeElapsedColumn(), console=console or Console(stderr=True), disable=not progress)
+                   TimeElapsedColumn(), console=console, disable=not progress or lines is not None)
     with bar:
         for spec in live:
             teacher = build_teacher(spec, cache_path=cfg.run_dir / "cache.sqlite", icl_pool=pool)
@@ -159,16 +202,18 @@ def teach(cfg: RunConfig, splits: Sequence[str], shard_of: tuple[int, int] = (0,
                     tally, started = _Tally(teacher.backend), time.perf_counter()
                     mine = shard(data[split], index, count)
                     try:
-                        records = _records(teacher, mine, tally, bar, f"{spec.name} {split}")
+                        records = _records(teacher, mine, tally, bar, f"{spec.name} {split}", lines)
                         if index == 0:
                             if count > 1:
-                                records = _records(teacher, data[split], tally, bar, f"{spec.name} {split} (all)")
+                                records = _records(teacher, data[split], tally, bar, f"{spec.name} {split} (all)",
+                                                   lines)
                             write_outputs(cfg.run_dir / "teachers", spec.name, split, records)
                     except TinyDistillError as e:  # what arrived is in the cache: say so, on the same line
                         n = teacher.generation.num_samples
                         total = len(mine) + (len(data[split]) if index == 0 and count > 1 else 0)
                         raise TinyDistillError(f"{e} — {tally.done // n} of {total} {split} rows done and cached; "
                                                "run the same command again to resume") from None
+                    tally.close()
                     delta = {k: v - before[k] for k, v in teacher.stats.as_dict().items()}
                     rows.append({"teacher": spec.name, "split": split, **delta, "retries": tally.retries(),
                                  "failures": tally.failures(), "faults": tally.faults(),

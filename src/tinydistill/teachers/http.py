@@ -1,7 +1,7 @@
 """An OpenAI-compatible HTTP teacher backend (vLLM, TGI, llama.cpp server, hosted APIs) on httpx.
 
-A thread pool holds at most ``concurrency`` requests in flight; 429, 5xx, timeouts, connection errors and a 2xx
-whose body is not a completion (a gateway's HTML page, truncated JSON, no ``choices``) are retried with
+A thread pool holds at most ``concurrency`` requests in flight; 429, 5xx, timeouts, connection errors, a body
+that does not decode (``Content-Encoding: gzip`` over plain bytes) and a 2xx whose body is not a completion (a gateway's HTML page, truncated JSON, no ``choices``) are retried with
 exponential backoff and jitter (honouring ``Retry-After``), each counted in ``faults``. The API key is read from the
 environment variable named in the spec when the backend is built, sent only as a header, and never logged,
 cached or put in an error message.
@@ -260,7 +260,7 @@ class HTTPBackend:
             response: httpx.Response | None = None
             try:
                 response = self._client.post(url, json=body)
-            except (httpx.TimeoutException, httpx.TransportError) as e:
+            except httpx.HTTPError as e:  # timeouts, connection and protocol errors, a body that does not decode
                 kind = last = type(e).__name__
             else:
                 if response.is_success:
