@@ -89,3 +89,43 @@ def test_a_tracker_that_is_not_installed_is_a_one_line_error(tiny_t5_dir, synthe
 def test_an_unknown_tracker_name_names_the_field(tiny_t5_dir, synthetic_data, tmp_path):
     with pytest.raises(ConfigError, match=r"train\.report_to"):
         config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path, **{"train.report_to": ["tensorbord"]}))
+
+
+@pytest.mark.slow
+def test_a_tinyllm_runs_rationale_stage_logs_into_the_same_tracker_run(tiny_bert_dir, tmp_path):
+    """One training run, one tracker run: the rationale stage's records under `rationale_stage/`, the answer
+    stage's steps continuing after it, in the run's one TensorBoard folder (not a second one restarting at 1)."""
+    from tests.test_reproduce import choice_config, tinyllm_folder
+
+    raw = choice_config(tiny_bert_dir, tinyllm_folder(tmp_path, n_train=40), tmp_path / "runs", method="tinyllm",
+                        train={"max_steps": 4, "batch_size": 8, "lr": 5e-3, "mixed_precision": "no",
+                               "warmup_ratio": 0.0, "rationale_stage_epochs": 0.5, "report_to": ["tensorboard"]})
+    raw["data"]["valid_from_train"] = 8
+    outcome = run(config_from_dict(raw), progress=False, log=lambda *_: None)
+    run_dir = outcome.cfg.run_dir
+    assert not (run_dir / "rationale_stage" / "tensorboard").exists()
+    scalars = _scalars(run_dir / "tensorboard")
+    stage = [json.loads(line) for line in (run_dir / "rationale_stage" / "metrics.jsonl").read_text().splitlines()]
+    n = stage[-1]["step"]
+    assert [s for s, _ in scalars["rationale_stage/loss"]] == [r["step"] for r in stage] and n >= 1
+    assert "rationale_stage/loss/rationale/flan_t5" in scalars
+    assert [s for s, _ in scalars["loss"]] == [n + k for k in range(1, 5)]  # answer steps 1-4, after the stage's
+    assert [s for s, _ in scalars["valid/rank_accuracy"]] == [n + 4]
+
+
+def test_a_tracker_that_fails_to_start_stops_the_run_in_one_line_before_the_data_is_read(
+        tiny_t5_dir, synthetic_data, tmp_path, capsys, monkeypatch):
+    raw = run_config(tiny_t5_dir, synthetic_data, tmp_path, **OVER)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "tensorboard").write_text("a file where TensorBoard wants its folder")
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was read before the trackers started")
+
+    monkeypatch.setattr("tinydistill.run.load_train_valid", no_data)
+    assert main(["train", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith("error: train.report_to: tensorboard failed to start (") and "report_to" in err, err

@@ -46,10 +46,21 @@ from .students import (
     tokenize_tasks,
 )
 from .teachers import Teacher, build_teacher
-from .training import Selection, is_main_process, main_process_first, share_from_main, train
+from .training import (
+    RATIONALE_STAGE,
+    Selection,
+    TrackedStage,
+    TrackerRun,
+    is_main_process,
+    main_process_first,
+    newest_state,
+    run_config,
+    share_from_main,
+    train,
+)
 
 #: A run's rationale-only first stage (its checkpoints and metrics.jsonl) lives in this subfolder.
-RATIONALE_STAGE_DIR = "rationale_stage"
+RATIONALE_STAGE_DIR = RATIONALE_STAGE
 
 
 
@@ -139,6 +150,27 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
     if cfg.stages:
         return run_stages(cfg, progress=progress, stop_after_steps=stop_after_steps, log=log)[-1]
     run_dir = _prepare_run_dir(cfg)
+    tracker = _open_trackers(cfg, run_dir)  # before the data: a tracker that cannot start stops the run now
+    try:
+        return _run(cfg, run_dir, tracker, progress=progress, stop_after_steps=stop_after_steps, log=log,
+                    on_valid=on_valid)
+    finally:
+        tracker.finish()
+
+
+def _open_trackers(cfg: RunConfig, run_dir: Path) -> TrackerRun:
+    """The run's trackers (``train.report_to``): one tracker run for all its stages, resumed at the global step
+    its checkpoints reach; none for a run that trains nothing or has finished."""
+    answer = newest_state(run_dir / "checkpoints")
+    if cfg.method == "inference" or not cfg.train.report_to or (answer is not None and answer.completed):
+        return TrackerRun([])
+    stage = newest_state(run_dir / RATIONALE_STAGE_DIR / "checkpoints")
+    resume = (stage.step if stage else 0) + (answer.step if answer else 0)
+    return TrackerRun.open(cfg.train.report_to, run_dir, cfg.name, run_config(run_dir, {}), resume)
+
+
+def _run(cfg: RunConfig, run_dir: Path, tracker: TrackerRun, *, progress: bool, stop_after_steps: int | None,
+         log, on_valid: Callable[[int, dict], None] | None) -> RunOutcome:
     log = log if is_main_process() else (lambda *_: None)
     torch.manual_seed(cfg.seed)
     train_rows, valid_rows = load_train_valid(cfg)
@@ -191,15 +223,18 @@ def run(cfg: RunConfig, *, progress: bool = True, stop_after_steps: int | None =
                                                      "lr": cfg.train.rationale_stage_lr or cfg.train.lr})
             (run_dir / RATIONALE_STAGE_DIR).mkdir(exist_ok=True)
             first = train(student, stage_rows, stage.objective, stage_cfg, seed=cfg.seed,
-                          run_dir=run_dir / RATIONALE_STAGE_DIR, stop_after_steps=stop_after_steps, progress=progress)
+                          run_dir=run_dir / RATIONALE_STAGE_DIR, stop_after_steps=stop_after_steps, progress=progress,
+                          tracked=TrackedStage(tracker, prefix=RATIONALE_STAGE))
             train_seconds += first.seconds
             if not first.state.completed:
                 raise KeyboardInterrupt(f"stopped after step {first.state.step} of the rationale stage")
             student = _student_after_rationale_stage(cfg, student, run_dir / RATIONALE_STAGE_DIR / "student")
             log(f"[{cfg.name}] answer stage")
         select = Selection(valid_fn, on_best=on_best, on_eval=on_valid)
+        offset = first.state.step if plan.rationale_stage is not None and stage_rows is not None else 0
         result = train(student, rows, plan.objective, cfg.train, seed=cfg.seed, run_dir=run_dir, select=select,
-                       stop_after_steps=stop_after_steps, progress=progress)
+                       stop_after_steps=stop_after_steps, progress=progress,
+                       tracked=TrackedStage(tracker, offset=offset))  # its steps continue after the stage's
         train_seconds += result.seconds
         if not result.state.completed:
             raise KeyboardInterrupt(f"stopped after step {result.state.step}")

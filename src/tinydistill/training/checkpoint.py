@@ -228,6 +228,17 @@ def recover(folder: Path) -> None:
         shutil.rmtree(doomed, ignore_errors=True)
 
 
+def newest_state(folder: Path) -> LoopState | None:
+    """The loop state of the newest complete checkpoint in ``folder`` (read without loading it), else ``None``:
+    where a resume will start (an interrupted save, finished on resume, may start it one checkpoint later)."""
+    for ckpt in reversed(list_checkpoints(folder) if folder.is_dir() else []):
+        try:
+            return LoopState(**json.loads((ckpt / STATE_FILE).read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+    return None
+
+
 def load_latest(accelerator: Accelerator, folder: Path,
                 load_extra: Callable[[Path], None] | None = None) -> LoopState | None:
     """Restore the newest complete checkpoint into the prepared objects (and ``load_extra(checkpoint)``);

@@ -1,21 +1,24 @@
 """Experiment trackers (``train.report_to``) through accelerate: TensorBoard, Weights & Biases, MLflow, Trackio, ….
 
-The run's resolved config and name are logged once per process start; every record the loop writes to
-``metrics.jsonl`` (each loss term, the learning rate, each valid metric) is logged at its step. TensorBoard writes
-to ``runs/<name>/tensorboard/``; a resumed run hides the events logged after its checkpoint (``purge_step``), as
-it truncates ``metrics.jsonl``.
+One training run is one tracker run (:class:`TrackerRun`): started once per process start, before the data is
+loaded (a tracker that fails to start is a one-line error), with the run's name and resolved config; every record
+the loop writes to ``metrics.jsonl`` (each loss term, the learning rate, each valid metric) is logged at its step.
+A TinyLLM run's rationale stage logs into the same run, its names prefixed ``rationale_stage/``, and the answer
+stage's steps continue after it. TensorBoard writes to ``runs/<name>/tensorboard/``; a resumed run hides the
+events logged after its checkpoint (``purge_step``), as it truncates ``metrics.jsonl``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from accelerate import Accelerator
-from accelerate.tracking import TensorBoardTracker, get_available_trackers
+from accelerate import PartialState
+from accelerate.tracking import LOGGER_TYPE_TO_CLASS, GeneralTracker, TensorBoardTracker, get_available_trackers
 
 from ..errors import ConfigError
 
@@ -24,6 +27,8 @@ TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio", "comet_ml", "aim", "cle
 PACKAGES = {"tensorboard": "tensorboard"}
 PROJECT = "tinydistill"  # the project (W&B, Trackio) or experiment (MLflow) every run is logged under
 TENSORBOARD_DIR = "tensorboard"
+#: a stage's records are logged under ``<stage>/<name>`` (``rationale_stage/loss``)
+RATIONALE_STAGE = "rationale_stage"
 
 
 def check_installed(names: Sequence[str]) -> None:
@@ -32,24 +37,6 @@ def check_installed(names: Sequence[str]) -> None:
     for name in names:
         if name not in available:
             raise ConfigError(f"train.report_to: {name} is not installed (pip install {PACKAGES.get(name, name)})")
-
-
-def log_with(names: Sequence[str], run_dir: Path) -> list[Any]:
-    """accelerate's ``log_with``: TensorBoard built here (its folder inside the run), the others by name."""
-    check_installed(names)
-    return [TensorBoardTracker(TENSORBOARD_DIR, run_dir) if name == "tensorboard" else name
-            for name in dict.fromkeys(names)]
-
-
-def start(accelerator: Accelerator, trackers: Sequence[Any], run_name: str, config: Mapping[str, Any],
-          resume_step: int) -> None:
-    """Start ``trackers`` (from :func:`log_with`) with the run's name and its flattened config (dotted keys).
-    After a resume from step N, TensorBoard hides the interrupted process's events of steps > N."""
-    for tracker in trackers:
-        if isinstance(tracker, TensorBoardTracker) and resume_step:
-            tracker.init_kwargs["purge_step"] = resume_step + 1  # SummaryWriter's argument, read by start()
-    named = {"wandb": {"name": run_name}, "mlflow": {"run_name": run_name}, "trackio": {"name": run_name}}
-    accelerator.init_trackers(PROJECT, config={"run_name": run_name, **flatten(config)}, init_kwargs=named)
 
 
 def run_config(run_dir: Path, fallback: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,8 +75,69 @@ def values(record: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def finish(accelerator: Accelerator) -> None:
-    """Close the trackers (``accelerator.end_training`` would also end the process group)."""
-    for tracker in accelerator.trackers:
-        tracker.finish()
-    accelerator.trackers.clear()
+class TrackerRun:
+    """The trackers of one training run in this process: built and started by :meth:`open` (main process),
+    shared by the run's stages, closed by :meth:`finish`."""
+
+    def __init__(self, trackers: list[GeneralTracker]) -> None:
+        self.trackers = trackers
+
+    @classmethod
+    def open(cls, names: Sequence[str], run_dir: Path, run_name: str, config: Mapping[str, Any],
+             resume_step: int = 0) -> TrackerRun:
+        """Start ``names``' trackers for ``run_dir`` (TensorBoard: hiding events past ``resume_step``, the global
+        step this process resumes from). A tracker that fails to start (MLflow refusing its store, a folder that
+        cannot be written) is a one-line :class:`ConfigError` naming it."""
+        check_installed(names)
+        if not names or not PartialState().is_main_process:
+            return cls([])
+        trackers: list[GeneralTracker] = []
+        flat = {"run_name": run_name, **flatten(config)}
+        for name in dict.fromkeys(names):
+            try:
+                tracker = _build(name, run_dir, run_name, resume_step)
+                tracker.start()
+                tracker.store_init_configuration(flat)
+            except Exception as e:  # noqa: BLE001 - any tracker's own failure becomes one clear line
+                for started in trackers:
+                    started.finish()
+                first = (str(e).strip().splitlines() or [""])[0][:300]
+                raise ConfigError(f"train.report_to: {name} failed to start ({type(e).__name__}: {first}); fix "
+                                  f"its setup or remove it from train.report_to") from None
+            trackers.append(tracker)
+        return cls(trackers)
+
+    def log(self, record: Mapping[str, Any], step: int, prefix: str = "") -> None:
+        """One ``metrics.jsonl`` record at global ``step``, its names under ``prefix/`` (a stage)."""
+        named = {f"{prefix}/{k}" if prefix else k: v for k, v in values(record).items()}
+        for tracker in self.trackers:
+            tracker.log(named, step=step)
+
+    def finish(self) -> None:
+        for tracker in self.trackers:
+            tracker.finish()
+        self.trackers = []
+
+
+@dataclass(frozen=True)
+class TrackedStage:
+    """Where one ``train`` call logs in a run's :class:`TrackerRun`: its names under ``prefix/`` (none for the
+    answer stage), its steps after ``offset`` (the steps of the stages before it)."""
+
+    run: TrackerRun
+    prefix: str = ""
+    offset: int = 0
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        self.run.log(record, record["step"] + self.offset, self.prefix)
+
+
+def _build(name: str, run_dir: Path, run_name: str, resume_step: int) -> GeneralTracker:
+    if name == "tensorboard":
+        kwargs = {"purge_step": resume_step + 1} if resume_step else {}  # SummaryWriter's argument
+        return TensorBoardTracker(TENSORBOARD_DIR, run_dir, **kwargs)
+    named = {"wandb": {"name": run_name}, "mlflow": {"run_name": run_name}, "trackio": {"name": run_name}}
+    tracker_class = LOGGER_TYPE_TO_CLASS[name]
+    if tracker_class.requires_logging_directory:
+        return tracker_class(PROJECT, str(run_dir), **named.get(name, {}))
+    return tracker_class(PROJECT, **named.get(name, {}))

@@ -91,6 +91,7 @@ def total_optimizer_steps(n_rows: int, cfg: TrainConfig) -> int:
 def train(
     student: Student, rows: Sequence[dict[str, TaskItem]], objective: Objective, cfg: TrainConfig, *, seed: int,
     run_dir: Path, select: Selection | None = None, stop_after_steps: int | None = None, progress: bool = True,
+    tracked: tracking.TrackedStage | None = None,
 ) -> TrainResult:
     """Train ``student`` on tokenised multi-task ``rows``; resume from ``run_dir/checkpoints`` if present.
 
@@ -98,11 +99,13 @@ def train(
     (see :mod:`tinydistill.methods`); ``objective.parameters()`` are trained alongside the student. ``select``
     evaluates on valid (see :class:`Selection`). ``stop_after_steps`` ends the process-equivalent early (tests).
     How the processes share the work is the :class:`~tinydistill.parallel.Strategy`'s business.
+    ``tracked``: the run's trackers, opened by the caller (a run's stages share them); ``None`` with
+    ``cfg.report_to`` set: this call opens and closes its own.
     """
     started = time.perf_counter()
     set_seed(seed)
-    trackers = tracking.log_with(cfg.report_to, run_dir)  # fails fast on a tracker that is not installed
-    accelerator = make_accelerator(cfg.mixed_precision, trackers, run_dir if trackers else None)
+    tracking.check_installed(cfg.report_to)  # fails fast on a tracker that is not installed
+    accelerator = make_accelerator(cfg.mixed_precision)
     if cfg.reuse_host_memory and accelerator.device.type == "cpu":
         keep_freed_host_memory()  # no page faults for each step's large gradients and logits (host_memory.py)
     student.model.train()
@@ -116,15 +119,17 @@ def train(
     if strategy.is_main:
         _truncate_metrics(metrics_path, state.step)
     if state.completed:
-        return _finish(strategy, student, state, state.train_seconds, 0)
+        return _finish(strategy, student, state, state.train_seconds, 0, None)
     seconds_before = state.train_seconds  # training time of earlier process starts (resumed runs)
 
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - started
 
-    if trackers:  # the run's name and config, once per process start
-        tracking.start(accelerator, trackers, run_dir.name,
-                       tracking.run_config(run_dir, {"train": cfg.model_dump(mode="json")}), state.step)
+    own = None
+    if tracked is None and cfg.report_to:  # the run's name and config, once per process start
+        own = tracking.TrackerRun.open(cfg.report_to, run_dir, run_dir.name, tracking.run_config(
+            run_dir, {"train": cfg.model_dump(mode="json")}), state.step)
+        tracked = tracking.TrackedStage(own)
     eval_every, checkpoint_every, log_every = _cadence(len(rows), cfg, total_steps)
     bar = tqdm(total=total_steps, initial=state.step, desc="train", disable=not (progress and strategy.is_main),
                dynamic_ncols=True)
@@ -132,7 +137,7 @@ def train(
     # figure always averages the same steps (those since the last multiple of log_every)
     running: dict[str, float] = _own_window(state.log_windows, strategy.index, strategy.count)
     first_record = strategy.describe()  # logged once per process start: what this process holds
-    log = _logger(strategy, metrics_path, bool(trackers))
+    log = _logger(strategy, metrics_path, tracked)
     valid_fn, on_best = strategy.selection(select.valid_fn, select.on_best) if select else (None, None)
     micro_in_step, seen = 0, 0
     while state.step < total_steps and not state.stopped_early:
@@ -165,7 +170,7 @@ def train(
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
             if valid_fn is not None and (state.step % eval_every == 0 or state.step == total_steps):
                 _evaluate_and_select(student, valid_fn, cfg, state, on_best, log)
-                _notify(select, state, accelerator)
+                _notify(select, state, own)
             if state.step % checkpoint_every == 0 or state.step == total_steps or state.stopped_early:
                 state.log_windows = gather_object([dict(running)])  # one per process (collective)
                 state.train_seconds = elapsed()
@@ -174,14 +179,14 @@ def train(
                 break
         if stop_after_steps is not None and state.step >= stop_after_steps:
             bar.close()
-            return _finish(strategy, student, state, elapsed(), seen)
+            return _finish(strategy, student, state, elapsed(), seen, own)
         if state.batch_in_epoch >= len(batches):
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
     bar.close()
     state.completed = True  # recorded in the last step's checkpoint (its state file only: the weights are there)
     state.train_seconds = elapsed()
     mark_completed(accelerator, ckpt_dir, state, cfg.keep_checkpoints, strategy.save_shards)
-    return _finish(strategy, student, state, state.train_seconds, seen)
+    return _finish(strategy, student, state, state.train_seconds, seen, own)
 
 
 def _cadence(n_rows: int, cfg: TrainConfig, total_steps: int) -> tuple[int, int, int]:
@@ -208,14 +213,15 @@ def _window_record(state: LoopState, strategy: Strategy, running: dict[str, floa
     return record
 
 
-def _notify(select: Selection | None, state: LoopState, accelerator: Accelerator) -> None:
+def _notify(select: Selection | None, state: LoopState, own: tracking.TrackerRun | None) -> None:
     """``select.on_eval`` sees the evaluation just logged; if it raises (a search's pruner), the trial ends here."""
     if select is None or select.on_eval is None:
         return
     try:
         select.on_eval(state.step, state.history[-1])
     except BaseException:
-        tracking.finish(accelerator)
+        if own is not None:
+            own.finish()
         raise
 
 
@@ -223,7 +229,7 @@ def _to_device(batch: dict[str, dict[str, torch.Tensor]], device: torch.device) 
     return {task: {k: v.to(device) for k, v in t.items()} for task, t in batch.items()}
 
 
-def _logger(strategy: Strategy, metrics_path: Path, trackers: bool) -> Callable[[dict], None]:
+def _logger(strategy: Strategy, metrics_path: Path, tracked: tracking.TrackedStage | None) -> Callable[[dict], None]:
     """Append a record to ``metrics.jsonl`` (and the trackers) on the main process."""
 
     def log(record: dict) -> None:
@@ -231,14 +237,16 @@ def _logger(strategy: Strategy, metrics_path: Path, trackers: bool) -> Callable[
             return
         with open(metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        if trackers:
-            strategy.accelerator.log(tracking.values(record), step=record["step"])
+        if tracked is not None:
+            tracked.log(record)
 
     return log
 
 
-def _finish(strategy: Strategy, student: Student, state: LoopState, seconds: float, seen: int) -> TrainResult:
-    tracking.finish(strategy.accelerator)
+def _finish(strategy: Strategy, student: Student, state: LoopState, seconds: float, seen: int,
+            own: tracking.TrackerRun | None) -> TrainResult:
+    if own is not None:  # trackers this call opened; a caller's stay open for its next stage
+        own.finish()
     release_freed_host_memory()  # kept blocks served this run's steps; the next run starts from a lean heap
     strategy.finalize(student)  # the caller gets an ordinary model (on the main process) for what follows
     return TrainResult(state, seconds, seen)
