@@ -145,3 +145,24 @@ def test_a_long_list_of_config_errors_is_cut_at_ten(tmp_path, capsys):
     assert len(lines) == 11 and all(ln.startswith(f"error: {path}:") for ln in lines)
     assert "eval.typo0: unknown key (expected one of: batch_size, max_new_tokens" in lines[0]
     assert lines[-1] == f"error: {path}: … and 2 more problems"
+
+
+def test_data_alone_lists_its_commands(capsys):
+    assert main(["data"]) == 0
+    out = capsys.readouterr()
+    assert "check" in out.out and "required" not in out.err + out.out
+
+
+@pytest.mark.parametrize("argv,shown", [
+    (["serve", "--help"], ["--port PORT", "TCP port to listen on (default: 8000)", "(default: 64)"]),
+    (["quickstart", "--help"], ["(default: quickstart)", "--set KEY=VALUE"]),
+    (["teach", "--help"], ["(default: train,valid)"]),
+    (["data", "check", "--help"], ["--answer-base", "--columns", "--encoding", "(default: auto)"]),
+])
+def test_help_shows_each_options_default(argv, shown, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    out = " ".join(capsys.readouterr().out.split())
+    for text in shown:
+        assert text in out, (text, out)
+    assert "(default: None)" not in out and "(default: False)" not in out

@@ -77,6 +77,7 @@ def test_cli_reference_covers_every_flag() -> None:
             for option in action.option_strings:
                 if option not in ("-h", "--help"):
                     assert f"`{option}" in text, f"{prog} {option} is missing from the CLI reference"
+                    assert action.help, f"{prog} {option} has no help text"
             if isinstance(action, argparse._SubParsersAction):
                 for name, sub in action.choices.items():
                     walk(sub, f"{prog} {name}")

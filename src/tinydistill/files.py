@@ -5,7 +5,9 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import sys
 from pathlib import Path
+from typing import Any, TextIO
 
 from .errors import DataError
 
@@ -48,6 +50,21 @@ def write_text_atomic(path: Path, text: str) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_path(path.parent)
+
+
+#: a progress bar written to a file (not a terminal) prints a line at most this often
+FILE_BAR_INTERVAL_S = 30.0
+
+
+def bar_options(leave: bool = True, stream: TextIO | None = None) -> dict[str, Any]:
+    """tqdm options for a bar on ``stream`` (default stderr). A terminal redraws it in place (``leave`` as asked);
+    a file (CI, ``nohup``, ``> log 2>&1``) gets a line every :data:`FILE_BAR_INTERVAL_S` seconds and the bar
+    always ends with a newline, so the next result line starts a line of its own instead of being glued after a
+    ``\r``-cleared bar."""
+    stream = stream or sys.stderr
+    if hasattr(stream, "isatty") and stream.isatty():
+        return {"leave": leave}
+    return {"leave": True, "mininterval": FILE_BAR_INTERVAL_S, "maxinterval": FILE_BAR_INTERVAL_S}
 
 
 def read_json(path: Path) -> dict | None:

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import LETTERS, Example, longest_first_batches, majority_baseline, stated_answer
+from ..files import bar_options
 from ..students import Student, place_prefix
 from ..teachers import Teacher
 
@@ -35,7 +36,8 @@ def _in_input_order(examples: Sequence[Example], batch_size: int, work: Callable
     the order of ``examples``. On OBQA valid the choice head pads 48k tokens this way instead of 101k."""
     lengths = [len(ex.question) + max((len(c) for c in ex.choices), default=0) for ex in examples]
     results: list[T] = [None] * len(examples)  # type: ignore[list-item]  # every slot is filled below
-    for batch in tqdm(longest_first_batches(lengths, batch_size), desc=desc, disable=not progress, leave=False):
+    for batch in tqdm(longest_first_batches(lengths, batch_size), desc=desc, disable=not progress,
+                      **bar_options(leave=False)):
         for i, result in zip(batch, work([examples[i] for i in batch]), strict=True):
             results[i] = result
     return results

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig, effective_precision
 from ..data import epoch_batches
 from ..errors import TinyDistillError
-from ..files import write_text_atomic
+from ..files import bar_options, write_text_atomic
 from ..losses import weighted_total
 from ..methods import Objective
 from ..students import MultiTaskCollator, Student, TaskItem
@@ -132,7 +132,7 @@ def train(
         tracked = tracking.TrackedStage(own)
     eval_every, checkpoint_every, log_every = _cadence(len(rows), cfg, total_steps)
     bar = tqdm(total=total_steps, initial=state.step, desc="train", disable=not (progress and strategy.is_main),
-               dynamic_ncols=True)
+               dynamic_ncols=True, **bar_options())
     # sums of the logged values since the last logged step (per process): restored on resume, so a logged
     # figure always averages the same steps (those since the last multiple of log_every)
     running: dict[str, float] = _own_window(state.log_windows, strategy.index, strategy.count)
