@@ -70,7 +70,7 @@ def test_the_results_table_drops_empty_columns_and_shows_how_often_a_teacher_sta
     out.print(results_table("t", rows))
     text = out.export_text()
     assert "generated answer" not in text  # a choice-head student generates nothing: no column of dashes
-    assert "teacher states an answer" in text and "stated answer right" in text
+    assert "answer stated" in text and "stated answer right" in text
     llama = next(line for line in text.splitlines() if "teacher: llama2" in line)
     assert "12.0" in llama and "70.0" in llama and "8.4" not in llama  # 12 % stated, 70 % of those right
     assert "64 s" in text

@@ -16,10 +16,9 @@ console = Console(width=None if sys.stdout.isatty() else 120)
 
 #: (row key, column header) of the results tables; a column empty on every row is left out
 COLUMNS = (("rank_accuracy", "valid acc: ranked choices"), ("generate_accuracy", "valid acc: generated answer"),
-           ("stated", "teacher states an answer"), ("right_when_stated", "stated answer right"),
+           ("stated", "answer stated"), ("right_when_stated", "stated answer right"),
            ("top_share", "top prediction share"), ("majority_baseline", "majority baseline"))
-TEACHER_NOTE = ("teacher rows: how often a teacher's rationale states an answer that parses to a choice, and how "
-                "often that stated answer is the gold one")
+TEACHER_NOTE = "answer stated: a teacher's rationales stating a choice; stated answer right: those stating the gold one"
 
 
 def results_table(title: str, rows: Sequence[dict]) -> Table:
@@ -27,9 +26,9 @@ def results_table(title: str, rows: Sequence[dict]) -> Table:
     (a choice-head student generates nothing: no "generated answer" column of dashes)."""
     table = Table(title=title, caption=TEACHER_NOTE if any(r.get("stated") is not None for r in rows) else None)
     shown = [(key, head) for key, head in COLUMNS if any(r.get(key) is not None for r in rows)]
-    table.add_column("method", justify="left")
+    table.add_column("method", justify="left", ratio=2)
     for _, head in shown:
-        table.add_column(head, justify="right")
+        table.add_column(head, justify="right", ratio=1)
     timed = any(r.get("seconds") is not None for r in rows)
     if timed:
         table.add_column("time", justify="right")
