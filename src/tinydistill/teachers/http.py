@@ -1,10 +1,11 @@
 """An OpenAI-compatible HTTP teacher backend (vLLM, TGI, llama.cpp server, hosted APIs) on httpx.
 
 A thread pool holds at most ``concurrency`` requests in flight; 429, 5xx, timeouts, connection errors, a body
-that does not decode (``Content-Encoding: gzip`` over plain bytes) and a 2xx whose body is not a completion (a gateway's HTML page, truncated JSON, no ``choices``) are retried with
-exponential backoff and jitter (honouring ``Retry-After``), each counted in ``faults``. The API key is read from the
-environment variable named in the spec when the backend is built, sent only as a header, and never logged,
-cached or put in an error message.
+that does not decode (``Content-Encoding: gzip`` over plain bytes) and a 2xx whose body is not a completion (a
+gateway's HTML page, truncated JSON, no ``choices``) are retried with exponential backoff and jitter (honouring
+``Retry-After``), each counted in ``faults``. The API key is read from the environment variable named in the
+spec when the backend is built, sent only as a header, and never logged, cached or put in an error message (a
+key written where the variable's name belongs is refused without being shown).
 """
 
 from __future__ import annotations
