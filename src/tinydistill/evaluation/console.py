@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import cast
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from .outcome import RunOutcome
@@ -20,7 +21,7 @@ def results_table(title: str, rows: Sequence[dict]) -> Table:
     for col, justify in (("method", "left"), ("valid acc: ranked choices", "right"),
                          ("valid acc: generated answer", "right"),
                          ("top prediction share", "right"), ("majority baseline", "right"), ("time", "right")):
-        table.add_column(col, justify=justify)
+        table.add_column(col, justify=cast(JustifyMethod, justify))
     for r in rows:
         secs = r.get("seconds")
         table.add_row(r["method"], pct(r.get("rank_accuracy")), pct(r.get("generate_accuracy")),
