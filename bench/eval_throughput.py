@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 from bench_io import write_results
+
 from tinydistill.config.schema import StudentConfig
 from tinydistill.data.loaders import load_examples
 from tinydistill.data.records import Example
-from tinydistill.students.registry import load_student
-
 from tinydistill.evaluation.evaluate import generate_answers, rank_choices
+from tinydistill.students.registry import load_student
 
 ARC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyllm" / "arc"
 

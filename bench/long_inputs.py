@@ -39,8 +39,8 @@ FINAL = "sdpa_nodrop"
 
 def worker(name: str, dataset: str, length: int, steps: int, threads: int) -> None:
     import torch
-    from tinydistill.config.loader import apply_overrides, config_from_dict
 
+    from tinydistill.config.loader import apply_overrides, config_from_dict
     from tinydistill.run import run
     from tinydistill.study.configs import base_config
 

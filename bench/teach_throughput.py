@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 from bench_io import write_results
+
 from tinydistill.config.teachers import GenerationSpec
 from tinydistill.data.loaders import load_examples
 from tinydistill.data.records import Example
-
 from tinydistill.teachers.hf import HFBackend
 from tinydistill.teachers.http import HTTPBackend
 from tinydistill.teachers.templates import TEACHER_FORCING, messages, render

@@ -109,10 +109,9 @@ def examples(n: int) -> list:
 def tokenised(cfg, n: int):
     """(student, tokenised rows, objective) exactly as ``tinydistill train`` builds them."""
     from tinydistill.methods.registry import build_method
+    from tinydistill.run import build_teachers
     from tinydistill.students.collate import tokenize_tasks
     from tinydistill.students.registry import load_student
-
-    from tinydistill.run import build_teachers
 
     rows = examples(n)
     torch.manual_seed(0)

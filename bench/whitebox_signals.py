@@ -67,7 +67,6 @@ def config(work: Path, name: str, method: str, model: str, **extra) -> dict:
 def worker(spec: dict) -> None:
     """Run one config end to end; print its timings, accuracy and peak RSS."""
     from tinydistill.config.loader import config_from_dict
-
     from tinydistill.run import run
 
     torch.set_num_threads(spec["threads"])

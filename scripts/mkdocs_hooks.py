@@ -147,8 +147,9 @@ def config_reference() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Generated from the pydantic models in `src/tinydistill/config.py` and `src/tinydistill/teachers/specs.py`"
-        " when the site is built. Every key can be set in the YAML run config or on the command line with "
+        "Generated from the pydantic models in `src/tinydistill/config/schema.py` and "
+        "`src/tinydistill/config/teachers.py` when the site is built. Every key can be set in the YAML run "
+        "config or on the command line with "
         "`--set key.sub=value` (list items by index: `--set teachers.0.alpha_rationale=1.0`). Unknown keys and "
         "wrong types stop the run with `file:line: key: message`; see [Configuration](../configuration.md) for "
         "an annotated example.",

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tinydistill.students.registry import minilm_path
 from transformers import (
     AutoTokenizer,
     BertConfig,
@@ -18,6 +17,8 @@ from transformers import (
     T5Config,
     T5ForConditionalGeneration,
 )
+
+from tinydistill.students.registry import minilm_path
 
 torch.set_num_threads(2)
 

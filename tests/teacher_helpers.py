@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tinydistill.data.records import Example
 
+from tinydistill.data.records import Example
 from tinydistill.teachers.backend import Generation
 from tinydistill.teachers.templates import messages_to_text
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import yaml
-from tinydistill.data.records import Example
 
 from tinydistill.cli import main
+from tinydistill.data.records import Example
 from tinydistill.errors import DataError
 from tinydistill.evaluation.analysis import analysis_markdown, analyze_predictions, join_predictions, read_predictions
 
@@ -87,7 +87,6 @@ def test_predictions_from_other_data_are_refused(tmp_path):
 @pytest.mark.slow
 def test_analyze_cli_on_a_trained_run(tiny_t5_dir, synthetic_data, tmp_path, capsys):
     from tinydistill.config.loader import config_from_dict
-
     from tinydistill.run import run
 
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", **{

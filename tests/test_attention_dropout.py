@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tinydistill.config.schema import StudentConfig
-from tinydistill.students.registry import load_student, save_student
 
+from tinydistill.config.schema import StudentConfig
 from tinydistill.errors import TinyDistillError
+from tinydistill.students.registry import load_student, save_student
 
 
 def _two_passes_in_train_mode(student) -> tuple[torch.Tensor, torch.Tensor]:

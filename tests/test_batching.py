@@ -7,11 +7,11 @@ import random
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from tinydistill.config.loader import config_from_dict
 from tinydistill.data.batching import epoch_batches, length_grouped_batches, row_length, sequential_batches
-from tinydistill.students.collate import TaskItem
-
 from tinydistill.run import run
+from tinydistill.students.collate import TaskItem
 from tinydistill.training.trainer import epoch_order
 
 from .conftest import run_config

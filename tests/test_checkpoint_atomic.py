@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tinydistill.config.loader import config_from_dict
 
+from tinydistill.config.loader import config_from_dict
 from tinydistill.run import run
 from tinydistill.training import checkpoint
 from tinydistill.training.checkpoint import COMPLETE_FILE, STATE_FILE, LoopState, load_latest, save_checkpoint

@@ -78,9 +78,8 @@ def test_the_swap_reaches_modules_and_is_undone():
 
 def test_a_training_run_draws_its_dropout_masks_here(tmp_path, tiny_bert_dir, monkeypatch):
     """The training forward of a real run (a choice student with attention dropout) goes through the swap."""
-    from tinydistill.config.loader import config_from_dict
-
     from tests.test_reproduce import choice_config, tinyllm_folder
+    from tinydistill.config.loader import config_from_dict
     from tinydistill.run import run
     from tinydistill.training import cpu_dropout as module
 

@@ -3,12 +3,12 @@
 import json
 
 import pytest
+
 from tinydistill.config.schema import ColumnsConfig
 from tinydistill.data.loaders import load_examples, majority_baseline
 from tinydistill.data.prompts import format_question, parse_answer
 from tinydistill.data.rationales import clean_rationale, stated_answer
 from tinydistill.data.records import resolve_answer
-
 from tinydistill.errors import DataError
 from tinydistill.teachers.imported import ImportedTeacher
 

@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
-from tinydistill.methods.whitebox import make_projection
 
 from tinydistill.losses import IGNORE_INDEX, hidden_mse, shortcut_penalty, soft_label_kl
+from tinydistill.methods.whitebox import make_projection
 
 
 def test_identical_logits_give_zero_kl():

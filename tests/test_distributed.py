@@ -17,12 +17,12 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from tinydistill.config.loader import config_from_dict
-from tinydistill.students.registry import load_student, saved_student_config
 
+from tinydistill.config.loader import config_from_dict
 from tinydistill.errors import ConfigError
 from tinydistill.losses import IGNORE_INDEX, token_cross_entropy
 from tinydistill.run import run
+from tinydistill.students.registry import load_student, saved_student_config
 from tinydistill.training.parallel import parse_shard, shard, task_units
 
 from .conftest import run_config
@@ -358,7 +358,6 @@ def _teach_config(tmp_path: Path) -> tuple[Path, int]:
 
 def test_teach_shards_split_the_rows_and_shard_zero_collects(tmp_path) -> None:
     from tinydistill.config.loader import load_config
-
     from tinydistill.teach import teach
     from tinydistill.teachers.cache import TeacherCache
 
@@ -395,8 +394,8 @@ def test_two_teach_processes_fill_the_cache_once(tmp_path) -> None:
 
 def test_http_teacher_spreads_requests_over_endpoints_and_retries_on_the_next() -> None:
     import httpx
-    from tinydistill.config.teachers import HTTPTeacherSpec
 
+    from tinydistill.config.teachers import HTTPTeacherSpec
     from tinydistill.teachers.http import HTTPBackend
 
     hosts: list[str] = []

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from tinydistill.config.schema import StudentConfig
 from tinydistill.data.batching import longest_first_batches
 from tinydistill.data.records import Example
-from tinydistill.students.registry import load_student
-
 from tinydistill.evaluation.evaluate import generate_answers, rank_choices
+from tinydistill.students.registry import load_student
 
 ROWS = [Example(id=str(k), question="Which?" + " very long words here" * k, choices=["a", "bb" * (k + 1), "c", "d d d"],
                 answer=k % 4) for k in (0, 7, 1, 5, 2, 9, 0, 3)]

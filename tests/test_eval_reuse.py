@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from tinydistill.config.loader import config_from_dict
 
 import tinydistill.run as run_module
 from tests.conftest import run_config
+from tinydistill.config.loader import config_from_dict
 from tinydistill.run import evaluate_run, run
 
 

@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from tinydistill.data.loaders import split_of_file
 
 from tests.conftest import synthetic_rows, write_jsonl
 from tinydistill.cli import main
+from tinydistill.data.loaders import split_of_file
 
 
 @pytest.mark.parametrize("name,split", [("test.jsonl", "test"), ("obqa_test.json", "test"),

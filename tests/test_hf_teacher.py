@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tinydistill.config.teachers import GenerationSpec, HFTeacherSpec, ImportedTeacherSpec
 
 from tests.teacher_helpers import (
     make_examples,
@@ -15,6 +14,7 @@ from tests.teacher_helpers import (
     tiny_gpt2,
     tiny_t5,
 )
+from tinydistill.config.teachers import GenerationSpec, HFTeacherSpec, ImportedTeacherSpec
 from tinydistill.teachers.backend import LENGTH
 from tinydistill.teachers.cache import TeacherCache
 from tinydistill.teachers.factory import build_teacher

@@ -56,7 +56,6 @@ def test_markdown_tables_keep_escaped_pipes():
 @pytest.mark.slow
 def test_run_writes_report_html_and_model_card(tiny_t5_dir, synthetic_data, tmp_path):
     from tinydistill.config.loader import config_from_dict
-
     from tinydistill.run import run
 
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "runs", method="finetune", **{
@@ -91,7 +90,6 @@ def test_run_writes_report_html_and_model_card(tiny_t5_dir, synthetic_data, tmp_
 
 def test_a_failing_extra_is_a_warning_not_a_lost_run(tmp_path, monkeypatch):
     from tinydistill.data.records import Example
-
     from tinydistill.evaluation import html_report
     from tinydistill.evaluation.run_extras import write_run_extras
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tinydistill.config.teachers import GenerationSpec, HTTPTeacherSpec
 
 from tests.teacher_helpers import (
     EMPTY_CHOICES,
@@ -23,6 +22,7 @@ from tests.teacher_helpers import (
     serve_in_thread,
     tiny_gpt2,
 )
+from tinydistill.config.teachers import GenerationSpec, HTTPTeacherSpec
 from tinydistill.errors import TinyDistillError
 from tinydistill.serve import create_app
 from tinydistill.teachers.backend import Generation

@@ -155,3 +155,116 @@ def test_argparse_lives_in_the_cli_layer_only():
         or isinstance(node, ast.ImportFrom) and node.module == "argparse"
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))]
     assert users == []
+
+
+# ----------------------------------------------------------------------------------------------- layer rules
+#: Each part of the package (a sub-package or a top-level module) and the parts it may import: the pipeline's
+#: layers, bottom to top (docs/ARCHITECTURE.md). Data and losses know no model, loop or CLI; teachers know no loop;
+#: the loop knows no CLI; evaluation reads saved students, not the loop; serving and export need no trainer.
+BASE = {"errors", "files"}
+LAYERS: dict[str, set[str]] = {
+    "errors": set(),
+    "files": {"errors"},
+    "losses": set(),
+    "config": BASE,
+    "data": BASE | {"config"},
+    "teachers": BASE | {"config", "data"},
+    "students": BASE | {"config", "data", "losses"},
+    "methods": BASE | {"config", "data", "losses", "teachers", "students"},
+    "training": BASE | {"config", "data", "losses", "students", "methods"},
+    "evaluation": BASE | {"config", "data", "teachers", "students"},
+    "export": BASE | {"config", "data", "students", "evaluation"},
+    "serve": BASE | {"config", "data", "teachers", "students", "evaluation", "export"},
+    "teach": BASE | {"config", "data", "teachers", "training"},
+    "run": BASE | {"config", "data", "losses", "teachers", "students", "methods", "training", "evaluation"},
+    "quickstart": BASE | {"config", "data", "evaluation", "run"},
+    "study": BASE | {"config", "data", "losses", "teachers", "students", "methods", "training", "evaluation", "run"},
+    "cli": BASE | {"config", "data", "teachers", "students", "methods", "training", "evaluation", "export", "serve",
+                   "teach", "run", "quickstart", "study"},
+    "__main__": {"cli"},
+}
+#: Third-party libraries a part must not import: the data layer and the pure losses load no model library.
+FORBIDDEN_LIBRARIES = {"data": {"transformers", "accelerate", "peft"}, "losses": {"transformers", "accelerate", "peft"},
+                       "config": {"transformers", "accelerate", "peft"}}
+
+
+def part_of(module: str) -> str:
+    """``tinydistill.students.base`` → ``students``; ``tinydistill.run`` → ``run``; the root is ``""``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for importer, targets in sorted(graph.items()):
+        mine = part_of(importer)
+        if not mine:
+            continue
+        assert mine in LAYERS, f"{mine}: a new part of the package; give it a place in LAYERS"
+        for target in sorted(targets):
+            theirs = part_of(target)
+            if theirs and theirs != mine and theirs not in LAYERS[mine]:
+                bad.append(f"{importer} imports {target} ({mine} may not import {theirs})")
+    return bad
+
+
+def face_violations(src: Path = SRC) -> list[str]:
+    """Imports that reach past another package's face (its ``__init__``) into one of its modules."""
+    names = module_names(src)
+    packages = {n for n, p in names.items() if p.name == "__init__.py" and n.count(".") == 1}
+    bad = []
+    for name, path in sorted(names.items()):
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            target = _resolve(name, is_package, node)
+            if not target.startswith(PACKAGE + "."):
+                continue
+            owner = ".".join(target.split(".")[:2])
+            if owner in packages and target != owner and part_of(name) != part_of(owner):
+                bad.append(f"{name}: from {target} import … (import it from {owner})")
+    return bad
+
+
+def third_party_violations(src: Path = SRC) -> list[str]:
+    bad = []
+    for name, path in sorted(module_names(src).items()):
+        banned = FORBIDDEN_LIBRARIES.get(part_of(name), set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            bad += [f"{name} imports {m}" for m in mods if m.split(".")[0] in banned]
+    return bad
+
+
+def test_layer_rules_catch_an_upward_import(tmp_path):
+    pkg = tmp_path / PACKAGE
+    for sub in ("data", "training", "evaluation"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "data" / "loaders.py").write_text("from ..training import train\n")
+    (pkg / "evaluation" / "card.py").write_text("from ..training.trainer import x\nimport transformers\n")
+    (pkg / "training" / "trainer.py").write_text("from ..data import Example\n")
+    graph = import_graph(tmp_path)
+    assert layer_violations(graph) == [
+        "tinydistill.data.loaders imports tinydistill.training (data may not import training)",
+        "tinydistill.evaluation.card imports tinydistill.training (evaluation may not import training)",
+        "tinydistill.evaluation.card imports tinydistill.training.trainer (evaluation may not import training)"]
+    assert face_violations(tmp_path) == [
+        "tinydistill.evaluation.card: from tinydistill.training.trainer import … (import it from tinydistill.training)"]
+    (pkg / "data" / "records.py").write_text("import torch\nfrom transformers import AutoModel\n")
+    assert third_party_violations(tmp_path) == ["tinydistill.data.records imports transformers"]
+
+
+def test_the_package_keeps_its_layers():
+    assert not layer_violations(import_graph()), "\n".join(layer_violations(import_graph()))
+
+
+def test_packages_are_used_through_their_faces():
+    assert not face_violations(), "\n".join(face_violations())
+
+
+def test_data_losses_and_config_load_no_model_library():
+    assert not third_party_violations(), "\n".join(third_party_violations())

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from tinydistill.config.schema import StudentConfig
 from tinydistill.data.records import Example
+from tinydistill.losses import token_cross_entropy
 from tinydistill.methods.registry import MultiTaskObjective
 from tinydistill.students.collate import MultiTaskCollator, tokenize_tasks
 from tinydistill.students.registry import load_student
 from tinydistill.students.task_items import ANSWER_TASK, TaskSpec
-
-from tinydistill.losses import token_cross_entropy
 
 ROWS = [Example("1", "what goes with a cat?", ("milk", "bone"), 0),
         Example("2", "which one is a colour that the sky often has on a clear day?", ("blue", "loud"), 0),

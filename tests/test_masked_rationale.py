@@ -8,9 +8,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import nn
+from transformers import AutoModelForMultipleChoice, AutoTokenizer
+
+from tests.test_reproduce import choice_config, tinyllm_folder
 from tinydistill.config.loader import config_from_dict
 from tinydistill.config.schema import StudentConfig
 from tinydistill.data.records import Example
+from tinydistill.losses import IGNORE_INDEX
+from tinydistill.run import RATIONALE_STAGE_DIR, run
 from tinydistill.students.choice import (
     ChoiceModel,
     MaskedRationaleHead,
@@ -20,12 +26,6 @@ from tinydistill.students.choice import (
 )
 from tinydistill.students.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
 from tinydistill.students.registry import load_student
-from torch import nn
-from transformers import AutoModelForMultipleChoice, AutoTokenizer
-
-from tests.test_reproduce import choice_config, tinyllm_folder
-from tinydistill.losses import IGNORE_INDEX
-from tinydistill.run import RATIONALE_STAGE_DIR, run
 
 
 class _Encoder(nn.Module):

@@ -5,16 +5,16 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModel, AutoModelForSeq2SeqLM
+
 from tinydistill.config.loader import config_from_dict
 from tinydistill.config.schema import StudentConfig
 from tinydistill.data.splits import load_split
+from tinydistill.errors import ConfigError
 from tinydistill.methods.registry import build_method, with_rationales
+from tinydistill.run import run
 from tinydistill.students.registry import load_student, minilm_path
 from tinydistill.students.sizes import evenly_spaced, keep_layers
-from transformers import AutoModel, AutoModelForSeq2SeqLM
-
-from tinydistill.errors import ConfigError
-from tinydistill.run import run
 
 from .conftest import run_config
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tinydistill.data.loaders import load_examples
 
 from tinydistill.cli import main
+from tinydistill.data.loaders import load_examples
 
 Q = {"id": "1", "question": "What sticks to a magnet?", "choices": ["wood", "iron", "glass", "paper"], "answer": "iron"}
 CSV_HEAD = "id,question,choices,answer\n"

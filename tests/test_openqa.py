@@ -1,9 +1,9 @@
 """Open-answer tasks: SQuAD-normalised exact match and token F1, loading, and a tiny end-to-end run."""
 
 import pytest
+
 from tinydistill.config.loader import config_from_dict
 from tinydistill.data.loaders import load_examples
-
 from tinydistill.errors import DataError
 from tinydistill.evaluation.openqa import best_over_answers, exact_match, normalize_answer, open_metrics, token_f1
 from tinydistill.run import run

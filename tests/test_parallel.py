@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 from accelerate.utils import DistributedType
-from tinydistill.config.schema import TrainConfig
 
+from tinydistill.config.schema import TrainConfig
 from tinydistill.errors import ConfigError
 from tinydistill.training.parallel import FSDP, Local, strategy_for
 from tinydistill.training.parallel.base import Strategy

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from tinydistill.config.precision import autocast_dtype, effective_precision
 from tinydistill.config.schema import TrainConfig
-
 from tinydistill.evaluation.model_card import _precision
 
 
@@ -52,8 +52,8 @@ def test_a_cell_finished_under_the_old_defaults_counts_where_auto_runs_the_same(
     """reproduce: a cell whose config.yaml holds ``mixed_precision: bf16`` / ``prefix_side: encoder`` (the defaults
     before ``auto``) is the same protocol where ``auto`` resolves to those values, and only there."""
     import yaml
-    from tinydistill.config.loader import config_from_dict, dump_config
 
+    from tinydistill.config.loader import config_from_dict, dump_config
     from tinydistill.errors import ConfigError
     from tinydistill.study.configs import check_same_protocol
     from tinydistill.study.suites import Cell, table1_variants

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 import torch
+
 from tinydistill.config.schema import StudentConfig
 from tinydistill.students.registry import load_student, save_student, saved_student_config
-
 from tinydistill.training.checkpoint import LoopState, load_latest, save_checkpoint
 from tinydistill.training.trainer import make_accelerator
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tinydistill.config.loader import load_config
 
+from tinydistill.config.loader import load_config
 from tinydistill.study.configs import config_for
 from tinydistill.study.paper import DATASETS
 from tinydistill.study.recipes import RECIPE_METHODS, recipe_path, recipe_sweep, recipe_text

@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tinydistill.cli import main
+from tinydistill.cli.reproduce import apply_fast_preset
 from tinydistill.config.loader import config_from_dict
 from tinydistill.config.schema import StudentConfig
 from tinydistill.data.rationales import without_stated_answer
 from tinydistill.data.records import Example
 from tinydistill.data.splits import HOLDOUT_SEED, load_train_valid
-from tinydistill.students.collate import ANSWER_TASK, MultiTaskCollator, TaskSpec, tokenize_tasks
-from tinydistill.students.registry import load_student
-
-from tinydistill.cli import main
-from tinydistill.cli.reproduce import apply_fast_preset
 from tinydistill.errors import ConfigError
 from tinydistill.losses import choice_kl
 from tinydistill.run import run
+from tinydistill.students.collate import ANSWER_TASK, MultiTaskCollator, TaskSpec, tokenize_tasks
+from tinydistill.students.registry import load_student
 from tinydistill.study.paper import DATASETS, TABLE1_METHODS
 
 from .conftest import synthetic_rows
@@ -329,8 +329,8 @@ def test_weight_grid_cells_set_the_rationale_weights_and_valid_picks_the_rows(tm
 
 def test_a_cell_finished_before_a_setting_existed_still_counts_when_that_setting_holds_its_default(tmp_path):
     import yaml
-    from tinydistill.config.loader import dump_config
 
+    from tinydistill.config.loader import dump_config
     from tinydistill.study.configs import check_same_protocol
     from tinydistill.study.suites import Cell, table1_variants
 
@@ -354,8 +354,8 @@ def test_a_cell_finished_before_a_setting_existed_still_counts_when_that_setting
 def test_a_sweep_folder_moved_elsewhere_keeps_its_finished_cells(tmp_path):
     """Only where the cells lie differs: they count; any real setting changed still refuses."""
     import yaml
-    from tinydistill.config.loader import dump_config
 
+    from tinydistill.config.loader import dump_config
     from tinydistill.study.configs import check_same_protocol
     from tinydistill.study.suites import Cell, table1_variants
 

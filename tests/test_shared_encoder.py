@@ -5,16 +5,16 @@ import json
 
 import pytest
 import torch
+
 from tinydistill.config.loader import config_from_dict
 from tinydistill.config.schema import StudentConfig
 from tinydistill.data.records import Example
-from tinydistill.methods.registry import MultiTaskObjective
-from tinydistill.students.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
-from tinydistill.students.registry import load_student
-
 from tinydistill.errors import TinyDistillError
 from tinydistill.losses import IGNORE_INDEX
+from tinydistill.methods.registry import MultiTaskObjective
 from tinydistill.run import run
+from tinydistill.students.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
+from tinydistill.students.registry import load_student
 
 from .conftest import run_config
 

@@ -5,8 +5,8 @@ import math
 import random
 
 import pytest
-from tinydistill.config.loader import config_from_dict
 
+from tinydistill.config.loader import config_from_dict
 from tinydistill.evaluation.evaluate import collapse_metrics
 from tinydistill.run import run
 

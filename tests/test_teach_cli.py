@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tinydistill.config.loader import load_config
 
 from tests.teacher_helpers import (
     HTML_PAGE,
@@ -22,6 +21,7 @@ from tests.teacher_helpers import (
     tiny_gpt2,
 )
 from tinydistill.cli import main
+from tinydistill.config.loader import load_config
 from tinydistill.serve import create_app
 from tinydistill.teach import teach
 from tinydistill.teachers.imported import ImportedTeacher

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydantic import ValidationError
-from tinydistill.config.teachers import GenerationSpec, HFTeacherSpec, ICLSpec, QualitySpec
-from tinydistill.data.records import Example
 
 from tests.teacher_helpers import ScriptedBackend, make_examples
+from tinydistill.config.teachers import GenerationSpec, HFTeacherSpec, ICLSpec, QualitySpec
+from tinydistill.data.records import Example
 from tinydistill.teachers import icl
 from tinydistill.teachers.backend import LENGTH, Generation
 from tinydistill.teachers.cache import TeacherCache

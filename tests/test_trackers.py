@@ -10,9 +10,9 @@ import yaml
 from accelerate.tracking import get_available_trackers
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
-from tinydistill.config.loader import config_from_dict
 
 from tinydistill.cli import main
+from tinydistill.config.loader import config_from_dict
 from tinydistill.errors import ConfigError
 from tinydistill.run import run
 from tinydistill.training.tracking import TRACKERS, values

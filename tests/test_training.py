@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from tinydistill.config.loader import config_from_dict
 
+from tinydistill.config.loader import config_from_dict
 from tinydistill.run import run
 
 from .conftest import run_config

@@ -2,17 +2,17 @@
 
 import pytest
 import torch
+from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
 from tinydistill.config.loader import config_from_dict
 from tinydistill.config.schema import StudentConfig, WhiteboxConfig
 from tinydistill.data.splits import load_split
+from tinydistill.errors import TinyDistillError
 from tinydistill.methods.registry import answer_task
 from tinydistill.methods.whitebox import WhiteBoxObjective, kl_to_teacher, load_teacher
+from tinydistill.run import run
 from tinydistill.students.collate import MultiTaskCollator, tokenize_tasks
 from tinydistill.students.registry import load_student, saved_student_config
-from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
-
-from tinydistill.errors import TinyDistillError
-from tinydistill.run import run
 
 from .conftest import run_config
 

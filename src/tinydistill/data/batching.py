@@ -59,7 +59,7 @@ def length_grouped_batches(order: Sequence[int], lengths: Sequence[int], batch_s
     return shuffled + batches[len(full):]
 
 
-def epoch_batches(order: Sequence[int], rows: Sequence[Mapping[str, object]], batch_size: int, *,
+def epoch_batches(order: Sequence[int], rows: Sequence[Mapping[str, CostsTokens]], batch_size: int, *,
                   group_by_length: bool, seed: int, epoch: int) -> list[list[int]]:
     """The trainer's batches for one epoch (see the module docstring)."""
     if not group_by_length:

@@ -102,7 +102,8 @@ def _teacher_comparison(name: str, rationales: Sequence[str | None], preds: Sequ
                         examples: Sequence[Example], n_examples: int) -> dict:
     stated = [stated_answer(r, ex.choices) if r else None for r, ex in zip(rationales, examples, strict=True)]
     counts = {"both_right": 0, "both_wrong": 0, "student_beats": 0, "student_loses": 0}
-    beats, loses = [], []
+    beats: list[dict] = []
+    loses: list[dict] = []
     labeled = 0
     for ex, p, t, r in zip(examples, preds, stated, rationales, strict=True):
         if ex.answer is None:
@@ -159,7 +160,7 @@ def analyze_predictions(
     matrix = [[0] * len(columns) for _ in labels]
     by_class: dict[str, list[bool]] = {}
     by_dom: dict[str, list[bool]] = {}
-    errors = []
+    errors: list[dict] = []
     for ex, p, d in zip(examples, preds, domain, strict=True):
         if ex.answer is None:
             continue

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from ..config import RunConfig, apply_overrides, config_from_dict, dump_config, effective_precision
 from ..errors import ConfigError
@@ -102,7 +103,7 @@ def _settings_added_since(saved: Any, current: Any, model: Any) -> Any:
         sub = getattr(info, "annotation", None) if info is not None else None
         if key not in saved:
             default = info.get_default(call_default_factory=True) if info is not None else None
-            dumped = default.model_dump(mode="json") if hasattr(default, "model_dump") else default
+            dumped = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
             if info is not None and dumped == value:
                 continue
             out[key] = value

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..config import RunConfig, apply_overrides, config_from_dict, dump_config, load_config, read_yaml, yaml_key_lines
 from ..errors import ConfigError, TinyDistillError
@@ -35,6 +35,12 @@ from ..run import run
 DIST_TYPES = ("uniform", "loguniform", "int", "categorical")
 _FIELDS = {"uniform": {"low", "high"}, "loguniform": {"low", "high"}, "int": {"low", "high", "step", "log"},
            "categorical": {"choices"}}
+
+
+def _bound(value: float | None) -> float:
+    """A numeric distribution's bound (``_FIELDS`` makes both present before a ``Dist`` is built)."""
+    assert value is not None
+    return value
 
 
 @dataclass(frozen=True)
@@ -55,14 +61,15 @@ class Dist:
         if self.type == "loguniform":
             return trial.suggest_float(self.key, self.low, self.high, log=True)
         if self.type == "int":
-            return trial.suggest_int(self.key, int(self.low), int(self.high), step=self.step, log=self.log)
+            low, high = int(_bound(self.low)), int(_bound(self.high))
+            return trial.suggest_int(self.key, low, high, step=self.step, log=self.log)
         return trial.suggest_categorical(self.key, list(self.choices))
 
     def example(self) -> Any:
         """A value inside the space (used to check the key against the config before any trial)."""
         if self.type == "categorical":
             return self.choices[0]
-        return int(self.low) if self.type == "int" else self.low
+        return int(_bound(self.low)) if self.type == "int" else self.low
 
 
 # -------------------------------------------------------------------------------------------------- space
@@ -140,7 +147,7 @@ def check_space(raw: Mapping[str, Any], space: Sequence[Dist], space_path: str |
     """Fail before any trial if a key does not exist or a value of its space is refused by the config."""
     lines = yaml_key_lines(Path(space_path).read_text(encoding="utf-8"))
     for d in space:
-        values = list(d.choices) if d.type == "categorical" else [d.example(), int(d.high) if d.type == "int"
+        values = list(d.choices) if d.type == "categorical" else [d.example(), int(_bound(d.high)) if d.type == "int"
                                                                    else d.high]
         for v in values:
             try:
@@ -228,7 +235,7 @@ def run_search(config: str | Path, space_path: str | Path, *, trials: int, sampl
     check_space(raw, space, space_path, study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    direction = "minimize" if base.train.select_metric == "valid_loss" else "maximize"
+    direction: Literal["minimize", "maximize"] = "minimize" if base.train.select_metric == "valid_loss" else "maximize"
     storage = optuna.storages.RDBStorage(f"sqlite:///{study_dir.resolve() / 'study.db'}")
     try:
         study = optuna.create_study(study_name=base.name, storage=storage, load_if_exists=True, direction=direction,

@@ -74,7 +74,7 @@ def select_on_valid(cells: Sequence[Cell], table: dict) -> tuple[list[Variant], 
                 entry["seconds"] += sum(s.get("train_seconds", 0.0) + s.get("eval_seconds", 0.0) for _, s in runs)
                 if not runs:
                     continue
-                best, summary = max(runs, key=lambda cs: _metric(cs[1], "valid"))  # first of equals wins
+                best, summary = max(runs, key=lambda cs: _metric(cs[1], "valid") or 0.0)  # first of equals wins
                 chosen.setdefault(dataset, {})[seed] = best.variant.name
                 _add_seed(entry, seed, summary)
             _summarise(entry)

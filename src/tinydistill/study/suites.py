@@ -6,17 +6,27 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..data import load_examples
 from ..errors import ConfigError
 from .paper import DATASETS, METHOD_LABELS, TABLE1_METHODS
 
 SUITES = ("table1", "fast", "ablations", "fractions", "alpha", "sizes")
+
+
+class FastSuite(TypedDict):
+    """The fast protocol's datasets, methods and training-row limit."""
+
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...]
+    train_limit: int
+
+
 #: ``--suite fast``: Table 1's cells on three datasets and 1,000 training rows each — the protocol for judging a
 #: change to a method in one command (its own folder, so it never mixes with a whole-set sweep).
-FAST_SUITE = {"datasets": ("obqa", "arc", "riddle"), "methods": ("finetune", "step_by_step", "tinyllm"),
-              "train_limit": 1000}
+FAST_SUITE: FastSuite = {"datasets": ("obqa", "arc", "riddle"), "methods": ("finetune", "step_by_step", "tinyllm"),
+                         "train_limit": 1000}
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ class Share:
     """This process's part of one global batch: its items (with any ``borrowed`` task items, whose loss terms
     count for nothing) and how many of the global batch's rows are its own."""
 
-    items: list[Mapping[str, Any]]
+    items: Sequence[Mapping[str, Any]]
     rows: int
     borrowed: set[str] = field(default_factory=set)
 
@@ -52,7 +52,10 @@ class Share:
 def param_groups(student: Student, objective: Objective, cfg: TrainConfig) -> list[dict]:
     """AdamW's groups: decay / no decay (biases, norms), at ``lr`` for pretrained weights and at
     ``lr · new_params_lr_scale`` for new ones (heads, the objective's own weights)."""
-    decay, no_decay, new_decay, new_no_decay = [], [], [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    new_decay: list[nn.Parameter] = []
+    new_no_decay: list[nn.Parameter] = []
     for name, p in student.model.named_parameters():
         if not p.requires_grad:
             continue

@@ -13,7 +13,7 @@ all-reduces after the local backward (:mod:`.ddp`), so students whose objectives
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -118,7 +118,7 @@ class DataParallel:
             if hit and p.grad is None:
                 p.grad = torch.zeros_like(p)
             if hit:
-                grads.append(p.grad)
+                grads.append(cast(torch.Tensor, p.grad))
         for bucket in _buckets(grads):
             flat = torch._utils._flatten_dense_tensors(bucket)
             dist.all_reduce(flat)
@@ -145,7 +145,7 @@ class DataParallel:
         def wrapped(*args: Any, **kwargs: Any) -> T:
             box = [fn(*args, **kwargs) if self.is_main else None]
             broadcast_object_list(box, from_process=0)
-            return box[0]
+            return cast(T, box[0])  # set on every process by the broadcast
 
         return wrapped
 

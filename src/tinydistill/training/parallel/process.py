@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env
@@ -41,4 +41,4 @@ def share_from_main(fn: Callable[[], T]) -> T:
     box = [fn() if state.is_main_process else None]
     if state.num_processes > 1:
         broadcast_object_list(box, from_process=0)
-    return box[0]
+    return cast(T, box[0])  # set on every process by the broadcast
