@@ -76,10 +76,11 @@ def check_paths(cfg: RunConfig, config_file: str | Path | None = None, *, data_o
         line = lines.get(tuple(key.split(".")))
         where = f"{config_file}:{line}: " if line else f"{config_file}: " if config_file else ""
         message = f"{where}{key}: {value}: {what} not found"
-        beside = Path(config_file).parent / path if config_file and not path.is_absolute() else None
+        folder = Path(config_file).parent if config_file is not None else None
+        beside = folder / path if folder is not None and not path.is_absolute() else None
         if beside is not None and beside.resolve() != path.resolve() and _exists(beside, what, key):
             message += (f" (relative paths are read from the current folder, {Path.cwd()}; it exists next to the "
-                        f"config: write {beside} or run from {Path(config_file).parent})")
+                        f"config: write {beside} or run from {folder})")
         elif what == "folder" and key.endswith("model"):
             message += " (a local model folder; a Hugging Face hub name is org/name)"
         problems.append(message)

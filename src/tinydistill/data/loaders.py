@@ -76,7 +76,7 @@ def _json_list_records(path: Path, text: str) -> list[tuple[int | None, Any]]:
         raise DataError(path, f"malformed JSON: {e.msg}", line=e.lineno, column=e.colno) from None
     if not isinstance(data, list):
         return [(None, data)]
-    decoder, out = json.JSONDecoder(), []
+    decoder, out = json.JSONDecoder(), list[tuple[int | None, Any]]()
     pos = text.index("[") + 1
     for item in data:  # the text parsed: walk it again item by item for the lines
         while text[pos] in " \t\r\n,":
