@@ -35,7 +35,7 @@ KILL_AT = """
 import json, os, signal, sys
 import torch
 torch.set_num_threads(2)  # as tests/conftest.py: the same kernels as the uninterrupted run in the test process
-from tinydistill import checkpoint
+from tinydistill.training import checkpoint
 from tinydistill.config.loader import config_from_dict
 from tinydistill.run import run
 cfg, point, step = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -177,7 +177,7 @@ def test_a_checkpoint_folder_damaged_by_the_old_replace_resumes_from_its_tempora
 REPLACE = """
 import sys, os, signal, torch
 from pathlib import Path
-from tinydistill import checkpoint
+from tinydistill.training import checkpoint
 from tinydistill.training.trainer import make_accelerator
 folder, point = Path(sys.argv[1]), sys.argv[2]
 acc = make_accelerator("no")
