@@ -1,7 +1,7 @@
 """The run configuration's schema (pydantic): every section and field a YAML config or ``--set`` may name.
 
 Reading a YAML file, applying overrides and turning validation errors into one-line messages live in
-:mod:`tinydistill.config_io`.
+:mod:`tinydistill.config.loader`.
 """
 
 from __future__ import annotations

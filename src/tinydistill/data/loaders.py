@@ -191,7 +191,7 @@ def load_tinyllm(
 ) -> list[Example]:
     """Load ``<folder>/<name>_<split>.json`` and, if present, its ``llm/<split>_CoT_<k>.json`` rationales.
 
-    Rationales come out cleaned (see :mod:`tinydistill.rationales`) under the teacher names
+    Rationales come out cleaned (see :mod:`tinydistill.data.rationales`) under the teacher names
     :data:`TINYLLM_TEACHERS`; a teacher with no (or an empty) output for a row is left out for that row.
     """
     folder = Path(folder)

@@ -60,7 +60,7 @@ class TrainResult:
 def make_accelerator(mixed_precision: str, log_with: list | None = None,
                      project_dir: Path | None = None) -> Accelerator:
     """bf16/fp16 autocast where the device supports it (see :func:`effective_precision`); experiment trackers
-    ``log_with`` (see :mod:`tinydistill.tracking`) logging under ``project_dir``."""
+    ``log_with`` (see :mod:`tinydistill.training.tracking`) logging under ``project_dir``."""
     mixed_precision = effective_precision(mixed_precision)
     # one process may hold several runs (quickstart, stages, tests) with different precision or accumulation:
     # start each from a fresh accelerator state, keeping the process group (PartialState) as it is

@@ -1,11 +1,11 @@
 """How the training loop runs across processes: the :class:`Strategy` interface, and what every strategy shares.
 
-The loop (:func:`tinydistill.trainer.train`) never asks which strategy it has. Per micro-batch it calls
+The loop (:func:`tinydistill.training.trainer.train`) never asks which strategy it has. Per micro-batch it calls
 :meth:`~Strategy.share` (this process's rows of the global batch), :meth:`~Strategy.forward` (the objective's
 named terms, scaled so that summing gradients over processes gives the global batch's) and
 :meth:`~Strategy.backward`; per optimizer step :meth:`~Strategy.reduce_gradients`,
 :meth:`~Strategy.clip_gradients` and :meth:`~Strategy.optimizer_step`. Checkpoints pass
-:meth:`~Strategy.save_shards` / :meth:`~Strategy.load_shards` to :mod:`tinydistill.checkpoint`; selection on
+:meth:`~Strategy.save_shards` / :meth:`~Strategy.load_shards` to :mod:`tinydistill.training.checkpoint`; selection on
 valid runs through :meth:`~Strategy.selection` (the main process evaluates, on a full copy where the weights are
 sharded), and :meth:`~Strategy.finalize` hands the caller an ordinary model.
 
