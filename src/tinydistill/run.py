@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -215,7 +216,8 @@ def _run(cfg: RunConfig, run_dir: Path, tracker: TrackerRun, *, progress: bool, 
                 scored["best"] = scored["last"]
 
         if plan.prepare is not None:  # e.g. teacher signals computed once and cached
-            main_process_first(lambda: plan.prepare(rows))
+            prepare = plan.prepare
+            main_process_first(lambda: prepare(rows))
         if plan.rationale_stage is not None and stage_rows is not None:
             stage = plan.rationale_stage
             stage_cfg = cfg.train.model_copy(update={"epochs": stage.epochs, "max_steps": None, "eval_every": 0,
@@ -244,7 +246,7 @@ def _run(cfg: RunConfig, run_dir: Path, tracker: TrackerRun, *, progress: bool, 
     elif is_main_process():
         save_student(student, best_dir)
     if not is_main_process():  # the main process evaluates and reports; the others receive its outcome
-        return share_from_main(lambda: None)
+        return cast(RunOutcome, share_from_main(lambda: None))  # the main process's broadcast below
 
     if "best" in scored:  # this process trained the best student and already scored it on all of valid
         valid, eval_seconds = scored["best"]

@@ -151,7 +151,7 @@ def _open_example(raw: Mapping[str, Any], question: str, columns: ColumnsConfig,
     value = raw.get(columns.answer)
     if isinstance(value, Mapping):
         value = [value.get("value"), *(value.get("aliases") or [])]
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
+    if isinstance(value, str | int | float):  # one accepted answer (a JSON true is the text "True")
         value = [value]
     answers: list[str] = []
     for a in value or []:

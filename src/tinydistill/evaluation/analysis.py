@@ -51,15 +51,15 @@ def join_predictions(predictions: Sequence[dict], examples: Sequence[Example],
         by_id.setdefault(str(ex.id), ex)
     out = []
     for i, row in enumerate(predictions, start=1):
-        ex = by_id.get(str(row["id"]))
-        if ex is None:
+        found = by_id.get(str(row["id"]))
+        if found is None:
             raise DataError(source, f"id {row['id']!r} is not in the data (wrong --data or --split?)", line=i,
                             field="id")
         gold = row.get("gold")
-        if ex.choices and isinstance(gold, int) and gold != ex.answer:
-            raise DataError(source, f"gold {gold} but the data's answer is {ex.answer} (wrong --data?)", line=i,
+        if found.choices and isinstance(gold, int) and gold != found.answer:
+            raise DataError(source, f"gold {gold} but the data's answer is {found.answer} (wrong --data?)", line=i,
                             field="gold")
-        out.append(ex)
+        out.append(found)
     return out
 
 

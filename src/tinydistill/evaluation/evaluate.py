@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from tqdm.auto import tqdm
@@ -23,7 +23,7 @@ from ..teachers import Teacher
 
 @dataclass
 class EvalResult:
-    metrics: dict[str, float | int | dict | None]
+    metrics: dict[str, Any]  # accuracies and shares (floats), counts, distributions
     predictions: list[dict] = field(default_factory=list)
 
 
@@ -110,11 +110,12 @@ def evaluate_student(
     """
     was_training = student.model.training
     student.model.eval()
-    kw = dict(prefix=prefix, max_input_length=max_input_length, batch_size=batch_size, progress=progress)
+    kw: dict[str, Any] = dict(prefix=prefix, max_input_length=max_input_length, batch_size=batch_size,
+                              progress=progress)
     metrics: dict = {"n": len(examples), "majority_baseline": majority_baseline(examples)}
     metrics["sources_truncated"] = student.count_truncated_sources(examples, prefix, max_input_length)
-    rows = [{"id": ex.id, "gold": ex.answer} for ex in examples]
-    primary: list[int | None] | None = None
+    rows: list[dict[str, Any]] = [{"id": ex.id, "gold": ex.answer} for ex in examples]
+    primary: Sequence[int | None] | None = None
     if "rank" in modes:
         scores = rank_choices(student, examples, answer_style=answer_style, max_answer_length=max_answer_length,
                               reduction=reduction, autocast_dtype=autocast_dtype, prefix_side=prefix_side, **kw)
@@ -135,14 +136,14 @@ def evaluate_student(
         metrics["generate_unparsed"] = sum(p is None for p in preds_g) / max(len(preds_g), 1)
         metrics["generate_distribution"] = distribution(preds_g)
         metrics.update({f"generate_{k}": v for k, v in collapse_metrics(preds_g).items()})
-        for row, p, t in zip(rows, preds_g, texts, strict=True):
-            row.update(generate_prediction=p, generated=t)
+        for row, parsed, t in zip(rows, preds_g, texts, strict=True):
+            row.update(generate_prediction=parsed, generated=t)
         primary = primary if primary is not None else preds_g
     for i, (row, ex) in enumerate(zip(rows, examples, strict=True)):
-        p = primary[i] if primary is not None else None
-        row["prediction"] = p
-        row["prediction_text"] = ex.choices[p] if p is not None else None
-        row["correct"] = (p == ex.answer) if ex.answer is not None else None
+        chosen = primary[i] if primary is not None else None
+        row["prediction"] = chosen
+        row["prediction_text"] = ex.choices[chosen] if chosen is not None else None
+        row["correct"] = (chosen == ex.answer) if ex.answer is not None else None
     student.model.train(was_training)
     return EvalResult(metrics, rows)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..config import MINILM_ALIAS
 from ..evaluation import console, html_page
@@ -110,7 +111,7 @@ def _with_weight_choices(cells: Sequence[Cell], table: dict, variants: Sequence[
     variants, meta = list(variants), dict(meta)
     per_seed, seed_choices = select_on_valid(cells, table)
     per_dataset, dataset_choices = select_per_dataset(cells, table)
-    explained = [
+    explained: list[tuple[list[Variant], str, dict[str, dict[str, Any]], Callable[[Any], str], str]] = [
         (per_seed, "weight_choices", seed_choices, lambda chosen: ",".join(
             _weight_label(v) for _, v in sorted(chosen.items())),
          "Weight on valid: for each dataset and seed, the rationale-loss weight (the recipe's or one of the grid) "
