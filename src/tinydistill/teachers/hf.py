@@ -40,7 +40,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 def load_model(
     name: str, *, revision: str | None = None, dtype: str = "auto", device: torch.device | None = None
-) -> tuple[torch.nn.Module, Any]:
+) -> tuple[Any, Any]:  # (a transformers model, its tokenizer)
     """Load a seq2seq (incl. ``EncoderDecoderModel``) or causal LM and its tokenizer, in eval mode; a name that
     is neither a model folder nor loadable from the hub (or its cache, offline) is a one-line error."""
     device = device or default_device()
@@ -51,12 +51,12 @@ def load_model(
             "HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") else ""
         raise TinyDistillError(f"cannot load model {name!r}: {str(e).splitlines()[0]}{offline}") from None
     cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-    model = cls.from_pretrained(name, revision=revision, dtype=resolve_dtype(dtype, device))
+    model: Any = cls.from_pretrained(name, revision=revision, dtype=resolve_dtype(dtype, device))
     tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
     return model.to(device).eval(), tokenizer
 
 
-def _special_ids(model: torch.nn.Module, tokenizer: Any) -> tuple[int, list[int]]:
+def _special_ids(model: Any, tokenizer: Any) -> tuple[int, list[int]]:
     """(pad id, eos ids) from the generation config, falling back to the tokenizer."""
     gc = model.generation_config
     eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
@@ -74,7 +74,7 @@ class HFBackend:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: Any,  # a transformers model
         tokenizer: Any,
         *,
         name: str,

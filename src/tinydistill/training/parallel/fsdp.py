@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.distributed as dist
@@ -95,6 +95,8 @@ def shard_model(root: nn.Module, plugin: FullyShardedDataParallelPlugin, device:
 class ObjectiveForward(nn.Module):
     """The module FSDP shards: the student model plus the objective's own weights; ``forward`` computes the
     objective's named ``(weight, loss)`` terms for one batch."""
+
+    _objective: Any  # set past nn.Module's __setattr__ (see __init__)
 
     def __init__(self, student: Any, objective: Any) -> None:
         super().__init__()
@@ -172,7 +174,8 @@ def load_sharded(root: nn.Module, optimizer: torch.optim.Optimizer, folder: Path
     model_state, optimizer_state = get_state_dict(root, optimizer)
     state = {"model": model_state, "optimizer": optimizer_state}
     dcp.load(state, checkpoint_id=str(folder / SHARDED_DIR))
-    set_state_dict(root, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+    set_state_dict(root, optimizer, model_state_dict=cast(Any, state["model"]),
+                   optim_state_dict=cast(Any, state["optimizer"]))
 
 
 class FSDP(Strategy):
