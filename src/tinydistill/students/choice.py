@@ -93,6 +93,37 @@ class ChoiceModel(nn.Module):
         token_weights = None if weights is None else weights[:, None].expand_as(labels)[where]  # (N,)
         return token_cross_entropy(logits, labels[where], token_weights)
 
+    def masked_rationale_losses(self, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """:meth:`masked_rationale_loss` of several tasks' (B_t, L_t) batches from one encoder pass and one head
+        pass over all their rows (padded to the longest; padding is masked out): the same values, larger matmuls,
+        and one vocabulary-sized gradient of the tied embeddings instead of one per task."""
+        if len(batches) == 1:
+            ((name, batch),) = batches.items()
+            return {name: self.masked_rationale_loss(batch)}
+        if self.mlm_head is None:
+            raise RuntimeError("this multiple-choice student was built without a masked-rationale head")
+        width = max(b["input_ids"].shape[1] for b in batches.values())
+
+        def joined(key: str, fill: int) -> torch.Tensor:
+            return torch.cat([F.pad(b[key], (0, width - b[key].shape[1]), value=fill) for b in batches.values()])
+
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if all(k in b for b in batches.values())]
+        hidden = self.encoder(**{k: joined(k, 0) for k in keys}).last_hidden_state  # (ΣB_t, L, H)
+        labels = joined("mlm_labels", IGNORE_INDEX)
+        where = labels != IGNORE_INDEX
+        logits = self.mlm_head(hidden[where], self.encoder.get_input_embeddings().weight)  # (N, V)
+        per_token = F.cross_entropy(logits.float(), labels[where], reduction="none")  # (N,)
+        task = torch.cat([torch.full((b["input_ids"].shape[0],), t) for t, b in enumerate(batches.values())])
+        owner = task.to(labels.device)[:, None].expand_as(labels)[where]
+        row_weights = torch.cat([b.get("row_weights", torch.ones(b["input_ids"].shape[0])) for b in batches.values()])
+        weights = row_weights.to(labels.device)[:, None].expand_as(labels)[where].to(per_token.dtype)
+        out = {}
+        for t, name in enumerate(batches):
+            mask = (owner == t).to(per_token.dtype) * weights
+            denom = mask.sum()
+            out[name] = (per_token * mask).sum() / denom if denom > 0 else per_token.sum() * 0.0
+        return out
+
     def rationale_logits(self, batch: dict[str, torch.Tensor], start_id: int, pad_id: int) -> torch.Tensor:
         """Encode the source with the shared encoder; the decoder reads right-shifted labels. → (B, T, V)."""
         if self.decoder is None:
@@ -317,6 +348,10 @@ class ChoiceStudent(Student):
     def masked_rationale_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """With the ``mlm`` rationale head: the masked rationale tokens' cross-entropy."""
         return self.model.masked_rationale_loss(batch)
+
+    def masked_rationale_losses(self, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Several rationale tasks' masked-token cross-entropies from one encoder pass (see :class:`ChoiceModel`)."""
+        return self.model.masked_rationale_losses(batches)
 
     def _start_id(self) -> int:
         return self.tokenizer.cls_token_id if self.tokenizer.cls_token_id is not None else self.pad_token_id
