@@ -94,9 +94,10 @@ class ChoiceModel(nn.Module):
         return token_cross_entropy(logits, labels[where], token_weights)
 
     def masked_rationale_losses(self, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """:meth:`masked_rationale_loss` of several tasks' (B_t, L_t) batches from one encoder pass and one head
-        pass over all their rows (padded to the longest; padding is masked out): the same values, larger matmuls,
-        and one vocabulary-sized gradient of the tied embeddings instead of one per task."""
+        """:meth:`masked_rationale_loss` of several tasks' (B_t, L_t) batches: the same values, computed with all
+        their rows sorted by length and cut into as many encoder passes as there are tasks (each padded to its
+        own longest row: less padding than one pass per task), then one head pass over every masked token (one
+        vocabulary-sized matmul and gradient of the tied embeddings instead of one per task)."""
         if len(batches) == 1:
             ((name, batch),) = batches.items()
             return {name: self.masked_rationale_loss(batch)}
@@ -108,18 +109,26 @@ class ChoiceModel(nn.Module):
             return torch.cat([F.pad(b[key], (0, width - b[key].shape[1]), value=fill) for b in batches.values()])
 
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if all(k in b for b in batches.values())]
-        hidden = self.encoder(**{k: joined(k, 0) for k in keys}).last_hidden_state  # (ΣB_t, L, H)
-        labels = joined("mlm_labels", IGNORE_INDEX)
-        where = labels != IGNORE_INDEX
-        logits = self.mlm_head(hidden[where], self.encoder.get_input_embeddings().weight)  # (N, V)
-        per_token = F.cross_entropy(logits.float(), labels[where], reduction="none")  # (N,)
-        task = torch.cat([torch.full((b["input_ids"].shape[0],), t) for t, b in enumerate(batches.values())])
-        owner = task.to(labels.device)[:, None].expand_as(labels)[where]
+        inputs, labels = {k: joined(k, 0) for k in keys}, joined("mlm_labels", IGNORE_INDEX)
+        owner = torch.cat([torch.full((b["input_ids"].shape[0],), t) for t, b in enumerate(batches.values())])
         row_weights = torch.cat([b.get("row_weights", torch.ones(b["input_ids"].shape[0])) for b in batches.values()])
-        weights = row_weights.to(labels.device)[:, None].expand_as(labels)[where].to(per_token.dtype)
+        lengths = inputs["attention_mask"].sum(1).cpu()
+        order = torch.argsort(lengths, descending=True, stable=True)
+        hidden, picked = [], []
+        for rows in order.split(-(-len(order) // len(batches))):
+            cut = int(lengths[rows[0]])  # right padding: every row of this pass fits in its longest
+            rows = rows.to(labels.device)
+            lab = labels[rows, :cut]
+            where = lab != IGNORE_INDEX
+            hidden.append(self.encoder(**{k: v[rows, :cut] for k, v in inputs.items()}).last_hidden_state[where])
+            picked.append((lab[where], owner.to(lab.device)[rows][:, None].expand_as(lab)[where],
+                           row_weights.to(lab.device)[rows][:, None].expand_as(lab)[where]))
+        target, task, weights = (torch.cat(x) for x in zip(*picked, strict=True))
+        logits = self.mlm_head(torch.cat(hidden), self.encoder.get_input_embeddings().weight)  # (N, V)
+        per_token = F.cross_entropy(logits.float(), target, reduction="none")  # (N,)
         out = {}
         for t, name in enumerate(batches):
-            mask = (owner == t).to(per_token.dtype) * weights
+            mask = (task == t).to(per_token.dtype) * weights.to(per_token.dtype)
             denom = mask.sum()
             out[name] = (per_token * mask).sum() / denom if denom > 0 else per_token.sum() * 0.0
         return out
