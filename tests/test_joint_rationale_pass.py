@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import AutoModelForMultipleChoice
+
+from tests.test_reproduce import choice_config, tinyllm_folder
 from tinydistill.config.loader import config_from_dict
 from tinydistill.config.schema import StudentConfig
 from tinydistill.data.records import Example
 from tinydistill.methods.registry import MultiTaskObjective
+from tinydistill.run import run
 from tinydistill.students.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
 from tinydistill.students.registry import load_student
-from transformers import AutoModelForMultipleChoice
-
-from tests.test_reproduce import choice_config, tinyllm_folder
-from tinydistill.run import run
 
 ROWS = [Example(str(i), f"what goes with a {a}?" + " really" * (i % 4), ("milk", "bone", "seed"), i % 3)
         for i, a in enumerate(("cat", "dog", "bird", "cow", "fish", "hen"))]
