@@ -535,7 +535,7 @@ def summarise(runs: dict[str, list[dict]], names: list[str], n: int, args: argpa
         util = f"{100 * r['mfu']:.1f}%" + ("*" if r["mfu_raw"] > 1 else "")
         out(f"{VARIANTS[name][0]:<60}{r['precision']:>5}{r['examples_per_s']:>7.2f}{100 * r['spread']:>6.1f}%"
             f"{r['tokens_per_s']:>7.0f}{vs:>8}{r['achieved_gflops']:>8.1f}{r['peak_gflops']:>6.0f}"
-            f"{100 * r['peak_spread']:>4.0f}%{util:>7}{r['peak_rss_mb']:>7.0f}{loss:>12}")
+            f"{100 * r['peak_spread']:>4.0f}%{util:>7}{r['peak_rss_mb']:>7.0f} {loss:>12}")
         for s, st in r.get("stages", {}).items():
             out(f"    {s + ' stage':<56}{'':>5}{'':>7}{'':>7}{'':>7}{'':>8}{st['gflops']:>8.1f}{'':>6}{'':>5}"
                 f"{100 * st['mfu']:>6.1f}%")

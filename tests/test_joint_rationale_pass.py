@@ -1,6 +1,7 @@
-"""The rationale stage's joint pass: every teacher's (source, rationale) rows of a batch go through the encoder and
-the masked-rationale head once, padded together. Same losses and gradients as one pass per teacher; a resumed
-run (with dropout, so the generator state matters) equals the uninterrupted one."""
+"""The rationale stage's joint pass: every teacher's (source, rationale) rows of a batch are sorted by length across
+teachers for the encoder passes, and the masked-rationale head runs once over all masked tokens. Same losses and
+gradients as one pass per teacher; a resumed run (with dropout, so the generator state matters) equals the
+uninterrupted one."""
 
 from __future__ import annotations
 
