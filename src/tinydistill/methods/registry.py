@@ -39,14 +39,17 @@ class MultiTaskObjective:
     def terms(self, student: Student, batch: Batch) -> Terms:
         out: Terms = {}
         encoded = student.shared_encoding(batch)
+        # a multiple-choice student's masked rationale tokens: every teacher's rows in one encoder pass
+        masked = {task: tensors for task, tensors in batch.items() if "mlm_labels" in tensors}
+        masked_losses = student.masked_rationale_losses(masked) if masked else {}
         for task, tensors in batch.items():  # one forward per task (answer, each teacher)
             weight = self.task_weights.get(task, 0.0)
             if "choice_mask" in tensors:  # a multiple-choice student's answer head
                 scores = student.choice_scores(tensors)
                 out[task] = (weight, choice_cross_entropy(scores, tensors["labels"], tensors.get("row_weights")))
                 continue
-            if "mlm_labels" in tensors:  # a multiple-choice student's masked rationale tokens
-                out[task] = (weight, student.masked_rationale_loss(tensors))
+            if task in masked_losses:
+                out[task] = (weight, masked_losses[task])
                 continue
             if encoded is not None:  # this task's rows of the one shared encoder pass
                 idx = tensors["source_index"]

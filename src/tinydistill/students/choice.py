@@ -93,6 +93,46 @@ class ChoiceModel(nn.Module):
         token_weights = None if weights is None else weights[:, None].expand_as(labels)[where]  # (N,)
         return token_cross_entropy(logits, labels[where], token_weights)
 
+    def masked_rationale_losses(self, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """:meth:`masked_rationale_loss` of several tasks' (B_t, L_t) batches: the same values, computed with all
+        their rows sorted by length and cut into as many encoder passes as there are tasks (each padded to its
+        own longest row: less padding than one pass per task), then one head pass over every masked token (one
+        vocabulary-sized matmul and gradient of the tied embeddings instead of one per task)."""
+        if len(batches) == 1:
+            ((name, batch),) = batches.items()
+            return {name: self.masked_rationale_loss(batch)}
+        if self.mlm_head is None:
+            raise RuntimeError("this multiple-choice student was built without a masked-rationale head")
+        width = max(b["input_ids"].shape[1] for b in batches.values())
+
+        def joined(key: str, fill: int) -> torch.Tensor:
+            return torch.cat([F.pad(b[key], (0, width - b[key].shape[1]), value=fill) for b in batches.values()])
+
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if all(k in b for b in batches.values())]
+        inputs, labels = {k: joined(k, 0) for k in keys}, joined("mlm_labels", IGNORE_INDEX)
+        owner = torch.cat([torch.full((b["input_ids"].shape[0],), t) for t, b in enumerate(batches.values())])
+        row_weights = torch.cat([b.get("row_weights", torch.ones(b["input_ids"].shape[0])) for b in batches.values()])
+        lengths = inputs["attention_mask"].sum(1).cpu()
+        order = torch.argsort(lengths, descending=True, stable=True)
+        hidden, picked = [], []
+        for rows in order.split(-(-len(order) // len(batches))):
+            cut = int(lengths[rows[0]])  # right padding: every row of this pass fits in its longest
+            rows = rows.to(labels.device)
+            lab = labels[rows, :cut]
+            where = lab != IGNORE_INDEX
+            hidden.append(self.encoder(**{k: v[rows, :cut] for k, v in inputs.items()}).last_hidden_state[where])
+            picked.append((lab[where], owner.to(lab.device)[rows][:, None].expand_as(lab)[where],
+                           row_weights.to(lab.device)[rows][:, None].expand_as(lab)[where]))
+        target, task, weights = (torch.cat(x) for x in zip(*picked, strict=True))
+        logits = self.mlm_head(torch.cat(hidden), self.encoder.get_input_embeddings().weight)  # (N, V)
+        per_token = F.cross_entropy(logits.float(), target, reduction="none")  # (N,)
+        out = {}
+        for t, name in enumerate(batches):
+            mask = (task == t).to(per_token.dtype) * weights.to(per_token.dtype)
+            denom = mask.sum()
+            out[name] = (per_token * mask).sum() / denom if denom > 0 else per_token.sum() * 0.0
+        return out
+
     def rationale_logits(self, batch: dict[str, torch.Tensor], start_id: int, pad_id: int) -> torch.Tensor:
         """Encode the source with the shared encoder; the decoder reads right-shifted labels. → (B, T, V)."""
         if self.decoder is None:
@@ -317,6 +357,10 @@ class ChoiceStudent(Student):
     def masked_rationale_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """With the ``mlm`` rationale head: the masked rationale tokens' cross-entropy."""
         return self.model.masked_rationale_loss(batch)
+
+    def masked_rationale_losses(self, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Several rationale tasks' masked-token cross-entropies from one encoder pass (see :class:`ChoiceModel`)."""
+        return self.model.masked_rationale_losses(batches)
 
     def _start_id(self) -> int:
         return self.tokenizer.cls_token_id if self.tokenizer.cls_token_id is not None else self.pad_token_id

@@ -1,0 +1,92 @@
+"""The rationale stage's joint pass: every teacher's (source, rationale) rows of a batch are sorted by length across
+teachers for the encoder passes, and the masked-rationale head runs once over all masked tokens. Same losses and
+gradients as one pass per teacher; a resumed run (with dropout, so the generator state matters) equals the
+uninterrupted one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForMultipleChoice
+
+from tests.test_reproduce import choice_config, tinyllm_folder
+from tinydistill.config.loader import config_from_dict
+from tinydistill.config.schema import StudentConfig
+from tinydistill.data.records import Example
+from tinydistill.methods.registry import MultiTaskObjective
+from tinydistill.run import run
+from tinydistill.students.collate import MultiTaskCollator, TaskSpec, tokenize_tasks
+from tinydistill.students.registry import load_student
+
+ROWS = [Example(str(i), f"what goes with a {a}?" + " really" * (i % 4), ("milk", "bone", "seed"), i % 3)
+        for i, a in enumerate(("cat", "dog", "bird", "cow", "fish", "hen"))]
+SHORT = ["cats drink milk", "dogs chew", "birds eat seed", "cows", "fish", "hens peck seed all day long"]
+LONG = ["milk is what a cat drinks most of the time, warm or cold", "a bone", "seed", "grass and milk",
+        "water", "seeds and grain"]
+
+
+def batch_and_student(tiny_bert_dir, weights: bool):
+    student = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice"),
+                           with_rationale_head=True)
+    w = (lambda i: 0.25 + 0.25 * (i % 3)) if weights else None
+    tasks = [TaskSpec("rationale/flan", "explain flan: ", lambda i, e: SHORT[i], 16, w),
+             TaskSpec("rationale/llama", "explain llama: ", lambda i, e: LONG[i] if i != 2 else None, 24)]
+    items, _ = tokenize_tasks(student, ROWS, tasks, 48, mask_ratio=0.4, mask_seed=0)
+    batch = MultiTaskCollator(student.kind, student.pad_token_id)(items)
+    assert batch["rationale/flan"]["input_ids"].shape[1] != batch["rationale/llama"]["input_ids"].shape[1]
+    return student, batch
+
+
+def loss_and_grads(student, batch, joint: bool) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    student.model.zero_grad(set_to_none=True)
+    if joint:  # what the objective does
+        terms = MultiTaskObjective({"rationale/flan": 0.5, "rationale/llama": 0.7}).terms(student, batch)
+    else:  # one encoder and head pass per teacher
+        terms = {t: (w, student.masked_rationale_loss(batch[t]))
+                 for t, w in (("rationale/flan", 0.5), ("rationale/llama", 0.7))}
+    sum(w * v for w, v in terms.values()).backward()
+    grads = {n: p.grad.clone() for n, p in student.model.named_parameters() if p.grad is not None}
+    return {t: v.item() for t, (_, v) in terms.items()}, grads
+
+
+@pytest.mark.parametrize("weights", [False, True])
+def test_one_joint_pass_gives_the_per_teacher_losses_and_gradients(tiny_bert_dir, weights):
+    student, batch = batch_and_student(tiny_bert_dir, weights)
+    student.model.eval()  # no dropout: the two layouts must then agree to rounding
+    per_task, per_task_grads = loss_and_grads(student, batch, joint=False)
+    joint, joint_grads = loss_and_grads(student, batch, joint=True)
+    assert per_task.keys() == joint.keys()
+    for task in per_task:
+        assert joint[task] == pytest.approx(per_task[task], rel=1e-5, abs=1e-6)
+    assert per_task_grads.keys() == joint_grads.keys() and len(joint_grads) > 10  # encoder, embeddings, head
+    for name, g in per_task_grads.items():
+        torch.testing.assert_close(joint_grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_one_task_alone_is_its_plain_loss(tiny_bert_dir):
+    student, batch = batch_and_student(tiny_bert_dir, weights=True)
+    student.model.eval()
+    one = {"rationale/flan": batch["rationale/flan"]}
+    assert student.masked_rationale_losses(one)["rationale/flan"].item() == pytest.approx(
+        student.masked_rationale_loss(batch["rationale/flan"]).item(), rel=1e-6)
+
+
+def test_a_run_with_dropout_stopped_in_the_rationale_stage_resumes_to_the_uninterrupted_result(tmp_path,
+                                                                                              tiny_bert_dir):
+    data = tinyllm_folder(tmp_path)
+
+    def cfg(out):
+        raw = choice_config(tiny_bert_dir, data, out, method="tinyllm",
+                            train={"epochs": 1, "batch_size": 8, "lr": 1e-2, "mixed_precision": "no",
+                                   "warmup_ratio": 0.0, "rationale_stage_epochs": 2, "checkpoint_every": 1})
+        raw["student"]["attention_dropout"] = 0.2  # random masks in every joint pass: the resumed draws must match
+        return config_from_dict(raw)
+
+    whole = run(cfg(tmp_path / "a"), progress=False, log=lambda *_: None)
+    with pytest.raises(KeyboardInterrupt, match="rationale stage"):
+        run(cfg(tmp_path / "b"), progress=False, log=lambda *_: None, stop_after_steps=3)
+    resumed = run(cfg(tmp_path / "b"), progress=False, log=lambda *_: None)
+    assert resumed.valid.metrics == whole.valid.metrics
+    a = AutoModelForMultipleChoice.from_pretrained(whole.cfg.run_dir / "best").state_dict()
+    b = AutoModelForMultipleChoice.from_pretrained(resumed.cfg.run_dir / "best").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
