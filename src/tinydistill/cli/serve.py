@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 
 from ..serve import API_KEY_ENV, Limits
 
 HELP = "serve a local model over an OpenAI-compatible HTTP API"
 
 
-def _positive(kind: type) -> object:
+def _positive(kind: type) -> Callable[[str], int | float]:
     def parse(text: str) -> int | float:
         try:
             value = kind(text)

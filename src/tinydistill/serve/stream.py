@@ -154,6 +154,7 @@ class Run:
                 if kind == "error":
                     raise APIError(500, value, code="generation_failed")
                 if kind == "token":
+                    assert text is not None  # tokens are streamed to incremental requests only
                     text.push(value)
                     if not text.stopped:
                         if delta := text.take():

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -44,7 +44,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContext
 class Student(ABC):
     """A model and its tokenizer; the subclass is the kind (sequence-to-sequence, causal, multiple-choice)."""
 
-    model: PreTrainedModel
+    model: Any  # a transformers model, a ChoiceModel (choice head + rationale head) or a peft wrapper of one
     tokenizer: PreTrainedTokenizerBase
     new_param_names: frozenset[str] = frozenset()  # randomly initialised weights (bert2bert cross-attention…)
 
@@ -60,7 +60,7 @@ class Student(ABC):
     #: the sides whose hidden states white-box KD can match
     hidden_sides: ClassVar[tuple[str, ...]] = ()
     #: how a batch of :class:`TaskItem` is padded (``pad_seq2seq``: sources apart from targets)
-    pad: ClassVar[Padding] = staticmethod(pad_seq2seq)
+    pad = staticmethod(pad_seq2seq)  # a Padding
     #: modules LoRA leaves whole and trains fully (besides ``new_param_names``)
     lora_trains_fully: ClassVar[tuple[str, ...]] = ()
     #: the transformers Auto class that loads the saved (deployable) model, and what the model card adds below it

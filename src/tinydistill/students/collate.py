@@ -6,7 +6,8 @@ prefix and the answer choices always survive); every truncation is counted, neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -56,7 +57,7 @@ def check_prefix_side(student: Student, prefix_side: str) -> None:
 def tokenize_tasks(
     student: Student, examples: Sequence[Example], tasks: Sequence[TaskSpec], max_input_length: int,
     prefix_side: str = "encoder", *, mask_ratio: float = 0.3, mask_seed: int = 0,
-) -> tuple[list[dict[str, TaskItem]], TruncationStats]:
+) -> tuple[list[dict[str, Any]], TruncationStats]:  # per row: task → its kind's item
     """Tokenise every (row, task) pair once. Rows where a task has no target simply lack that task.
 
     ``prefix_side="decoder"`` (seq2seq): every task reads the same source (no prefix) and its target starts
@@ -68,9 +69,9 @@ def tokenize_tasks(
     placed = {task.name: place_prefix(student, task.prefix, prefix_side) for task in tasks}  # tokenised once
     ctx = ItemContext(student.source_encoder(max_input_length), placed, TruncationStats(rows=len(examples)),
                       max_input_length, mask_ratio, mask_seed)
-    rows: list[dict[str, TaskItem]] = []
+    rows: list[dict[str, Any]] = []
     for i, ex in enumerate(examples):
-        items: dict[str, TaskItem | ChoiceItem | MaskedRationaleItem] = {}
+        items: dict[str, Any] = {}  # TaskItem, ChoiceItem or MaskedRationaleItem, by the student's kind
         for task in tasks:
             item = student.encode_task_item(i, ex, task, ctx)
             if item is not None:
@@ -79,7 +80,7 @@ def tokenize_tasks(
     return rows, ctx.stats
 
 
-def shared_sources(rows: Sequence[dict[str, TaskItem]], by_task: dict[str, list[TaskItem]],
+def shared_sources(rows: Sequence[Mapping[str, TaskItem]], by_task: dict[str, list[TaskItem]],
                    pad_id: int) -> dict[str, dict[str, torch.Tensor]]:
     """One padded source per row plus, per task, which row each of its items reads (``source_index``).
 
@@ -104,8 +105,8 @@ class MultiTaskCollator:
         self.pad = student_class(kind).pad  # how the student kind named ``kind`` pads its task items
         self.pad_id = pad_id
 
-    def __call__(self, rows: Sequence[dict[str, TaskItem]]) -> dict[str, dict[str, torch.Tensor]]:
-        by_task: dict[str, list[TaskItem]] = {}
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, torch.Tensor]]:
+        by_task: dict[str, list[Any]] = {}
         for row in rows:
             for name, item in row.items():
                 by_task.setdefault(name, []).append(item)

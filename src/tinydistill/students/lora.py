@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 from ..config import LoraConfig, StudentConfig
 from .registry import Student, load_student, save_student, saved_student_config
@@ -37,7 +38,9 @@ def apply_lora(student: Student, cfg: LoraConfig) -> Student:
         alternatives = "|".join(targets)
         target = rf"^(?!.*(?:{'|'.join(_NEW_MODULES)})).*\.({alternatives})$"
         modules_to_save = list(_NEW_MODULES)
-    peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=target,
+    # peft annotates lora_alpha as int; it scales by any number
+    peft_cfg = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,  # type: ignore[arg-type]
+                              target_modules=target,
                               modules_to_save=modules_to_save)
     student.lora_host = get_peft_model(student.lora_host, peft_cfg)
     student.new_param_names = frozenset()
@@ -53,7 +56,7 @@ def save_lora_student(student: Student, folder: str | Path, mode: str) -> None:
         model.save_pretrained(folder)
         student.tokenizer.save_pretrained(folder)
         return
-    merged = type(student)(copy.deepcopy(model), student.tokenizer)
+    merged: Any = type(student)(copy.deepcopy(model), student.tokenizer)  # a Student of the same kind
     merged.lora_host = merged.lora_host.merge_and_unload()
     save_student(merged, folder)
 

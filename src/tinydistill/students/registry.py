@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -56,7 +57,7 @@ def build_bert2bert(encoder_path: str, attn: str | None = None, config_changes: 
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
     sides = {"encoder_attn_implementation": attn, "decoder_attn_implementation": attn} if attn else {}
     sides.update({f"{side}_{k}": v for k, v in (config_changes or {}).items() for side in ("encoder", "decoder")})
-    model = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_path, encoder_path, **sides)
+    model: Any = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder_path, encoder_path, **sides)
     _configure_special_tokens(model, tokenizer)
     enc_names = {f"decoder.{n}" for n, _ in model.encoder.named_parameters()}
     new = frozenset(n for n, _ in model.named_parameters() if n.startswith("decoder.") and n not in enc_names)
@@ -125,8 +126,8 @@ def _load_student(cfg: StudentConfig, with_rationale_head: bool = False) -> Stud
     if arch == "auto" and any("MultipleChoice" in a for a in (hf_config.architectures or [])):
         arch = "multiple_choice"
     if arch == "multiple_choice":  # encoder + choice head (+ a rationale head on the same encoder)
-        model, new = load_choice_model(name, cfg.rationale_head if with_rationale_head else None, attn, dropout)
-        return ChoiceStudent(model, AutoTokenizer.from_pretrained(name), new)
+        scorer, new = load_choice_model(name, cfg.rationale_head if with_rationale_head else None, attn, dropout)
+        return ChoiceStudent(scorer, AutoTokenizer.from_pretrained(name), new)
     if arch == "auto":
         if hf_config.is_encoder_decoder:
             arch = "seq2seq"

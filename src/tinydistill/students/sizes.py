@@ -47,7 +47,7 @@ def _cut(stack: torch.nn.ModuleList, keep: Sequence[int], where: str) -> torch.n
     for i, block in enumerate(kept):  # caches index layers by position
         for mod in block.modules():
             if hasattr(mod, "layer_idx"):
-                mod.layer_idx = i
+                setattr(mod, "layer_idx", i)  # noqa: B010 (an attribute of some attention modules only)
     return kept
 
 
