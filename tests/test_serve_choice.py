@@ -154,7 +154,8 @@ def test_serve_finds_a_choice_student_in_a_run_folder_and_reads_its_prefix(tmp_p
     (run / "best").mkdir(parents=True)
     for f in choice_dir.iterdir():
         (run / "best" / f.name).write_bytes(f.read_bytes())
-    (run / "config.yaml").write_text(json.dumps({"answer_prefix": "Q: ", "data": {"train": {"path": "x.jsonl"}, "valid": {"path": "x.jsonl"}}}))
+    data = {"train": {"path": "x.jsonl"}, "valid": {"path": "x.jsonl"}}
+    (run / "config.yaml").write_text(json.dumps({"answer_prefix": "Q: ", "data": data}))
     for where in (run, run / "best"):
         student, prefix, max_length = load_choice_student(str(where))
         assert isinstance(student, ChoiceStudent) and prefix == "Q: " and max_length == 256
