@@ -3,6 +3,7 @@ and a model card (:mod:`.exporter`); the graph and the quantiser (:mod:`.graph`)
 (:mod:`.measure`, also used by ``bench/inference_latency.py``)."""
 
 from .exporter import QUANTIZE, export_student, resolve_source
-from .measure import Latency, accuracy, latency, size_on_disk
+from .measure import Latency, accuracy, encoded_batches, latency, size_on_disk
 
-__all__ = ["QUANTIZE", "Latency", "accuracy", "export_student", "latency", "resolve_source", "size_on_disk"]
+__all__ = ["QUANTIZE", "Latency", "accuracy", "encoded_batches", "export_student", "latency", "resolve_source",
+           "size_on_disk"]

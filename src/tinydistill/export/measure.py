@@ -34,8 +34,9 @@ class Latency:
     batch: int
 
 
-def _batches(student: Student, rows: Sequence[Example], prefix: str, max_length: int,
+def encoded_batches(student: Student, rows: Sequence[Example], prefix: str, max_length: int,
              size: int) -> list[dict[str, torch.Tensor]]:
+    """``rows`` tokenised as the choice head reads them, padded in batches of ``size``."""
     items = [encode_choices(student.tokenizer, ex, prefix, max_length)[0] for ex in rows]
     return [pad_choices(items[i:i + size], student.pad_token_id) for i in range(0, len(items), size)]
 
@@ -44,8 +45,8 @@ def latency(student: Student, rows: Sequence[Example], *, prefix: str, max_lengt
             warmup: int = 3, autocast: AbstractContextManager | None = None) -> Latency:
     """Time ``student.choice_scores`` (the model only: inputs tokenised beforehand) on ``rows``: each row alone
     (median, p95), then all rows in batches of ``batch`` (rows per second). ``autocast``: a context to run in."""
-    singles = _batches(student, rows, prefix, max_length, 1)
-    batches = _batches(student, rows, prefix, max_length, batch)
+    singles = encoded_batches(student, rows, prefix, max_length, 1)
+    batches = encoded_batches(student, rows, prefix, max_length, batch)
     ctx = autocast or nullcontext()
     times = []
     with torch.inference_mode():
