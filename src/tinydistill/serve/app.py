@@ -63,6 +63,7 @@ def create_app(
     max_batch: int = 16,
     max_active: int = 64,
     max_queue: int = 1024,
+    fair: bool = True,
 ) -> FastAPI:
     """The app over a loaded model. ``app.state.stats`` counts requests, faults, disconnects and time limits;
     ``app.state.engine`` is the generator (started with the app)."""
@@ -79,6 +80,7 @@ def create_app(
             max_batch=max_batch,
             max_active=max_active,
             max_queue=max_queue,
+            fair=fair,
         )
         yield
         app.state.engine.close()

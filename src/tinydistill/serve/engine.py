@@ -133,8 +133,10 @@ class Engine:
         max_queue: int = 1024,
         wait_s: float = 0.005,
         max_wait_s: float = 0.05,
+        fair: bool = True,
     ) -> None:
         self.model = model
+        self.fair = fair  # False: first come, first served up to max_active (the bench's baseline)
         self.pad_id, self.eos_ids = pad_id, set(eos_ids)
         self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
         gc = model.generation_config
@@ -231,6 +233,9 @@ class Engine:
 
         One request may run ``max_active`` rows; the ``reserve`` rows above that are open only to the others, so a
         short request starts at the next step even while a maximal one holds ``max_active`` rows."""
+        if not self.fair:
+            room = min(self.max_batch, self.max_active - self.active, len(self._waiting))
+            return [self._waiting.popleft() for _ in range(max(0, room))]
         running = Counter(j.owner for g in self._groups for j in g.jobs)
         total = sum(running.values())
         queues: dict[int, deque[Job]] = {}
