@@ -255,7 +255,7 @@ def hostile_main(args: argparse.Namespace, model: Any, tok: Any, short_n: int) -
     fair, fifo = res["maximal request / fair"]["p95_s"], res["maximal request / fifo"]["p95_s"]
     ratio = fifo / fair if fair and fifo else None
     print(f"short requests beside a maximal one: p95 {fair:.2f} s fair vs {fifo:.2f} s fifo; target < 2 s")
-    write_results(args.json, {"ratio_fifo_over_fair_p95": ratio, "step_ms": args.step_ms, "short_requests": short_n,
+    write_results(args.json, {"ratio": ratio, "step_ms": args.step_ms, "short_requests": short_n,
                               "threads": args.threads, "target_p95_s": 2.0, "scenarios": res})
     return 0
 
