@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                "int8_size_le_25_mb": results["onnx int8"]["size_mb"] <= 25,
                "fp32_onnx_max_score_diff_le_1e-4": diff <= 1e-4}
     print("targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in targets.items()))
-    write_results(args.json, {"ratio": results["onnx int8"]["speedup_batch1"], "run": str(run), "valid_rows": len(rows), "timed_rows": len(timed),
+    write_results(args.json, {"ratio": results["onnx int8"]["speedup_batch1"], "run": str(run),
+                              "valid_rows": len(rows), "timed_rows": len(timed),
                               "rounds": args.rounds, "timing": "interleaved: variants take turns input by input",
                               "threads": args.threads, "cpu": _cpu_name(), "fp32_onnx_max_score_diff": diff,
                               "targets": targets, "variants": results})
