@@ -9,6 +9,12 @@ disabled so every request does the work it asks for), driven by concurrent ``htt
   clients. Their latency is the point: the server gives every running request one token per step, so they
   should take about what they take alone (``alone``), not wait for the huge one to finish.
 
+- ``hostile`` (issue 40; ``--hostile``): beside normal clients sending 4-token requests, a hostile client sends
+  (a) one maximal legitimate request, 64 prompts × 80 tokens, and (b) four 1.9 MB prompts (under the body cap, over
+  the token cap). Run with the fair admission (``fair``) and first come, first served (``fifo``, the engine before
+  issue 40) over a model slowed to ``--step-ms`` per forward pass (a stand-in for a larger model). The short
+  requests' p95 is the point; the target is under 2 s.
+
 Each scenario runs twice: ``interleaved`` (the server's defaults) and ``one at a time`` (``max_active=1``: one
 row generates at a time, as a run-to-completion server would) - the naive baseline. Prints a table; writes
 JSON with ``--json``, whose top-level ``ratio`` is the small requests' p95 beside the huge one, one at a time
@@ -155,6 +161,52 @@ def run_mode(model: Any, tok: Any, mode: str, n: int, clients: int, max_tokens: 
     return out
 
 
+HOSTILE_PROMPT = "word " * 380_000  # 1.9 MB, 380,000 tokens: under the 2 MiB body cap, over 32,768 tokens
+
+
+async def beside_hostile(url: str, app: Any, hostile: list[dict[str, Any]], short_n: int,
+                         clients: int) -> dict[str, Any]:
+    """Short requests from ``clients`` normal clients, sent once the hostile requests are in; their results."""
+    short = [{"prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": 4, "temperature": 0} for i in range(short_n)]
+    async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT_S) as client:
+
+        async def send(body: dict[str, Any]) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            try:
+                r = await client.post("/v1/completions", json=body)
+                status = r.status_code
+            except httpx.HTTPError:
+                status = 0
+            return {"status": status, "s": time.perf_counter() - t0}
+
+        bad = [asyncio.create_task(send(b)) for b in hostile]
+        await asyncio.sleep(0.3)  # the hostile requests are being tokenised or generated
+        results, wall = await load(url, short, clients)
+        return {"short": results, "wall": wall, "hostile": await asyncio.gather(*bad)}
+
+
+def run_hostile(model: Any, tok: Any, step_ms: float, short_n: int) -> dict[str, Any]:
+    maximal = [{"prompt": [f"{PROMPTS[i]} {i}" for i in range(64)], "max_tokens": 80, "temperature": 0}]
+    huge = [{"prompt": HOSTILE_PROMPT, "max_tokens": 4}] * 4
+    out: dict[str, Any] = {}
+    handle = model.register_forward_pre_hook(lambda module, args: time.sleep(step_ms / 1000))
+    try:
+        for mode in ("fair", "fifo"):
+            with server(model, tok, fair=mode == "fair") as (url, app):
+                asyncio.run(load(url, [{"prompt": "warm", "max_tokens": 2}] * 2, 2))
+                for name, hostile in (("maximal request", maximal), ("1.9 MB prompts", huge)):
+                    if mode == "fifo" and name == "1.9 MB prompts":
+                        continue  # tokenising has no fifo switch: the issue's figure (11.6 s) is the before
+                    both = asyncio.run(beside_hostile(url, app, hostile, short_n, 4))
+                    s = summary(both["short"], both["wall"])
+                    s["hostile_status"] = sorted({h["status"] for h in both["hostile"]})
+                    s["hostile_max_s"] = max(h["s"] for h in both["hostile"])
+                    out[f"{name} / {mode}"] = s
+    finally:
+        handle.remove()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer requests (for CI)")
@@ -162,10 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for tiny models)")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--hostile", action="store_true", help="only the hostile-client scenarios (issue 40)")
+    ap.add_argument("--step-ms", type=float, default=20.0, help="hostile: added time per forward pass")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     n, small_n = (48, 8) if args.quick else (192, 24)
     model, tok = tiny_model("2000", PROMPTS)
+    if args.hostile:
+        return hostile_main(args, model, tok, small_n)
     modes = {m: run_mode(model, tok, m, n, args.clients, args.max_tokens, small_n) for m in MODES}
 
     def f(x: float | None, unit: str = "") -> str:
@@ -184,6 +240,23 @@ def main(argv: list[str] | None = None) -> int:
     ratio = naive["p95_s"] / inter["p95_s"] if naive["p95_s"] and inter["p95_s"] else None
     write_results(args.json, {"ratio": ratio, "requests": n, "clients": args.clients, "max_tokens": args.max_tokens,
                               "threads": args.threads, "modes": modes})
+    return 0
+
+
+def hostile_main(args: argparse.Namespace, model: Any, tok: Any, short_n: int) -> int:
+    res = run_hostile(model, tok, args.step_ms, short_n)
+    print(f"{'hostile client / admission':<30}{'short reqs':>11}{'ok':>6}{'p50 s':>8}{'p95 s':>8}"
+          f"{'hostile status':>16}{'hostile s':>11}")
+    for name, s in res.items():
+        p50 = "-" if s["p50_s"] is None else f"{s['p50_s']:.2f}"
+        p95 = "-" if s["p95_s"] is None else f"{s['p95_s']:.2f}"
+        print(f"{name:<30}{s['requests']:>11}{s['success_rate']:>6.0%}{p50:>8}{p95:>8}"
+              f"{','.join(map(str, s['hostile_status'])):>16}{s['hostile_max_s']:>11.2f}")
+    fair, fifo = res["maximal request / fair"]["p95_s"], res["maximal request / fifo"]["p95_s"]
+    ratio = fifo / fair if fair and fifo else None
+    print(f"short requests beside a maximal one: p95 {fair:.2f} s fair vs {fifo:.2f} s fifo; target < 2 s")
+    write_results(args.json, {"ratio": ratio, "step_ms": args.step_ms, "short_requests": short_n,
+                              "threads": args.threads, "target_p95_s": 2.0, "scenarios": res})
     return 0
 
 

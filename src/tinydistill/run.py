@@ -40,8 +40,11 @@ from .methods import build_method
 from .students import (
     ANSWER_TASK,
     Student,
+    is_onnx_export,
     load_lora_student,
+    load_onnx_student,
     load_student,
+    read_export_meta,
     save_student,
     saved_student_config,
     tokenize_tasks,
@@ -288,7 +291,15 @@ def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str | None = N
     ``split`` names what was scored (and picks it in a folder or hub dataset, default ``valid``); for a file it
     defaults to the split its name names (``test.jsonl`` → ``test``)."""
     run_dir = Path(run_dir)
-    if (run_dir / "config.yaml").is_file():
+    onnx = is_onnx_export(run_dir)
+    if onnx:  # an exported student (tinydistill export), run by ONNX Runtime
+        meta = read_export_meta(run_dir)
+        cfg = RunConfig.model_validate({"data": {"train": {"path": str(data)}, "valid": {"path": str(data)}},
+                                        "answer_prefix": meta.get("answer_prefix", "answer: "),
+                                        "student": {"max_input_length": meta.get("max_input_length", 256)},
+                                        "eval": {"modes": ["rank"]}})
+        model_dir = run_dir
+    elif (run_dir / "config.yaml").is_file():
         cfg = load_config(run_dir / "config.yaml")
         model_dir = run_dir / BEST_DIR
         if not model_dir.is_dir():
@@ -301,7 +312,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str | None = N
     if split is None:
         split = "valid" if fmt in ("hf", "tinyllm") or Path(data).is_dir() else split_of_file(data)
     examples = load_examples(data, split, fmt=fmt, task=cfg.data.task)
-    if (model_dir / "adapter_config.json").is_file():  # a LoRA run saved as an adapter
+    if onnx:
+        student = load_onnx_student(run_dir)
+    elif (model_dir / "adapter_config.json").is_file():  # a LoRA run saved as an adapter
         student = load_lora_student(StudentConfig(**cfg.student.model_dump()), model_dir)
     else:
         student = load_student(saved_student_config(StudentConfig(**cfg.student.model_dump()), model_dir))

@@ -16,7 +16,7 @@ from types import ModuleType
 
 from .. import __version__
 from ..errors import TinyDistillError
-from . import analyze, data, evaluate, quickstart, reproduce, search, serve, teach, train
+from . import analyze, data, evaluate, export, quickstart, reproduce, search, serve, teach, train
 from .help import HelpFormatter
 
 Handler = Callable[[argparse.Namespace], int]
@@ -24,7 +24,7 @@ Handler = Callable[[argparse.Namespace], int]
 #: subcommand → its module, in the order ``--help`` lists them
 COMMANDS: dict[str, ModuleType] = {"quickstart": quickstart, "train": train, "eval": evaluate, "data": data,
                                    "teach": teach, "reproduce": reproduce, "analyze": analyze, "search": search,
-                                   "serve": serve}
+                                   "serve": serve, "export": export}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,8 @@ def _positive(kind: type) -> Callable[[str], int | float]:
 def configure(p: argparse.ArgumentParser) -> None:
     d = Limits()
     pos_int, pos_float = _positive(int), _positive(float)
-    p.add_argument("model", help="HF model name or local folder (seq2seq, encoder-decoder or causal)")
+    p.add_argument("model", help="HF model name or local folder (seq2seq, encoder-decoder or causal); a "
+                                 "multiple-choice student, its run folder or its ONNX export gets the scoring routes")
     p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default loopback only; 0.0.0.0 exposes it, with a warning)")
@@ -54,7 +55,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="/health answers 503 after this many seconds without a generation step while work waits")
     g = p.add_argument_group("scheduling")
     g.add_argument("--max-batch", type=pos_int, default=16, help="requests arriving together are prefilled as one")
-    g.add_argument("--max-active", type=pos_int, default=64, help="rows generating at once; more wait in a queue")
+    g.add_argument("--max-active", type=pos_int, default=64,
+                   help="rows one request may generate at once (a quarter more are kept for other requests); "
+                        "more wait in a queue, started one request at a time in turn")
     g.add_argument("--max-queue", type=pos_int, default=1024, help="rows waiting; beyond it requests get 429")
     g = p.add_argument_group("fault injection (to test clients)")
     g.add_argument("--fault-rate", type=float, default=0.0, help="share of requests answered 429/500/slow")

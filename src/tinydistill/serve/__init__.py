@@ -5,7 +5,8 @@ Server-Sent Events) and ``/health`` (alias ``/ready``). One thread owns the mode
 request one token per step (:mod:`.engine`); requests are checked against :class:`.limits.Limits` and answered
 with OpenAI-shaped errors (:mod:`.errors`); an optional API key and a body-size cap guard every route
 (:mod:`.guard`). ``--fault-rate`` answers a seeded share of requests with 429, 500 or a slow reply, to show that
-clients retry and still complete every row exactly once.
+clients retry and still complete every row exactly once. A multiple-choice student (or its ONNX export) is served
+by :mod:`.choice_app` instead: vLLM's ``/v1/score`` and ``/v1/rerank``, and ``/v1/choose`` (:mod:`.scoring`).
 """
 
 from __future__ import annotations

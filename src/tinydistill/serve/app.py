@@ -21,8 +21,9 @@ from . import protocol as P
 from .engine import Engine
 from .errors import APIError, error_body, install_error_handlers
 from .guard import Guard
-from .limits import Budget, Limits, Window, check_sampling
+from .limits import Budget, Limits, Window, check_sampling, check_text
 from .stream import ClientGone, Run
+from .tokenize import Encoder
 
 
 class _Faults:
@@ -62,6 +63,7 @@ def create_app(
     max_batch: int = 16,
     max_active: int = 64,
     max_queue: int = 1024,
+    fair: bool = True,
 ) -> FastAPI:
     """The app over a loaded model. ``app.state.stats`` counts requests, faults, disconnects and time limits;
     ``app.state.engine`` is the generator (started with the app)."""
@@ -78,6 +80,7 @@ def create_app(
             max_batch=max_batch,
             max_active=max_active,
             max_queue=max_queue,
+            fair=fair,
         )
         yield
         app.state.engine.close()
@@ -107,18 +110,15 @@ def create_app(
             raise APIError(404, f"the model '{req.model}' does not exist here; this server serves '{model_name}'",
                            param="model", code="model_not_found")
 
-    encode_lock = threading.Lock()
-
-    def encode(texts: list[str], special: bool) -> list[list[int]]:
-        with encode_lock:  # one encode at a time: a fast tokenizer shared across threads may be "already borrowed"
-            return tokenizer(texts, add_special_tokens=special)["input_ids"]
+    encoder = Encoder(tokenizer, limits.max_prompt_tokens)
+    app.state.encoder = encoder
 
     async def prepare(req: P._Request, texts: list[str], special: bool, default: int, param: str) -> _Prepared:
         check_model(req)
         check_sampling(req, limits)
         requested, field = req.requested_tokens()
         max_new = budget.max_new(requested, field, default)
-        encoded = await asyncio.to_thread(encode, texts, special)
+        encoded = await asyncio.to_thread(encoder.encode, texts, special, param)  # off the event loop
         return _Prepared([budget.cut(ids, max_new, param) for ids in encoded], texts, max_new)
 
     def start(req: P._Request, prep: _Prepared) -> Run:
@@ -209,6 +209,7 @@ def create_app(
         if not req.messages:
             raise APIError(400, "messages must not be empty", param="messages", code="invalid_value")
         msgs = [{"role": m.role, "content": m.text()} for m in req.messages]
+        check_text([m["content"] for m in msgs] + [m["role"] for m in msgs], "messages")
         try:
             text = backend.render(msgs)
         except Exception as e:  # noqa: BLE001 - a chat template that rejects these messages (roles, order)
@@ -250,6 +251,7 @@ def create_app(
         if len(texts) > limits.max_prompts:
             raise APIError(400, f"prompt has {len(texts)} prompts; at most {limits.max_prompts} per request",
                            param="prompt", code="invalid_value")
+        check_text(texts, "prompt")
         prep = await prepare(req, texts, True, 16, "prompt")
 
         def shape(run: Run) -> dict[str, Any]:

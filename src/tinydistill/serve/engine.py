@@ -9,11 +9,12 @@ group at once, and its key/value cache rows are dropped.
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ class Job:
     tokens: list[int] = field(default_factory=list)
     cancelled: bool = False
     finished: bool = False
+    owner: int = 0  # the request (one call of Engine.submit) this row belongs to
     _generator: torch.Generator | None = None
 
     def cancel(self) -> None:
@@ -131,8 +133,10 @@ class Engine:
         max_queue: int = 1024,
         wait_s: float = 0.005,
         max_wait_s: float = 0.05,
+        fair: bool = True,
     ) -> None:
         self.model = model
+        self.fair = fair  # False: first come, first served up to max_active (the bench's baseline)
         self.pad_id, self.eos_ids = pad_id, set(eos_ids)
         self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
         gc = model.generation_config
@@ -143,6 +147,8 @@ class Engine:
         self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.max_batch, self.max_active, self.max_queue = max_batch, max_active, max_queue
         self.wait_s, self.max_wait_s = wait_s, max_wait_s
+        self.reserve = max_active // 4  # rows beyond max_active open only to other requests
+        self._owners = itertools.count(1)
         self._waiting: deque[Job] = deque()
         self._groups: list[_Group] = []
         self._cv = threading.Condition()
@@ -166,6 +172,9 @@ class Engine:
                 raise Busy(f"{len(self._waiting)} rows are waiting (the limit is {self.max_queue})")
             if not self._waiting and not self.active:
                 self.beat = time.monotonic()  # an idle loop is not a stuck one
+            owner = next(self._owners)
+            for j in jobs:
+                j.owner = owner
             self._waiting.extend(jobs)
             self._cv.notify()
 
@@ -213,12 +222,45 @@ class Engine:
                         break
                     seen = len(self._waiting)
             self.beat = time.monotonic()
-            room = min(self.max_batch, self.max_active - self.active, len(self._waiting))
-            taken = [self._waiting.popleft() for _ in range(max(0, room))]
+            taken = self._admit()
         for j in taken:
             if j.cancelled:
                 j._finish("done", CANCELLED)
         return [j for j in taken if not j.finished]
+
+    def _admit(self) -> list[Job]:
+        """Waiting rows to start now, one request at a time in turn (round-robin), at most ``max_batch``.
+
+        One request may run ``max_active`` rows; the ``reserve`` rows above that are open only to the others, so a
+        short request starts at the next step even while a maximal one holds ``max_active`` rows."""
+        if not self.fair:
+            room = min(self.max_batch, self.max_active - self.active, len(self._waiting))
+            return [self._waiting.popleft() for _ in range(max(0, room))]
+        running = Counter(j.owner for g in self._groups for j in g.jobs)
+        total = sum(running.values())
+        queues: dict[int, deque[Job]] = {}
+        for j in self._waiting:
+            queues.setdefault(j.owner, deque()).append(j)
+        taken: list[Job] = []
+        progress = True
+        while progress and len(taken) < self.max_batch:
+            progress = False
+            for owner, queue in queues.items():
+                if not queue or len(taken) >= self.max_batch:
+                    continue
+                own = running[owner]
+                if own >= self.max_active or total >= self.max_active + self.reserve:
+                    continue
+                if total >= self.max_active and own >= max(running.values(), default=0) and own > 0:
+                    continue  # the reserve goes to requests with fewer rows running
+                taken.append(queue.popleft())
+                running[owner] += 1
+                total += 1
+                progress = True
+        if taken:
+            chosen = set(map(id, taken))
+            self._waiting = deque(j for j in self._waiting if id(j) not in chosen)
+        return taken
 
     def _run(self) -> None:
         try:

@@ -123,3 +123,14 @@ def check_sampling(req: Any, limits: Limits) -> None:
     stops = [req.stop] if isinstance(req.stop, str) else req.stop or []
     if len(stops) > 4 or any(not s for s in stops):
         raise APIError(400, "stop takes up to 4 non-empty strings", param="stop", code="invalid_value")
+
+
+def check_text(texts: list[str], param: str) -> None:
+    """400 for text that is not valid Unicode (a lone surrogate such as ``"\\ud800"``, which JSON allows but no
+    tokenizer can encode), naming the parameter and the character's position."""
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise APIError(400, f"{param} is not valid Unicode text: a lone surrogate {text[e.start]!r} at character "
+                           f"{e.start}; send well-formed UTF-8", param=param, code="invalid_value") from None

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import sys
+from pathlib import Path
+from typing import Any
 
+from ..config import RunConfig, StudentConfig, load_config
+from ..errors import TinyDistillError
+from ..students import is_onnx_export, load_onnx_student, load_student, read_export_meta, saved_student_config
 from ..teachers import load_model
 from .limits import API_KEY_ENV, Limits
 
@@ -32,13 +38,21 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str
           name: str | None = None, revision: str | None = None, dtype: str = "auto", limits: Limits | None = None,
           fault_rate: float = 0.0, fault_seed: int = 0, slow_s: float = 0.5, max_batch: int = 16,
           max_active: int = 64, max_queue: int = 1024) -> None:
-    """Load ``model`` and serve it with uvicorn until interrupted (warning first if reachable beyond loopback)."""
-    import uvicorn  # the server's own dependencies (fastapi, uvicorn) load only when a server starts
-
+    """Load ``model`` and serve it with uvicorn until interrupted (warning first if reachable beyond loopback).
+    A multiple-choice student (saved, in a run folder, or exported to ONNX) gets the scoring app."""
     from .app import create_app
 
-    model_obj, tokenizer = load_model(model, revision=revision, dtype=dtype)
     name = name or model
+    choice = load_choice_student(model)
+    if choice is not None:
+        from .choice_app import create_choice_app
+
+        student, prefix, max_length = choice
+        app = create_choice_app(student, model_name=name, prefix=prefix, max_length=max_length,
+                                limits=limits or Limits(), api_key=api_key, max_queue=max_queue)
+        _run(app, host, port, api_key, f"serving {name} (multiple-choice: /v1/score, /v1/rerank, /v1/choose)")
+        return
+    model_obj, tokenizer = load_model(model, revision=revision, dtype=dtype)
     app = create_app(
         model_obj,
         tokenizer,
@@ -52,8 +66,42 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str
         max_active=max_active,
         max_queue=max_queue,
     )
+    _run(app, host, port, api_key, f"serving {name}")
+
+
+def _run(app: Any, host: str, port: int, api_key: str | None, what: str) -> None:
+    import uvicorn  # the server's own dependencies (fastapi, uvicorn) load only when a server starts
+
     if (warning := bind_warning(host, port, api_key)) is not None:
         print(warning, file=sys.stderr)
     key = "required" if api_key else "none"
-    print(f"serving {name} on http://{host}:{port}/v1 (API key: {key})", file=sys.stderr, flush=True)
+    print(f"{what} on http://{host}:{port}/v1 (API key: {key})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def load_choice_student(path: str) -> tuple[Any, str, int] | None:
+    """A multiple-choice student to serve from ``path`` (an ONNX export, a saved student, or a run folder's
+    ``best/``) with its task prefix and input length (from the export or the run's config), else None."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return None
+    if is_onnx_export(folder):
+        meta = read_export_meta(folder)
+        return load_onnx_student(folder), meta.get("answer_prefix", "answer: "), int(meta.get("max_input_length", 256))
+    cfg = None
+    if (folder / "config.yaml").is_file():  # a run folder: its best student
+        cfg, folder = load_config(folder / "config.yaml"), folder / "best"
+        if not (folder / "config.json").is_file():
+            raise TinyDistillError(f"{path}: no 'best/' student in this run folder yet; train the run first")
+    elif (folder.parent / "config.yaml").is_file():
+        cfg = load_config(folder.parent / "config.yaml")
+    if not (folder / "config.json").is_file():
+        return None
+    archs = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    if not any("MultipleChoice" in a for a in archs):
+        return None
+    student_cfg = saved_student_config(cfg.student if cfg else StudentConfig(model=str(folder)), folder)
+    student = load_student(student_cfg)
+    student.model.eval()
+    prefix = cfg.answer_prefix if cfg else RunConfig.model_fields["answer_prefix"].default
+    return student, prefix, student_cfg.max_input_length
