@@ -312,6 +312,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str | None = N
     if split is None:
         split = "valid" if fmt in ("hf", "tinyllm") or Path(data).is_dir() else split_of_file(data)
     examples = load_examples(data, split, fmt=fmt, task=cfg.data.task)
+    student: Student
     if onnx:
         student = load_onnx_student(run_dir)
     elif (model_dir / "adapter_config.json").is_file():  # a LoRA run saved as an adapter

@@ -60,6 +60,7 @@ def export_onnx(scorer: nn.Module, example: dict[str, torch.Tensor], path: Path)
             dynamic_shapes={name: {0: pairs, 1: tokens} for name in INPUT_NAMES}, opset_version=OPSET,
             dynamo=True, verbose=False, report=False,
         )
+    assert program is not None  # the dynamo exporter returns its program
     program.save(str(path), external_data=False)  # one file (< 2 GB): weights inside, nothing beside it
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from transformers.modeling_outputs import BaseModelOutput
@@ -135,6 +135,11 @@ def answer_task(cfg: RunConfig) -> TaskSpec:
                     cfg.student.max_answer_length)
 
 
+def _by_row(values: Sequence[Any]) -> Callable[..., Any]:
+    """A task's per-row lookup (``target(i, ex)``, ``weight(i)``): the value of row ``i``."""
+    return lambda i, *_: values[i]
+
+
 def rationale_tasks(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, Teacher]) -> tuple[
         list[TaskSpec], dict[str, float]]:
     """One rationale task per active teacher: its own prefix, its rationales, its per-row weights and α_m."""
@@ -145,9 +150,8 @@ def rationale_tasks(cfg: RunConfig, train_rows: Sequence[Example], teachers: dic
         weigh = getattr(teacher, "rationale_weights", None)
         row_weights = weigh(train_rows) if weigh else None
         tasks.append(TaskSpec(
-            rationale_task(spec.name), spec.student_prefix, lambda i, ex, texts=texts: texts[i],
-            cfg.student.max_rationale_length,
-            (lambda i, w=row_weights: w[i]) if row_weights is not None else None,
+            rationale_task(spec.name), spec.student_prefix, _by_row(texts), cfg.student.max_rationale_length,
+            _by_row(row_weights) if row_weights is not None else None,
         ))
         weights[rationale_task(spec.name)] = spec.alpha_rationale
     return tasks, weights
@@ -319,7 +323,8 @@ class _ChoiceScoreRecorder:
     them instead of running the head over the same pairs a second time."""
 
     def __init__(self, student: Student, batch: dict[str, torch.Tensor]) -> None:
-        self.student, self.batch, self.scores = student, batch, None
+        self.student, self.batch = student, batch
+        self.scores: torch.Tensor | None = None
 
     def __getattr__(self, name: str):
         return getattr(self.student, name)

@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -113,7 +114,7 @@ class WhiteBoxObjective:
             make_projection(s_sizes[p.side], t_sizes[p.side]) if cfg.project == "student"
             else make_projection(t_sizes[p.side], s_sizes[p.side]) for p in self.pairs])
         self.cache_dir = cache_dir
-        self._reader = None
+        self._reader: Any = None  # the cache file's safetensors reader, opened on first use
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return list(self.projections.parameters())
@@ -156,14 +157,16 @@ class WhiteBoxObjective:
                 "lengths": sum(len(it.source_ids) + len(it.target_ids) for it in items)}
         if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == meta:
             return
-        collate = MultiTaskCollator(self.teacher.kind, self.teacher.pad_token_id)
+        teacher = self.teacher
+        assert teacher is not None, "the teacher was released before its signals were cached"
+        collate = MultiTaskCollator(teacher.kind, teacher.pad_token_id)
         tensors: dict[str, torch.Tensor] = {}
         for start in range(0, len(items), batch_size):
             chunk = items[start: start + batch_size]
             batch = collate([{ANSWER_TASK: it} for it in chunk])[ANSWER_TASK]
             sig = self._online(batch)
-            labels = self.teacher.forward_labels(batch)
-            masks = self.teacher.side_masks(batch)
+            labels = teacher.forward_labels(batch)
+            masks = teacher.side_masks(batch)
             for b, it in enumerate(chunk):
                 key = self.row_ids[it.row]
                 valid = labels[b] != IGNORE_INDEX

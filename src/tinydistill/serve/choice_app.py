@@ -100,9 +100,8 @@ def create_choice_app(student: ChoiceStudent, *, model_name: str = "local", pref
     @app.post("/v1/score")
     async def score_route(req: S.ScoreRequest) -> dict[str, Any]:
         check_model(req.model)
-        one = isinstance(req.text_1, str)
-        firsts = [req.text_1] if one else list(req.text_1)
-        seconds = [req.text_2] if isinstance(req.text_2, str) else list(req.text_2)
+        firsts: list[str] = [req.text_1] if isinstance(req.text_1, str) else list(req.text_1)
+        seconds: list[str] = [req.text_2] if isinstance(req.text_2, str) else list(req.text_2)
         check_count(len(firsts), "text_1")
         check_count(len(seconds), "text_2")
         check_text(firsts, "text_1")
@@ -123,7 +122,8 @@ def create_choice_app(student: ChoiceStudent, *, model_name: str = "local", pref
     async def rerank(req: S.RerankRequest) -> Any:
         check_model(req.model)
         tei = req.texts is not None and req.documents is None
-        docs = req.texts if tei else [d if isinstance(d, str) else d.text for d in req.documents or []]
+        docs: list[str] = ((req.texts or []) if tei
+                           else [d if isinstance(d, str) else d.text for d in req.documents or []])
         param = "texts" if tei else "documents"
         check_count(len(docs), param)
         check_text([req.query], "query")

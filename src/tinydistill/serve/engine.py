@@ -78,11 +78,11 @@ class Stopped(Exception):
 @dataclass(eq=False)
 class _Group:
     jobs: list[Job]
+    mask: torch.Tensor  # (B, T) causal: attention mask so far; seq2seq: the encoder's
     past: Any = None  # the model's key/value cache, batch dim aligned with ``jobs``
-    mask: torch.Tensor | None = None  # (B, T) causal: attention mask so far; seq2seq: the encoder's
-    pos: torch.Tensor | None = None  # (B, 1) causal: position of the last token
+    pos: Any = None  # (B, 1) tensor, causal: position of the last token (set at prefill)
     encoded: Any = None  # seq2seq: encoder outputs
-    last: torch.Tensor | None = None  # (B,) the tokens sampled at the previous step
+    last: Any = None  # (B,) tensor: the tokens sampled at the previous step (set after prefill)
 
     def length(self) -> int:
         return self.mask.shape[1]
@@ -124,7 +124,7 @@ class Engine:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: Any,  # a transformers generating model
         *,
         pad_id: int,
         eos_ids: Sequence[int],

@@ -240,6 +240,19 @@ class Student(ABC):
         """The choice a generated text names (None: unparsed)."""
         return parse_answer(text, choices)
 
+    # ------------------------------------------------------------------- what only a choice head has
+    def choice_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, K) scores of each row's choices: a student with a choice head (``scores_choices``) overrides it."""
+        raise TinyDistillError(f"a {self.kind} student has no choice head (student.architecture: multiple_choice)")
+
+    def masked_rationale_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The masked rationale tokens' cross-entropy: a student with a masked-rationale head overrides it."""
+        raise TinyDistillError(f"a {self.kind} student has no masked-rationale head")
+
+    def masked_rationale_losses(self, batches: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """:meth:`masked_rationale_loss` of several rationale tasks at once."""
+        raise TinyDistillError(f"a {self.kind} student has no masked-rationale head")
+
     # ------------------------------------------------------------------------------------------ LoRA
     @property
     def lora_host(self) -> torch.nn.Module:

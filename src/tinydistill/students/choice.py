@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -60,13 +61,13 @@ class ChoiceModel(nn.Module):
     def __init__(self, scorer: PreTrainedModel, decoder: PreTrainedModel | None = None,
                  mlm_head: MaskedRationaleHead | None = None) -> None:
         super().__init__()
-        self.scorer = scorer
-        self.decoder = decoder
+        self.scorer: Any = scorer
+        self.decoder: Any = decoder
         self.mlm_head = mlm_head
         self.config = scorer.config
 
     @property
-    def encoder(self) -> nn.Module:
+    def encoder(self) -> Any:  # the scorer's transformers encoder (BertModel for MiniLM)
         return self.scorer.base_model
 
     @property

@@ -90,7 +90,7 @@ class OnnxChoiceModel(ChoiceModel):
 
     def __init__(self, scorer: OnnxScorer) -> None:
         torch.nn.Module.__init__(self)
-        self.scorer = scorer  # type: ignore[assignment]  # a plain attribute, not a submodule
+        self.scorer = scorer  # a plain attribute, not a submodule
         self.decoder = None
         self.mlm_head = None
         self.config = scorer.config
