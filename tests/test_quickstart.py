@@ -46,3 +46,15 @@ def test_quickstart_runs_three_methods_then_eval_scores_the_student(tmp_path, ca
     before = (root / "tinyllm" / "metrics.jsonl").read_text(), stage.read_text()
     assert main(["quickstart", "--no-progress", *SMALL]) == 0
     assert ((root / "tinyllm" / "metrics.jsonl").read_text(), stage.read_text()) == before
+
+
+@pytest.mark.slow
+def test_quickstart_shrink_distils_a_cut_student_and_shows_its_size_and_speed(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart", "--no-progress", "--shrink", "2", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "white-box, 2 layers" in out and "batch-1 ms" in out and "speed-up" in out
+    root = tmp_path / "runs" / "quickstart"
+    assert json.loads((root / "whitebox_L2" / "best" / "config.json").read_text())["num_hidden_layers"] == 2
+    rows = json.loads((root / "shrink_L2.json").read_text())["rows"]
+    assert float(rows[1]["params"].rstrip("M")) < float(rows[0]["params"].rstrip("M"))
