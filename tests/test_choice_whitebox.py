@@ -203,3 +203,23 @@ def test_a_run_stopped_mid_way_resumes_to_the_same_result(choice_teacher, synthe
     sa = json.loads((whole.run_dir / "summary.json").read_text())
     sb = json.loads((cut.run_dir / "summary.json").read_text())
     assert sa["valid"] == sb["valid"]
+
+
+def test_a_teacher_retrained_in_place_is_not_read_from_a_stale_cache(tiny_bert_dir, choice_teacher, tmp_path):
+    import shutil
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(choice_teacher, teacher)
+    student = _student(tiny_bert_dir)
+    items = [{"answer": it} for it in _items(student.tokenizer)]
+    cfg = WhiteboxConfig(teacher_model=str(teacher), signals="cached")
+    ChoiceWhiteBoxObjective(cfg, student, row_ids=["a", "b"], cache_dir=tmp_path / "sig").prepare(items)
+    before = load_file(str(tmp_path / "sig" / "signals.safetensors"))["a::scores"]
+    model = AutoModelForMultipleChoice.from_pretrained(teacher)
+    with torch.no_grad():
+        model.classifier.bias.add_(torch.tensor([1.0]))
+        model.classifier.weight.mul_(-1.0)
+    model.save_pretrained(teacher)  # the same path, other weights
+    ChoiceWhiteBoxObjective(cfg, student, row_ids=["a", "b"], cache_dir=tmp_path / "sig").prepare(items)
+    after = load_file(str(tmp_path / "sig" / "signals.safetensors"))["a::scores"]
+    assert not torch.allclose(before, after)

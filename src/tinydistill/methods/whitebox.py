@@ -151,7 +151,10 @@ class WhiteBoxObjective:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         path, meta_path = self.cache_dir / "signals.safetensors", self.cache_dir / "meta.json"
         items = [(row[ANSWER_TASK]) for row in rows if ANSWER_TASK in row]
-        meta = {"teacher": self.cfg.teacher_model, "top_k": self.cfg.top_k, "kd_temperature": self.cfg.kd_temperature,
+        from .choice_whitebox import fingerprint
+
+        meta = {"teacher": self.cfg.teacher_model, "teacher_sha256": fingerprint(str(self.cfg.teacher_model)),
+                "top_k": self.cfg.top_k, "kd_temperature": self.cfg.kd_temperature,
                 "pairs": [p.model_dump() for p in self.pairs], "rows": len(items),
                 "lengths": sum(len(it.source_ids) + len(it.target_ids) for it in items)}
         if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == meta:
