@@ -9,8 +9,11 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForMultipleChoice, AutoTokenizer, BertConfig, BertForMultipleChoice
+
 from tinydistill.config.loader import config_from_dict
 from tinydistill.config.schema import LayerPair, StudentConfig, WhiteboxConfig
+from tinydistill.errors import TinyDistillError
 from tinydistill.losses import attention_kl, choice_cross_entropy, choice_kl, hidden_mse
 from tinydistill.methods.choice_whitebox import (
     ChoiceWhiteBoxObjective,
@@ -19,12 +22,9 @@ from tinydistill.methods.choice_whitebox import (
     positions,
     skip_layer_map,
 )
+from tinydistill.run import run
 from tinydistill.students.choice import ChoiceItem, pad_choices
 from tinydistill.students.registry import load_student
-from transformers import AutoModelForMultipleChoice, AutoTokenizer, BertConfig, BertForMultipleChoice
-
-from tinydistill.errors import TinyDistillError
-from tinydistill.run import run
 
 from .conftest import run_config
 

@@ -142,7 +142,8 @@ def scaling_variants(layers: Sequence[int], methods: Sequence[str], full: int = 
         for m in methods:
             label, method, over, init = SCALING_METHODS[m]
             out.append(Variant(f"{m}_L{n}", f"{label}, {n} layer{'s' if n != 1 else ''}", method,
-                               {**over, "student.num_layers": n}, uses_finetuned_teacher=method != "finetune" or init, coords={"layers": n},
+                               {**over, "student.num_layers": n}, coords={"layers": n},
+                               uses_finetuned_teacher=method != "finetune" or init,
                                init_from_teacher=init))
     return out
 
