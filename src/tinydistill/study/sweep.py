@@ -166,6 +166,7 @@ def reproduce(sweep: Sweep, *, dry_run: bool = False, report_only: bool = False,
                 f"{sweep.epochs:g} epoch(s){describe_overrides(sweep.overrides)}; mean ± std of test accuracy (%) "
                 f"over seeds.")
     if sweep.suite == "scaling":
+        del notes[3]  # PINTO is not in this suite
         notes[2] = ("- Every student but fine-tuning distils the teacher: the full-size student fine-tuned on the same "
                     "dataset and seed (its row above); 'teacher's layers' students start from its layers, cut "
                     "evenly (DistilBERT), the others from the pretrained MiniLM's.")
