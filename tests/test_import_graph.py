@@ -178,9 +178,11 @@ LAYERS: dict[str, set[str]] = {
     "teach": BASE | {"config", "data", "teachers", "training"},
     "run": BASE | {"config", "data", "losses", "teachers", "students", "methods", "training", "evaluation"},
     "quickstart": BASE | {"config", "data", "evaluation", "run"},
-    "study": BASE | {"config", "data", "losses", "teachers", "students", "methods", "training", "evaluation", "run"},
+    "study": BASE | {"config", "data", "losses", "teachers", "students", "methods", "training", "evaluation", "export",
+                     "run"},
+    "shrink": BASE | {"config", "data", "evaluation", "run", "quickstart", "study"},
     "cli": BASE | {"config", "data", "teachers", "students", "methods", "training", "evaluation", "export", "serve",
-                   "teach", "run", "quickstart", "study"},
+                   "teach", "run", "quickstart", "shrink", "study"},
     "__main__": {"cli"},
 }
 #: Third-party libraries a part must not import: the data layer and the pure losses load no model library.

@@ -74,3 +74,15 @@ def test_the_results_table_drops_empty_columns_and_shows_how_often_a_teacher_sta
     llama = next(line for line in text.splitlines() if "teacher: llama2" in line)
     assert "12.0" in llama and "70.0" in llama and "8.4" not in llama  # 12 % stated, 70 % of those right
     assert "64 s" in text
+
+
+@pytest.mark.slow
+def test_quickstart_shrink_distils_a_cut_student_and_shows_its_size_and_speed(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart", "--no-progress", "--shrink", "2", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "white-box, 2 layers" in out and "batch-1 ms" in out and "speed-up" in out
+    root = tmp_path / "runs" / "quickstart"
+    assert json.loads((root / "whitebox_L2" / "best" / "config.json").read_text())["num_hidden_layers"] == 2
+    rows = json.loads((root / "shrink_L2.json").read_text())["rows"]
+    assert float(rows[1]["params"].rstrip("M")) < float(rows[0]["params"].rstrip("M"))

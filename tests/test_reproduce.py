@@ -172,7 +172,11 @@ def test_run_scores_test_once_then_kd_and_lora_train_a_choice_student(tmp_path, 
     batch = MultiTaskCollator(student.kind, student.pad_token_id)(rows)
     same = ChoiceKDObjective(WhiteboxConfig(teacher_model=str(out / "finetune" / "best")), student)
     assert same.terms(student, batch)["kd"][1].item() == pytest.approx(0.0, abs=1e-6)
-    other = ChoiceKDObjective(WhiteboxConfig(teacher_model=str(tiny_bert_dir)), student)
+    from transformers import AutoModelForMultipleChoice, AutoTokenizer
+
+    AutoModelForMultipleChoice.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "other")  # a choice model
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "other")  # (a bare encoder is refused)
+    other = ChoiceKDObjective(WhiteboxConfig(teacher_model=str(tmp_path / "other")), student)
     weight, term = other.terms(student, batch)["kd"]
     term.backward()
     assert term.item() > 0 and weight == pytest.approx(0.5 * 2.0 ** 2)

@@ -126,6 +126,23 @@ def hidden_mse(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask:
     return sq.sum() / denom
 
 
+def attention_kl(student_attn: torch.Tensor, teacher_attn: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MiniLM's self-attention distribution transfer: mean KL(A_teacher ‖ A_student) over heads and valid queries.
+
+    student_attn, teacher_attn: (N, heads, S, S) attention probabilities (rows sum to 1 over the keys; the same
+    number of heads on both sides); mask: (N, S), 1 where the position is a real token (queries elsewhere carry no
+    loss; keys elsewhere hold no mass). Scalar.
+    """
+    eps = 1e-12
+    p, q = teacher_attn.float(), student_attn.float()
+    per_query = (p * ((p + eps).log() - (q + eps).log())).sum(-1)  # (N, heads, S)
+    m = mask.to(per_query.dtype).unsqueeze(1).expand_as(per_query)
+    denom = m.sum()
+    if denom <= 0:
+        return student_attn.sum() * 0.0
+    return (per_query * m).sum() / denom
+
+
 def shortcut_penalty(
     choice_scores: torch.Tensor, prior: torch.Tensor, temperature: float = 1.0, smoothing: float = 0.01
 ) -> torch.Tensor:
@@ -151,5 +168,6 @@ LOSSES = {
     "kd": soft_label_kl,
     "choice_kd": choice_kl,
     "hidden_mse": hidden_mse,
+    "attention_kl": attention_kl,
     "shortcut": shortcut_penalty,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "train and compare inference-only, fine-tuning and TinyLLM on the embedded data"
 
@@ -15,6 +16,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override of the quickstart recipe for all three runs, e.g. train.epochs=2 "
                         "(repeatable)")
+    p.add_argument("--shrink", type=int, default=None, metavar="LAYERS",
+                   help="then distil the fine-tuned student white-box into one of LAYERS layers (e.g. 3) and show its "
+                        "parameters and CPU speed beside its accuracy")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -22,4 +26,10 @@ def handle(args: argparse.Namespace) -> int:
     from ..quickstart import quickstart
     quickstart(data_dir=args.data_dir, output_dir=args.output_dir, name=args.name,
                overrides=args.overrides, progress=not args.no_progress)
+    if args.shrink is not None:
+        from ..quickstart import embedded_data_dir
+        from ..shrink import shrink
+
+        shrink(Path(args.data_dir) if args.data_dir else embedded_data_dir(), layers=args.shrink,
+               output_dir=args.output_dir, name=args.name, overrides=args.overrides, progress=not args.no_progress)
     return 0

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..study import DATASETS, FAST_SUITE, SUITES, TABLE1_METHODS, Sweep, parse_train_limit
+from ..study import DATASETS, FAST_SUITE, SCALING_SUITE, SUITES, TABLE1_METHODS, Sweep, parse_train_limit
 
 HELP = "the TinyLLM paper's tables: methods × datasets × seeds, ablations, fractions, α, sizes"
 
@@ -16,11 +16,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default="table1", choices=SUITES,
                    help="table1: methods × datasets; fast: table1 on obqa, arc, riddle with 1,000 training rows "
                         "and finetune, step_by_step, tinyllm (unless those flags are given); ablations (Table 2); "
-                        "fractions (Fig. 2); alpha (Fig. 3); sizes (student layers)")
+                        "fractions (Fig. 2); alpha (Fig. 3); sizes (student layers); scaling (Scaling Down: the "
+                        "fine-tuned full student as teacher of 2- and 3-layer students trained by finetune, kd and "
+                        "whitebox, with parameters, size on disk and CPU speed per size)")
     p.add_argument("--data-root", default=str(Path("..") / "shared" / "data" / "tinyllm"),
                    help="folder holding <dataset>/ in the TinyLLM layout")
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma list (default: all six)")
-    p.add_argument("--methods", default=",".join(TABLE1_METHODS), help="table1 only: comma list of methods")
+    p.add_argument("--methods", default=",".join(TABLE1_METHODS),
+                   help="table1 and scaling: comma list of methods (scaling: finetune, kd, whitebox by default; "
+                        "also whitebox_cls, whitebox_attn, whitebox_init, finetune_init, whitebox_rationales)")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
     p.add_argument("--train-limit", default=None,
                    help="seeded subsample of each training set: N for every dataset, or per dataset, e.g. "
@@ -34,7 +38,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "teachers) besides the recipe's; two rows per method chosen on valid: each seed's best weight, "
                         "and one weight per dataset (best mean over seeds) (the paper explores 0.01,0.1,0.5,1,2,3 "
                         "and reports the best)")
-    p.add_argument("--layers", default="2,4,6", help="sizes suite: student layer counts (of MiniLM's 6)")
+    p.add_argument("--layers", default="2,4,6",
+                   help="sizes and scaling suites: student layer counts (of MiniLM's 6; scaling's default: 2,3)")
     p.add_argument("--output-dir", default=str(Path("runs") / "reproduce"),
                    help="folder of the cells' run folders and the suite's reports")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="[DATASETS:]KEY=VALUE",
@@ -65,9 +70,24 @@ def apply_fast_preset(args: argparse.Namespace, parser_defaults: dict[str, Any])
         args.train_limit = str(FAST_SUITE["train_limit"])
 
 
+def apply_scaling_preset(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> None:
+    """``--suite scaling``: the methods, layer counts and PIQA cap of :data:`SCALING_SUITE` where the command left
+    those flags at their defaults."""
+    if args.suite != "scaling":
+        return
+    if args.methods == parser_defaults["methods"]:
+        args.methods = ",".join(SCALING_SUITE["methods"])
+    if args.layers == parser_defaults["layers"]:
+        args.layers = ",".join(map(str, SCALING_SUITE["layers"]))
+    if args.train_limit is None and "piqa" in _split(args.datasets):
+        args.train_limit = SCALING_SUITE["train_limit"]
+
+
 def handle(args: argparse.Namespace) -> int:
     from ..study import reproduce
-    apply_fast_preset(args, {"datasets": ",".join(DATASETS), "methods": ",".join(TABLE1_METHODS)})
+    defaults = {"datasets": ",".join(DATASETS), "methods": ",".join(TABLE1_METHODS), "layers": "2,4,6"}
+    apply_fast_preset(args, defaults)
+    apply_scaling_preset(args, defaults)
     datasets, methods = _split(args.datasets), _split(args.methods)
     seeds, fractions = _split(args.seeds, int), _split(args.fractions, float)
     alphas, layers = _split(args.alphas, float), _split(args.layers, int)

@@ -249,12 +249,22 @@ class WhiteboxConfig(_Strict):
     alpha_kd: float = Field(0.5, ge=0, le=1, description="L = (1-α)·CE + α·T²·KL")
     hidden_mse_weight: float = Field(1.0, ge=0, description="whitebox only: weight of the hidden-state MSE")
     layer_map: tuple[LayerPair, ...] = Field(
-        (), description="hidden-state pairs; empty: the last layer of each side the student has")
+        (), description="hidden-state pairs; empty: the last layer of each side the student has (a "
+        "multiple_choice student: every layer, student layer i to teacher layer i·L_teacher/L_student, PKD skip)")
     project: Literal["student", "teacher"] = Field(
         "student", description="which side the learned linear map projects into the other's width")
     signals: Literal["online", "cached"] = Field(
         "online", description="run the teacher every batch, or once into run_dir/teacher_signals/")
     top_k: int = Field(0, ge=0, description="keep the teacher's top-k logits per token; 0 = full vocabulary")
+    hidden_positions: Literal["all", "cls"] = Field(
+        "all", description="multiple_choice whitebox: hidden MSE over every token of each (question, choice) pair, "
+        "or over its first ([CLS]) token only")
+    attention_kl_weight: float = Field(
+        0.0, ge=0, description="multiple_choice whitebox: weight of KL(teacher ‖ student) between the last layers' "
+        "self-attention distributions (MiniLM; needs as many heads on both sides); 0 = off")
+    rationale_stage: bool = Field(
+        False, description="multiple_choice whitebox: first learn the `teachers`' rationales (TinyLLM's stage, "
+        "train.rationale_stage_epochs), then distil white-box")
 
 
 class RationaleMethodConfig(_Strict):
@@ -345,8 +355,8 @@ class RunConfig(_Strict):
         return bool(self.active_teachers()) or self.method == "step_by_step"
 
     def active_teachers(self) -> tuple[TeacherSpec, ...]:
-        """Teachers whose rationale loss is trained (TinyLLM only, α > 0)."""
-        if self.method != "tinyllm":
+        """Teachers whose rationale loss is trained (TinyLLM, or white-box with its rationale stage; α > 0)."""
+        if self.method != "tinyllm" and not (self.method == "whitebox" and self.whitebox.rationale_stage):
             return ()
         return tuple(t for t in self.teachers if t.alpha_rationale > 0)
 

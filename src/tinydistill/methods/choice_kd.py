@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import torch
 
-from ..config import StudentConfig, WhiteboxConfig
-from ..errors import TinyDistillError
+from ..config import WhiteboxConfig
 from ..losses import choice_cross_entropy, choice_kl
-from ..students import ANSWER_TASK, Student, load_student
+from ..students import ANSWER_TASK, Student
+from .choice_whitebox import load_choice_teacher
 
 
 class ChoiceKDObjective:
     """Answer CE plus the temperature-softened KL to a frozen multiple-choice teacher, run online."""
 
     def __init__(self, cfg: WhiteboxConfig, student: Student) -> None:
-        teacher = load_student(StudentConfig(model=str(cfg.teacher_model), architecture="multiple_choice"))
-        if not teacher.scores_choices:
-            raise TinyDistillError(f"whitebox.teacher_model: {cfg.teacher_model} is not a multiple-choice model")
-        self.teacher = teacher
-        self.teacher.model.eval().requires_grad_(False)
+        self.teacher = load_choice_teacher(cfg, student)  # frozen; another kind or tokenizer: one line
         self.cfg = cfg
 
     def parameters(self) -> list[torch.nn.Parameter]:

@@ -222,11 +222,40 @@ def build_kd(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, 
 
 def build_whitebox(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, Teacher],
                    student: Student) -> MethodPlan:
-    """Scaling Down: standard KD plus ``hidden_mse_weight`` · MSE of projected hidden states (layer map)."""
+    """Scaling Down: standard KD plus ``hidden_mse_weight`` · MSE of projected hidden states (layer map).
+
+    A multiple-choice student distils over its (question, choice) pairs (:mod:`.choice_whitebox`), after a
+    rationale stage on the ``teachers``' rationales when ``whitebox.rationale_stage`` is set."""
     if student.scores_choices:
-        raise TinyDistillError("method 'whitebox' (hidden-state MSE) is not supported for multiple_choice "
-                               "students yet; use method 'kd' for soft labels over the choices")
+        return _choice_white_box(cfg, train_rows, teachers, student)
     return _white_box(cfg, train_rows, student, with_hidden=True)
+
+
+def _choice_white_box(cfg: RunConfig, train_rows: Sequence[Example], teachers: dict[str, Teacher],
+                      student: Student) -> MethodPlan:
+    from .choice_whitebox import ChoiceWhiteBoxObjective
+
+    wb = cfg.whitebox
+    objective = ChoiceWhiteBoxObjective(wb, student, row_ids=[ex.id for ex in train_rows],
+                                        cache_dir=cfg.run_dir / "teacher_signals")
+    pairs = ", ".join(f"{p.student}-{p.teacher}" for p in objective.pairs)
+    note = (f"white-box over the choices from `{wb.teacher_model}` ({wb.signals} signals), "
+            f"kd_temperature={wb.kd_temperature}, alpha_kd={wb.alpha_kd}, hidden_mse_weight={wb.hidden_mse_weight} "
+            f"over layers (student-teacher) {pairs} at {wb.hidden_positions} positions"
+            + (f", attention_kl_weight={wb.attention_kl_weight}" if wb.attention_kl_weight else "")
+            + "; the projections are not saved in best/")
+    plan = MethodPlan([answer_task(cfg)], objective, prepare=objective.prepare, notes=[note])
+    if not wb.rationale_stage:
+        return plan
+    tasks, weights = rationale_tasks(cfg, train_rows, teachers)
+    if not tasks:
+        raise TinyDistillError("whitebox.rationale_stage: no rationale teacher with alpha_rationale > 0 in "
+                               "`teachers`; add one or set whitebox.rationale_stage: false")
+    epochs = rationale_stage_epochs(cfg, student)
+    plan.rationale_stage = RationaleStage(tasks, MultiTaskObjective(weights), epochs)
+    plan.notes.insert(0, f"rationale stage: {epochs:g} epoch(s) on {', '.join(t.name for t in tasks)}, then "
+                         f"white-box")
+    return plan
 
 
 def _rationale_teacher(cfg: RunConfig, teachers: dict[str, Teacher]) -> tuple[str, Teacher, str]:

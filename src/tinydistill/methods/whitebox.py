@@ -10,6 +10,7 @@ the mapped hidden states are kept).
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -33,6 +34,16 @@ def forward_with_hidden(model_owner: Student, batch: dict[str, torch.Tensor], hi
     """One forward of a task batch returning logits and (optionally) every layer's hidden states per side
     (each student kind owns the shift: :meth:`Student.forward_with_hidden`)."""
     return model_owner.forward_with_hidden(batch, hidden)
+
+
+def fingerprint(folder: str) -> str:
+    """sha256 of a saved model's weight files (a retrained teacher at the same path changes it)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin")):
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def same_tokenizer(a, b) -> bool:
@@ -152,7 +163,9 @@ class WhiteBoxObjective:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         path, meta_path = self.cache_dir / "signals.safetensors", self.cache_dir / "meta.json"
         items = [(row[ANSWER_TASK]) for row in rows if ANSWER_TASK in row]
-        meta = {"teacher": self.cfg.teacher_model, "top_k": self.cfg.top_k, "kd_temperature": self.cfg.kd_temperature,
+
+        meta = {"teacher": self.cfg.teacher_model, "teacher_sha256": fingerprint(str(self.cfg.teacher_model)),
+                "top_k": self.cfg.top_k, "kd_temperature": self.cfg.kd_temperature,
                 "pairs": [p.model_dump() for p in self.pairs], "rows": len(items),
                 "lengths": sum(len(it.source_ids) + len(it.target_ids) for it in items)}
         if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == meta:

@@ -206,6 +206,7 @@ class ChoiceItem:
     type_ids: list[list[int]]
     label: int
     weight: float = 1.0
+    row: int = -1  # the row's index in the training set (cached teacher signals are keyed by it)
 
     @property
     def n_tokens(self) -> int:
@@ -258,7 +259,8 @@ def _without_leading_tokens(tokenizer, text: str, n: int) -> str:
 
 
 def pad_choices(items: Sequence[ChoiceItem], pad_id: int) -> dict[str, torch.Tensor]:
-    """→ input_ids/attention_mask/token_type_ids (B, K, L), choice_mask (B, K), labels (B,), row_weights (B,)."""
+    """→ input_ids/attention_mask/token_type_ids (B, K, L), choice_mask (B, K), labels (B,), row_weights (B,),
+    row_index (B,)."""
     k = max(len(it.pair_ids) for it in items)
     length = max(len(p) for it in items for p in it.pair_ids)
     ids = torch.full((len(items), k, length), pad_id, dtype=torch.long)
@@ -275,7 +277,8 @@ def pad_choices(items: Sequence[ChoiceItem], pad_id: int) -> dict[str, torch.Ten
         choice_mask[b, : len(it.pair_ids)] = True
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "choice_mask": choice_mask,
             "labels": torch.tensor([it.label for it in items]),
-            "row_weights": torch.tensor([it.weight for it in items], dtype=torch.float)}
+            "row_weights": torch.tensor([it.weight for it in items], dtype=torch.float),
+            "row_index": torch.tensor([it.row for it in items], dtype=torch.long)}
 
 
 @dataclass
@@ -346,6 +349,7 @@ class ChoiceStudent(Student):
 
     kind = "multiple_choice"
     scores_choices = True
+    hidden_sides = ("encoder",)  # white-box KD matches the encoder's states over the (question, choice) pairs
     pad = staticmethod(pad_seq2seq)  # the rationale decoder reads its own encoder, like a seq2seq model
     lora_trains_fully = ("classifier",)  # the (new) choice head trains fully
     hf_auto_class = "AutoModelForMultipleChoice"
@@ -379,6 +383,7 @@ class ChoiceStudent(Student):
             item, cut = encode_choices(self.tokenizer, ex, task.prefix, ctx.max_input_length)
             ctx.stats.sources += bool(cut)
             ctx.stats.source_tokens_dropped += cut
+            item.row = i
             return item
         if getattr(self.model, "mlm_head", None) is None:
             return super().encode_task_item(i, ex, task, ctx)

@@ -18,10 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 from .paper import DATASETS, TABLE1_METHODS
-from .suites import FAST_SUITE, SUITES, Sweep, parse_train_limit
+from .suites import FAST_SUITE, SCALING_SUITE, SUITES, Sweep, parse_train_limit
 
-__all__ = ["DATASETS", "FAST_SUITE", "SUITES", "TABLE1_METHODS", "Sweep", "best_line", "parse_train_limit",
-           "reproduce", "run_search"]
+__all__ = ["DATASETS", "FAST_SUITE", "SCALING_SUITE", "SUITES", "TABLE1_METHODS", "Sweep", "best_line",
+           "measure_speed", "parse_train_limit", "reproduce", "run_search"]
 
 
 def __getattr__(name: str) -> Any:  # the sweep and search load torch and optuna: only when a command runs
@@ -29,6 +29,10 @@ def __getattr__(name: str) -> Any:  # the sweep and search load torch and optuna
         from .sweep import reproduce
 
         return reproduce
+    if name == "measure_speed":
+        from .scaling import measure_speed
+
+        return measure_speed
     if name in ("best_line", "run_search"):
         from . import search
 

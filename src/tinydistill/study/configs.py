@@ -39,8 +39,11 @@ def cell_config(cell: Cell, base: dict, finetuned: Path | None) -> dict:
     raw = apply_overrides(raw, items)
     if cell.variant.uses_finetuned_teacher:
         if finetuned is None:
-            raise ConfigError(f"{cell.key}: method kd distils the fine-tuned student; add finetune to --methods")
+            raise ConfigError(f"{cell.key}: method {cell.variant.method} distils the fine-tuned student of the same "
+                              f"seed, which is not trained yet; add finetune to --methods")
         raw.setdefault("whitebox", {})["teacher_model"] = str(finetuned)
+        if cell.variant.init_from_teacher:  # DistilBERT style: the cut student starts from the teacher's layers
+            raw["student"]["model"] = str(finetuned)
     return raw
 
 

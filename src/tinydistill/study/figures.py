@@ -98,3 +98,34 @@ def plot_alpha(variants: Sequence[Variant], datasets: Sequence[str], table: dict
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_scaling(rows: list[dict], teacher: float | None, title: str, out: Path) -> Path | None:
+    """Scaling Down's figure for one dataset: test accuracy against parameters, one line per method, the teacher
+    as a horizontal line (None when no cut student has finished)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[str, list[tuple[float, float, float]]] = {}
+    for r in rows:
+        if r["method"] != "Teacher" and r["mean"] is not None and r["params"]:
+            lines.setdefault(r["method"], []).append((r["params"] / 1e6, r["mean"], r["std"] or 0.0))
+    if not lines:
+        return None
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    for method, points in lines.items():
+        x, y, err = zip(*sorted(points), strict=True)
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=2, label=method)
+    if teacher is not None:
+        ax.axhline(teacher, color="k", linestyle="--", linewidth=1, label=f"teacher ({teacher:.1f})")
+    ax.set_xlabel("parameters (M)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

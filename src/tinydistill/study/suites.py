@@ -12,7 +12,7 @@ from ..data import load_examples
 from ..errors import ConfigError
 from .paper import DATASETS, METHOD_LABELS, TABLE1_METHODS
 
-SUITES = ("table1", "fast", "ablations", "fractions", "alpha", "sizes")
+SUITES = ("table1", "fast", "ablations", "fractions", "alpha", "sizes", "scaling")
 
 
 class FastSuite(TypedDict):
@@ -29,6 +29,31 @@ FAST_SUITE: FastSuite = {"datasets": ("obqa", "arc", "riddle"), "methods": ("fin
                          "train_limit": 1000}
 
 
+#: ``--suite scaling`` (Scaling Down): the methods and student sizes unless the command names others; PIQA capped.
+class ScalingSuite(TypedDict):
+    """The scaling suite's default methods, student layer counts and training-row limits."""
+
+    methods: tuple[str, ...]
+    layers: tuple[int, ...]
+    train_limit: str
+
+
+SCALING_SUITE: ScalingSuite = {"methods": ("finetune", "kd", "whitebox"), "layers": (2, 3),
+                               "train_limit": "piqa=2000"}
+#: the scaling suite's student methods: (label, method, overrides, initialised from the teacher's layers)
+SCALING_METHODS: dict[str, tuple[str, str, dict[str, Any], bool]] = {
+    "finetune": ("Fine-tuning", "finetune", {}, False),
+    "kd": ("Soft-label KD", "kd", {}, False),
+    "whitebox": ("White-box", "whitebox", {}, False),
+    "whitebox_cls": ("White-box, [CLS] MSE", "whitebox", {"whitebox.hidden_positions": "cls"}, False),
+    "whitebox_attn": ("White-box + attention KL", "whitebox", {"whitebox.attention_kl_weight": 1.0}, False),
+    "whitebox_init": ("White-box, teacher's layers", "whitebox", {}, True),
+    "finetune_init": ("Fine-tuning, teacher's layers", "finetune", {}, True),
+    "whitebox_rationales": ("Rationales, then white-box", "whitebox", {"whitebox.rationale_stage": True}, False),
+}
+TEACHER_VARIANT = "finetune"  # the full-size fine-tuned student: the teacher of the suite's cut students
+
+
 @dataclass(frozen=True)
 class Variant:
     """One row of a suite's table: a method plus dotted config overrides (``after``: cells it depends on)."""
@@ -40,6 +65,7 @@ class Variant:
     uses_finetuned_teacher: bool = False
     coords: dict[str, float] = field(default_factory=dict)  # where the cell sits in a figure (fraction, α…)
     select_group: str | None = None  # cells of one group compete on valid, per dataset and seed (weight grid)
+    init_from_teacher: bool = False  # the student starts from the teacher's (fine-tuned) layers, DistilBERT style
 
 
 @dataclass
@@ -125,6 +151,22 @@ def size_variants(layers: Sequence[int]) -> list[Variant]:
             for n in layers for method in ("finetune", "tinyllm")]
 
 
+def scaling_variants(layers: Sequence[int], methods: Sequence[str], full: int = 6) -> list[Variant]:
+    """The teacher (the full-size student fine-tuned), then each method at each cut size (``student.num_layers``);
+    every method but fine-tuning distils the teacher of the same dataset and seed."""
+    out = [Variant(TEACHER_VARIANT, "Teacher: fine-tuned, full size", "finetune", coords={"layers": full})]
+    for n in layers:
+        if n >= full:
+            continue
+        for m in methods:
+            label, method, over, init = SCALING_METHODS[m]
+            out.append(Variant(f"{m}_L{n}", f"{label}, {n} layer{'s' if n != 1 else ''}", method,
+                               {**over, "student.num_layers": n}, coords={"layers": n},
+                               uses_finetuned_teacher=method != "finetune" or init,
+                               init_from_teacher=init))
+    return out
+
+
 def parse_train_limit(text: str | None) -> int | dict[str, int] | None:
     """``--train-limit``: None (whole sets), N (every dataset) or ``name=N,...`` (those datasets; the rest whole)."""
     if text is None or not str(text).strip():
@@ -196,6 +238,8 @@ def plan_cells(sweep: Sweep) -> list[Cell]:
                                                                           limit_for(sweep.train_limit, ds)))
             elif sweep.suite == "alpha":
                 variants = alpha_variants(sweep.alphas)
+            elif sweep.suite == "scaling":
+                variants = scaling_variants(sweep.layers, sweep.methods)
             else:
                 variants = size_variants(sweep.layers)
             cells += [Cell(sweep.suite, ds, v, seed, sweep.root / ds / v.name / f"seed{seed}") for v in variants]

@@ -6,10 +6,12 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, TinyDistillError
 from ..evaluation import console
+from ..files import write_json_atomic
 from ..run import RATIONALE_STAGE_DIR, run
 from .configs import (
     base_config,
@@ -21,7 +23,7 @@ from .configs import (
 )
 from .paper import METHOD_LABELS, TABLE1_METHODS
 from .reports import describe_overrides, describe_student, describe_train_limit, write_reports
-from .suites import ABLATIONS_NEEDING_TEACHERS, Cell, Sweep, cell_done, limit_for, plan_cells
+from .suites import ABLATIONS_NEEDING_TEACHERS, SCALING_METHODS, Cell, Sweep, cell_done, limit_for, plan_cells
 
 
 def run_cells(cells: Sequence[Cell], base_for: Callable[[str, int], dict], *, progress: bool,
@@ -73,6 +75,13 @@ def check_sweep(sweep: Sweep) -> None:
     if isinstance(sweep.train_limit, dict):
         require_datasets("--train-limit", sweep.train_limit, sweep.data_root)
     check_override_scopes(sweep.overrides, sweep.data_root)
+    if sweep.suite == "scaling":
+        unknown = [m for m in sweep.methods if m not in SCALING_METHODS]
+        if unknown:
+            raise ConfigError(f"--methods: unknown scaling method {unknown[0]!r} (one of {', '.join(SCALING_METHODS)})")
+        if not sweep.layers or any(n < 1 for n in sweep.layers):
+            raise ConfigError("--layers: give positive student layer counts, e.g. 2,3")
+        return
     for m in sweep.methods:
         if m not in METHOD_LABELS:
             raise ConfigError(f"--methods: unknown method {m!r} (one of {', '.join(TABLE1_METHODS)})")
@@ -80,6 +89,21 @@ def check_sweep(sweep: Sweep) -> None:
     if "kd" in methods and "finetune" in methods and methods.index("kd") < methods.index("finetune"):
         methods.remove("kd")
         methods.insert(methods.index("finetune") + 1, "kd")
+
+
+def write_scaling(root: Path, sweep: Sweep, cells: Sequence[Cell], variants: Sequence[Any],
+                  base_for: Callable[[str, int], dict]) -> str:
+    """The scaling suite's sizes section (speed measured now), appended to ``report.md``; ``scaling.json``."""
+    from .figures import plot_scaling
+    from .scaling import scaling_section
+    from .selection import aggregate
+
+    section, record = scaling_section(cells, variants, sweep.datasets, aggregate(cells), sweep.data_root, base_for,
+                                      plot_scaling, root / "plots")
+    with (root / "report.md").open("a") as f:
+        f.write(section + "\n")
+    write_json_atomic(root / "scaling.json", record)
+    return section
 
 
 def sweep_base(sweep: Sweep) -> Callable[[str, int], dict]:
@@ -105,6 +129,8 @@ def sweep_command(sweep: Sweep) -> str:
         f"--{k.replace('_', '-')} {flag_value(v)}"
         for k, v in vars(sweep).items() if k in ("suite", "datasets", "methods", "seeds", "train_limit", "epochs",
                                                 "valid_rows", "weight_grid") and v not in (None, []))
+    if sweep.suite in ("sizes", "scaling"):
+        command += f" --layers {flag_value(sweep.layers)}"
     return command + "".join(f" --set {o}" for o in sweep.overrides)
 
 
@@ -139,9 +165,16 @@ def reproduce(sweep: Sweep, *, dry_run: bool = False, report_only: bool = False,
     protocol = (f"Seeds {sweep.seeds}; train limit {describe_train_limit(sweep.train_limit)}; "
                 f"{sweep.epochs:g} epoch(s){describe_overrides(sweep.overrides)}; mean ± std of test accuracy (%) "
                 f"over seeds.")
+    if sweep.suite == "scaling":
+        del notes[3]  # PINTO is not in this suite
+        notes[2] = ("- Every student but fine-tuning distils the teacher: the full-size student fine-tuned on the same "
+                    "dataset and seed (its row above); 'teacher's layers' students start from its layers, cut "
+                    "evenly (DistilBERT), the others from the pretrained MiniLM's.")
     text = write_reports(root, sweep.suite, variants, sweep.datasets, cells,
                          {"protocol": protocol, "notes": notes, "command": sweep_command(sweep),
                           "wall_seconds_this_invocation": round(time.perf_counter() - started, 1)})
+    if sweep.suite == "scaling":
+        text += write_scaling(root, sweep, cells, variants, base_for)
     console.print(text, markup=False, highlight=False)
     console.print(f"reports in {root}/ (report.md, report.json, report.html, plots/)", markup=False)
     return 0

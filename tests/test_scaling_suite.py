@@ -1,0 +1,87 @@
+"""``tinydistill reproduce --suite scaling``: the cells it plans, what each trains, and its sizes report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tinydistill.cli import main
+from tinydistill.study.configs import base_config, config_for
+from tinydistill.study.scaling import smallest_within
+from tinydistill.study.suites import Cell, scaling_variants
+
+from .test_reproduce import tinyllm_folder
+
+
+def _planned(capsys) -> set[str]:
+    return {line.split("/")[2] for line in capsys.readouterr().out.splitlines() if line.startswith("todo")}
+
+
+def test_the_scaling_suite_expands_to_the_teacher_then_each_method_at_each_size(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    tinyllm_folder(tmp_path / "data")
+    common = ["reproduce", "--suite", "scaling", "--data-root", str(tmp_path / "data"), "--datasets", "toy",
+              "--seeds", "0,1", "--valid-rows", "24", "--dry-run"]
+    assert main(common) == 0  # the defaults: finetune, kd, whitebox at 2 and 3 layers
+    assert _planned(capsys) == {"finetune", "finetune_L2", "kd_L2", "whitebox_L2", "finetune_L3", "kd_L3",
+                                "whitebox_L3"}
+    assert main([*common, "--layers", "1,6", "--methods", "whitebox_init,whitebox_attn"]) == 0
+    assert _planned(capsys) == {"finetune", "whitebox_init_L1", "whitebox_attn_L1"}  # 6 layers: the teacher itself
+    assert main([*common, "--methods", "finetune,bogus"]) == 2
+
+
+def test_each_scaling_cell_distils_the_same_seeds_fine_tuned_teacher(tmp_path):
+    data = tinyllm_folder(tmp_path / "data")
+    root = tmp_path / "runs"
+
+    def base_for(dataset: str, seed: int) -> dict:
+        return base_config(data.parent, dataset, train_limit=None, valid_rows=24, epochs=1, output_dir=root,
+                           seed=seed, overrides=[])
+
+    variants = {v.name: v for v in scaling_variants([3], ["finetune", "kd", "whitebox", "whitebox_init",
+                                                          "whitebox_cls"])}
+    teacher = root / "toy" / "finetune" / "seed1" / "best"
+    teacher.mkdir(parents=True)
+    cfg = {name: config_for(Cell("scaling", "toy", v, 1, root / "toy" / name / "seed1"), base_for)
+           for name, v in variants.items()}
+    assert cfg["finetune"].student.num_layers is None and cfg["finetune"].method == "finetune"
+    assert cfg["finetune_L3"].student.num_layers == 3 and cfg["finetune_L3"].student.model == "minilm"
+    for name in ("kd_L3", "whitebox_L3", "whitebox_init_L3", "whitebox_cls_L3"):
+        assert cfg[name].whitebox.teacher_model == str(teacher) and cfg[name].student.num_layers == 3
+    assert cfg["whitebox_L3"].student.model == "minilm"  # from the pretrained MiniLM's layers …
+    assert cfg["whitebox_init_L3"].student.model == str(teacher)  # … or from the teacher's (DistilBERT)
+    assert cfg["whitebox_cls_L3"].whitebox.hidden_positions == "cls"
+
+
+def test_smallest_student_within_the_teacher_and_the_majority_class_case():
+    rows = [{"label": "FT, 2 layers", "mean": 50.0, "params": 15e6}, {"label": "WB, 2 layers", "mean": 52.5,
+                                                                       "params": 15e6},
+            {"label": "WB, 3 layers", "mean": 53.0, "params": 17e6}]
+    lines = smallest_within(rows, 53.4, 30.0)
+    assert lines == ["smallest within 1 point of the teacher (≥ 52.4): WB, 2 layers (52.5, 15.0M parameters)",
+                     "smallest within 95% of the teacher (≥ 50.7): WB, 2 layers (52.5, 15.0M parameters)"]
+    lines = smallest_within(rows, 55.0, 55.0)
+    assert lines[0].startswith("the teacher (55.0) is not above the majority class")
+    assert lines[1].endswith("none of the students trained")
+
+
+@pytest.mark.slow
+def test_a_small_scaling_sweep_reports_sizes_speed_and_a_plot(tmp_path, tiny_bert_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tinyllm_folder(tmp_path / "data")
+    assert main(["reproduce", "--suite", "scaling", "--data-root", str(tmp_path / "data"), "--datasets", "toy",
+                 "--seeds", "0", "--valid-rows", "24", "--layers", "1", "--methods", "finetune,kd,whitebox",
+                 "--no-progress", "--set", f"student.model={tiny_bert_dir}", "--set", "student.max_input_length=48",
+                 "--set", "train.epochs=2"]) == 0
+    root = tmp_path / "runs" / "reproduce" / "scaling"
+    report = (root / "report.md").read_text()
+    assert "## Sizes: parameters, size on disk, CPU speed" in report
+    assert "| White-box, 1 layer | 1 |" in report and "smallest within 1 point" in report
+    record = json.loads((root / "scaling.json").read_text())["toy"]
+    assert set(record["speed"]) == {"1", "2"}  # the teacher's 2 layers and the cut student's 1
+    assert record["speed"]["1"]["params"] < record["speed"]["2"]["params"]
+    assert record["speed"]["1"]["batch1_ms"] > 0 and record["speed"]["1"]["batch32_rows_s"] > 0
+    assert (root / "plots" / "scaling-toy.png").read_bytes()[:4] == b"\x89PNG"
+    wb = json.loads((root / "toy" / "whitebox_L1" / "seed0" / "summary.json").read_text())
+    assert wb["n_params"] == record["speed"]["1"]["params"]
