@@ -6,7 +6,7 @@ import pytest
 import torch
 from tinydistill.methods.whitebox import make_projection
 
-from tinydistill.losses import IGNORE_INDEX, hidden_mse, shortcut_penalty, soft_label_kl
+from tinydistill.losses import IGNORE_INDEX, choice_kl, hidden_mse, shortcut_penalty, soft_label_kl
 
 
 def test_identical_logits_give_zero_kl():
@@ -85,3 +85,20 @@ def test_shortcut_penalty_grows_with_collapse_has_gradient_and_handles_missing_c
     assert torch.isfinite(value)
     value.backward()
     assert collapsed.grad[:, 1:3][torch.isfinite(collapsed.detach()[:, 1:3])].lt(0).all()  # raise other choices
+
+
+def test_choice_kl_matches_hand_computed_values_over_present_choices_and_temperature():
+    """Row 1: teacher (3/4, 1/4), student (1/3, 2/3) over two present choices (a third is absent, -inf on both
+    sides); row 2: identical distributions (0). The mean over rows, at T = 1 and T = 2 (both sides softened)."""
+    inf = float("inf")
+    student = torch.tensor([[0.0, math.log(2), -inf], [1.0, 2.0, 3.0]])
+    teacher = torch.tensor([[math.log(3), 0.0, -inf], [1.0, 2.0, 3.0]])
+
+    def kl(p, q):
+        return sum(a * math.log(a / b) for a, b in zip(p, q, strict=True))
+
+    assert choice_kl(student, teacher).item() == pytest.approx(kl([3 / 4, 1 / 4], [1 / 3, 2 / 3]) / 2, abs=1e-6)
+    r3, r2 = math.sqrt(3), math.sqrt(2)
+    at_2 = kl([r3 / (1 + r3), 1 / (1 + r3)], [1 / (1 + r2), r2 / (1 + r2)]) / 2
+    assert choice_kl(student, teacher, temperature=2.0).item() == pytest.approx(at_2, abs=1e-6)
+    assert choice_kl(teacher, teacher).item() == pytest.approx(0.0, abs=1e-7)
