@@ -21,20 +21,20 @@ declare -A MODULES TESTS
 # per group: the module(s) mutated and the test files whose fast tests exercise them (mutmut runs, per mutant,
 # only the tests that covered the mutated function); no file whose fast tests train for minutes
 MODULES[losses]="src/tinydistill/losses.py"
-TESTS[losses]="tests/test_losses.py tests/test_distill_losses.py tests/test_shortcut.py"
+TESTS[losses]="tests/test_losses.py tests/test_distill_losses.py"
 MODULES[objectives]="src/tinydistill/methods/registry.py src/tinydistill/methods/choice_kd.py"
 TESTS[objectives]="tests/test_methods.py tests/test_distill_losses.py tests/test_shortcut.py tests/test_shared_encoder.py"
 MODULES[checkpoint]="src/tinydistill/training/checkpoint.py"
 TESTS[checkpoint]="tests/test_checkpoint_atomic.py"
 MODULES[data]="src/tinydistill/data/records.py src/tinydistill/data/loaders.py"
-TESTS[data]="tests/test_data.py tests/test_eval_split.py tests/test_newcomer_mistakes.py"
+TESTS[data]="tests/test_data.py tests/test_cli_errors.py"
 MODULES[rationales]="src/tinydistill/data/rationales.py"
-TESTS[rationales]="tests/test_data.py tests/test_reproduce.py"
+TESTS[rationales]="tests/test_data.py"
 MODULES[cache]="src/tinydistill/teachers/cache.py"
 TESTS[cache]="tests/test_cache.py"
 MODULES[http]="src/tinydistill/teachers/http.py"
 TESTS[http]="tests/test_http_teacher.py"
-ORDER=(losses objectives checkpoint rationales http cache data)
+ORDER=(losses rationales checkpoint cache data http objectives)
 
 groups=("$@")
 [ ${#groups[@]} -eq 0 ] && groups=("${ORDER[@]}")

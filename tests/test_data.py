@@ -6,7 +6,7 @@ import pytest
 from tinydistill.config.schema import ColumnsConfig
 from tinydistill.data.loaders import load_examples, majority_baseline
 from tinydistill.data.prompts import format_question, parse_answer
-from tinydistill.data.rationales import clean_rationale, stated_answer
+from tinydistill.data.rationales import clean_rationale, stated_answer, without_stated_answer
 from tinydistill.data.records import resolve_answer
 
 from tinydistill.errors import DataError
@@ -143,6 +143,13 @@ ARC_FIRE = ("Pine species would reproduce more rapidly.", "Broadleaf species wou
 ])
 def test_stated_answer_reads_the_shipped_teachers_endings(ending, choices, expected):
     assert stated_answer(ending, choices) == expected
+
+
+def test_without_stated_answer_cuts_the_answer_statement():  # (moved from test_reproduce: rationale parsing)
+    assert without_stated_answer("Iron is a metal. Thus, the answer is (b) iron.") == "Iron is a metal."
+    assert without_stated_answer("So the answer is (a).") == ""
+    assert without_stated_answer("Metals conduct.  Hence the correct answer is iron") == "Metals conduct."
+    assert without_stated_answer("no statement here") == "no statement here"
 
 
 def test_clean_rationale_cuts_markers_and_collapses_whitespace():

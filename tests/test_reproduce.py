@@ -11,7 +11,6 @@ import pytest
 import torch
 from tinydistill.config.loader import config_from_dict
 from tinydistill.config.schema import StudentConfig
-from tinydistill.data.rationales import without_stated_answer
 from tinydistill.data.records import Example
 from tinydistill.data.splits import HOLDOUT_SEED, load_train_valid
 from tinydistill.students.collate import ANSWER_TASK, MultiTaskCollator, TaskSpec, tokenize_tasks
@@ -137,12 +136,6 @@ def test_choice_kl_is_zero_for_equal_scores_and_ignores_absent_choices():
     p2, q2 = torch.softmax(t[1], -1), torch.softmax(s[1], -1)
     expected = ((p * (p / q).log()).sum() + (p2 * (p2 / q2).log()).sum()) / 2
     assert math.isfinite(value.item()) and value.item() == pytest.approx(expected.item(), rel=1e-5)
-
-
-def test_without_stated_answer_cuts_the_answer_statement():
-    assert without_stated_answer("Iron is a metal. Thus, the answer is (b) iron.") == "Iron is a metal."
-    assert without_stated_answer("So the answer is (a).") == ""
-    assert without_stated_answer("no statement here") == "no statement here"
 
 
 @pytest.mark.slow
