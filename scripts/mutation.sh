@@ -7,7 +7,7 @@
 #
 # Each group mutates its module(s) and runs only the fast tests (-m "not slow") of the files that exercise them,
 # in a scratch copy of the repo (build/mutation/<group>/; mutmut writes its mutants/ there, never into src/).
-# One worker, niced, one thread per process: it is meant for a shared 2-core machine (about 40 min for all).
+# One worker (WORKERS=n for more), niced, one thread per process: it is meant for a shared 2-core machine.
 # Per group it prints mutmut's summary and writes build/mutation/<group>.txt (`mutmut results --all true`);
 # `cd build/mutation/<group> && mutmut show <name>` prints one mutant's diff.
 set -euo pipefail
@@ -23,7 +23,7 @@ declare -A MODULES TESTS
 MODULES[losses]="src/tinydistill/losses.py"
 TESTS[losses]="tests/test_losses.py tests/test_distill_losses.py"
 MODULES[objectives]="src/tinydistill/methods/registry.py src/tinydistill/methods/choice_kd.py"
-TESTS[objectives]="tests/test_methods.py tests/test_distill_losses.py tests/test_shortcut.py tests/test_shared_encoder.py"
+TESTS[objectives]="tests/test_methods.py tests/test_distill_losses.py tests/test_shortcut.py tests/test_shared_encoder.py tests/test_reproduce.py"
 MODULES[checkpoint]="src/tinydistill/training/checkpoint.py"
 TESTS[checkpoint]="tests/test_checkpoint_atomic.py"
 MODULES[data]="src/tinydistill/data/records.py src/tinydistill/data/loaders.py"
@@ -53,9 +53,11 @@ for g in "${groups[@]}"; do
     printf 'pytest_add_cli_args=-m\n\tnot slow\n\t-p\n\tno:cacheprovider\n\t-q\n'
     # torch's thread pool does not survive a fork: fork each mutant from a server that has only imported
     echo "process_isolation=forkserver"
+    # a mutant's time limit is 15x its tests' time plus this: the fork and pytest's own start, slow on a busy host
+    echo "timeout_constant=30"
   } > "$work/setup.cfg"
   start=$(date +%s)
-  (cd "$work" && nice -n 10 "$MUTMUT" run --max-children 1 ${MUTANTS:-} > run.log 2>&1) || true
+  (cd "$work" && nice -n 10 "$MUTMUT" run --max-children "${WORKERS:-1}" ${MUTANTS:-} > run.log 2>&1) || true
   (cd "$work" && "$MUTMUT" results --all true > "$OUT/$g.txt" 2>&1) || true
   secs=$(( $(date +%s) - start ))
   killed=$(grep -c ': killed' "$OUT/$g.txt" || true)
