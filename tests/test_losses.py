@@ -46,7 +46,7 @@ def test_sequence_log_likelihood_sum_and_mean():
     assert mean.tolist() == pytest.approx([(math.log(0.5) + math.log(0.75)) / 2, math.log(0.5)], rel=1e-6)
     empty = sequence_log_likelihood(logits[:1], torch.full((1, 2), IGNORE_INDEX), "mean")
     assert empty.tolist() == [0.0]  # a row without a target token scores 0, not NaN
-    with pytest.raises(ValueError, match="unknown reduction 'max'"):
+    with pytest.raises(ValueError, match="^unknown reduction 'max'$"):
         sequence_log_likelihood(logits, labels, "max")
 
 
@@ -54,7 +54,7 @@ def test_weighted_total_is_answer_plus_alpha_weighted_rationales():
     terms = {"answer": (1.0, torch.tensor(2.0)), "rationale/a": (0.5, torch.tensor(4.0)),
              "rationale/b": (0.0, torch.tensor(100.0))}
     assert weighted_total(terms).item() == pytest.approx(4.0)
-    with pytest.raises(ValueError, match="no loss terms"):
+    with pytest.raises(ValueError, match="^no loss terms$"):
         weighted_total({})
 
 
@@ -76,4 +76,5 @@ def test_choice_cross_entropy_over_present_choices_with_row_weights():
     assert choice_cross_entropy(scores, labels).item() == pytest.approx((a + b) / 2, rel=1e-6)
     assert choice_cross_entropy(scores, labels, torch.tensor([1.0, 3.0])).item() == pytest.approx(
         (a + 3 * b) / 4, rel=1e-6)
+    assert choice_cross_entropy(scores, labels, torch.tensor([0.25, 0.25])).item() == pytest.approx((a + b) / 2)
     assert choice_cross_entropy(scores, labels, torch.tensor([0.0, 0.0])).item() == 0.0  # no weight: 0, not NaN
