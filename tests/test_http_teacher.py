@@ -221,3 +221,38 @@ def test_parse_reply_accepts_what_servers_send_and_names_what_is_wrong() -> None
                        (b'{"choices": [{"text": "x"}]}', "choices.0.message: missing")):
         with pytest.raises(MalformedReply, match=re.escape(says)):
             parse_reply(body, "chat")
+
+
+def test_backoff_round_robin_request_body_and_argument_checks() -> None:
+    b = HTTPBackend(["http://a/v1/", "http://b/v1"], "m", api="completions", backoff_s=1.0, backoff_max_s=5.0,
+                    generation=GenerationSpec(max_new_tokens=4, stop=("\n\n",)))
+    assert [b.endpoint() for _ in range(3)] == ["http://a/v1", "http://b/v1", "http://a/v1"]
+    assert repr(b) == "HTTPBackend('http://a/v1, http://b/v1', model='m', api='completions')"
+    # exponential backoff with jitter in [base/2, base], base = backoff_s · 2^attempt capped at backoff_max_s
+    for attempt, base in ((0, 1.0), (2, 4.0), (5, 5.0)):
+        delays = [b._delay(attempt, None) for _ in range(40)]
+        assert all(base / 2 <= d <= base for d in delays) and max(delays) - min(delays) > base / 10
+    assert b._delay(0, httpx.Response(429, headers={"retry-after": "3"})) == 3.0  # the server's wait, honoured
+    assert b._delay(0, httpx.Response(429, headers={"retry-after": "100"})) == 5.0  # capped
+    assert 0.5 <= b._delay(0, httpx.Response(503, headers={"retry-after": "soon"})) <= 1.0  # unreadable: ignored
+    assert b.params() == {"api": "completions", "max_tokens": 4, "temperature": 0.0, "top_p": 1.0, "seed": None,
+                          "stop": ["\n\n"]}
+    assert b.body("hi", 3) == {"model": "m", "max_tokens": 4, "temperature": 0.0, "n": 1, "stop": ["\n\n"],
+                               "prompt": "hi"}  # greedy: no seed, no top_p
+    with pytest.raises(ValueError, match="^api must be 'chat' or 'completions', got 'x'$"):
+        HTTPBackend("http://a/v1", "m", api="x")
+    with pytest.raises(ValueError, match="^base_url: at least one endpoint is needed$"):
+        HTTPBackend([], "m")
+
+
+def test_several_failed_requests_are_raised_together_after_the_others_finish() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        bad = "bad" in json.loads(request.content)["messages"][0]["content"]
+        return httpx.Response(400, text="no") if bad else _ok()
+
+    b = HTTPBackend("http://teacher.invalid/v1", "m", transport=_mock(handler), generation=GEN, concurrency=2)
+    prompts = [json.dumps([{"role": "user", "content": c}]) for c in ("ok", "bad", "ok", "bad")]
+    done = []
+    with pytest.raises(TeacherHTTPError, match=r"HTTP 400: 'no' \(2 of 4 requests failed\)$") as err:
+        done.extend(i for i, _ in b.generate(prompts, [0] * 4))
+    assert sorted(done) == [0, 2] and sorted(err.value.failed) == [1, 3] and b.failures == 2 and b.retries == 0
