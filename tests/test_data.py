@@ -140,6 +140,11 @@ ARC_FIRE = ("Pine species would reproduce more rapidly.", "Broadleaf species wou
     # arc Mercury_SC_407695, LLaMA-2: a bare letter is no statement
     ("Let's think step by step.\n(a)", ARC_PLAN, None),
     ("Step 1: think about magnets", ("wood", "iron"), None),
+    # edge cases of the same rules (written here): a letter past the last choice, a capital "Answer", a choice
+    # text ending in a period stated without it
+    ("Thus, the answer is (c).", ("yes", "no"), None),
+    ("Answer is solar energy.", ("petroleum", "geothermal", "nuclear", "solar"), 3),
+    ("So the answer is record the details of the investigation", ARC_PLAN, 3),
 ])
 def test_stated_answer_reads_the_shipped_teachers_endings(ending, choices, expected):
     assert stated_answer(ending, choices) == expected
