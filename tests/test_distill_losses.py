@@ -58,6 +58,13 @@ def test_hidden_mse_through_an_identity_projection():
     expected = (0 + 4 + 9) / 3  # the padded position is ignored
     assert hidden_mse(proj(s), t, mask).item() == pytest.approx(expected, rel=1e-6)
     assert hidden_mse(t, t, torch.ones(1, 2)).item() == 0.0
+    one = hidden_mse(torch.tensor([[[3.0]]]), torch.tensor([[[1.0]]]), torch.tensor([[1]]))  # 1 position, H = 1
+    assert one.item() == pytest.approx(4.0)
+    none = torch.ones(1, 2, 3, requires_grad=True)
+    empty = hidden_mse(none, t, torch.zeros(1, 2))  # no valid position: 0 with a gradient, not NaN
+    assert empty.item() == 0.0
+    empty.backward()
+    assert none.grad is not None and none.grad.abs().sum() == 0
 
 
 def test_projection_between_widths_is_learned_linear():
@@ -85,6 +92,13 @@ def test_shortcut_penalty_grows_with_collapse_has_gradient_and_handles_missing_c
     assert torch.isfinite(value)
     value.backward()
     assert collapsed.grad[:, 1:3][torch.isfinite(collapsed.detach()[:, 1:3])].lt(0).all()  # raise other choices
+    # the default temperature is 1: the value reads the argmax histogram, the gradient the softmax at T
+    grads = []
+    for kwargs in ({}, {"temperature": 1.0}, {"temperature": 2.0}):
+        scores = collapsed.detach().clone().requires_grad_(True)
+        shortcut_penalty(scores, prior, **kwargs).backward()
+        grads.append(scores.grad)
+    assert torch.equal(grads[0], grads[1]) and not torch.allclose(grads[1], grads[2])
 
 
 def test_choice_kl_matches_hand_computed_values_over_present_choices_and_temperature():

@@ -38,13 +38,16 @@ def test_no_valid_token_gives_zero_with_gradient():
 
 
 def test_sequence_log_likelihood_sum_and_mean():
-    logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
-    labels = torch.tensor([[1, 0], [0, IGNORE_INDEX]])
-    total = sequence_log_likelihood(logits, labels, "sum")
-    assert total.tolist() == pytest.approx([math.log(0.5) + math.log(0.75), math.log(0.5)], rel=1e-6)
+    """B=2 rows, T=3 positions, V=4 words (no two dims alike): row 0 scores words 1, 0 then padding; row 1 word
+    3 once. Uniform logits except row 0's second position (log 3 on word 0: p = 3/6)."""
+    logits = torch.zeros(2, 3, 4)
+    logits[0, 1, 0] = math.log(3.0)
+    labels = torch.tensor([[1, 0, IGNORE_INDEX], [3, IGNORE_INDEX, IGNORE_INDEX]])
+    row0, row1 = math.log(1 / 4) + math.log(3 / 6), math.log(1 / 4)
+    assert sequence_log_likelihood(logits, labels).tolist() == pytest.approx([row0, row1], rel=1e-6)  # sum
     mean = sequence_log_likelihood(logits, labels, "mean")
-    assert mean.tolist() == pytest.approx([(math.log(0.5) + math.log(0.75)) / 2, math.log(0.5)], rel=1e-6)
-    empty = sequence_log_likelihood(logits[:1], torch.full((1, 2), IGNORE_INDEX), "mean")
+    assert mean.tolist() == pytest.approx([row0 / 2, row1], rel=1e-6)
+    empty = sequence_log_likelihood(logits[:1], torch.full((1, 3), IGNORE_INDEX), "mean")
     assert empty.tolist() == [0.0]  # a row without a target token scores 0, not NaN
     with pytest.raises(ValueError, match="^unknown reduction 'max'$"):
         sequence_log_likelihood(logits, labels, "max")
@@ -77,4 +80,5 @@ def test_choice_cross_entropy_over_present_choices_with_row_weights():
     assert choice_cross_entropy(scores, labels, torch.tensor([1.0, 3.0])).item() == pytest.approx(
         (a + 3 * b) / 4, rel=1e-6)
     assert choice_cross_entropy(scores, labels, torch.tensor([0.25, 0.25])).item() == pytest.approx((a + b) / 2)
+    assert choice_cross_entropy(scores, labels, torch.tensor([1, 3], dtype=torch.float64)).dtype == torch.float32
     assert choice_cross_entropy(scores, labels, torch.tensor([0.0, 0.0])).item() == 0.0  # no weight: 0, not NaN
