@@ -81,6 +81,13 @@ def test_shortcut_penalty_hand_computed():
     assert shortcut_penalty(scores, prior, 1.0, smoothing=0.1).item() == pytest.approx(expected, rel=1e-6)
     balanced = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert shortcut_penalty(balanced, torch.tensor([0.5, 0.5])).item() == pytest.approx(0.0, abs=1e-7)
+    # a choice the training data never has as gold (prior 0) adds nothing (not 0 · log 0 = NaN); a float64
+    # prior still gives a float32 value
+    three = torch.tensor([[0.0, math.log(3.0), -1.0], [0.0, 1.0, -1.0], [2.0, 0.0, -1.0]])
+    zero = shortcut_penalty(three, torch.tensor([0.75, 0.25, 0.0], dtype=torch.float64), smoothing=0.15)
+    mean3 = [0.85 / 3 + 0.05, 0.85 * 2 / 3 + 0.05]
+    assert zero.dtype == torch.float32
+    assert zero.item() == pytest.approx(0.75 * math.log(0.75 / mean3[0]) + 0.25 * math.log(0.25 / mean3[1]), rel=1e-5)
 
 
 def test_shortcut_penalty_grows_with_collapse_has_gradient_and_handles_missing_choices():
