@@ -94,3 +94,39 @@ def test_penalty_also_trains_a_multiple_choice_student(tiny_bert_dir, tmp_path):
     torch.testing.assert_close(terms["shortcut"][1], expected)
     terms["shortcut"][1].backward()  # the gradient reaches the head through the soft probabilities
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.model.parameters())
+
+
+def test_penalty_on_a_sequence_to_sequence_student_scores_every_choice_target(tiny_t5_dir, tmp_path):
+    """A seq2seq student has no choice head: the penalty scores each row's every choice target (the
+    configured rank reduction) and takes KL(label prior ‖ the smoothed histogram of the best-scored choices)."""
+    from tinydistill.losses import shortcut_penalty
+    from tinydistill.methods.registry import choice_scores, label_prior
+
+    cfg = _cfg(tiny_t5_dir, tmp_path, shortcut_penalty_weight=0.4)
+    rows = load_split(cfg.data.train, "train", 0)
+    prior = label_prior(rows)
+    gold = torch.tensor([ex.answer for ex in rows])
+    torch.testing.assert_close(prior, torch.bincount(gold, minlength=4).float() / len(rows))
+    student = load_student(cfg.student)
+    plan = build_method(cfg, rows, {}, student)
+    items, _ = tokenize_tasks(student, rows[:8], plan.tasks, 64)
+    batch = MultiTaskCollator(student.kind, student.pad_token_id)(items)
+    student.model.eval()
+    terms = plan.objective.terms(student, batch)
+    assert terms.keys() == {"answer", "shortcut"} and terms["shortcut"][0] == 0.4
+    scores = choice_scores(student, batch["answer"], cfg.eval.rank_reduction)
+    assert scores.shape == (8, 4) and torch.isfinite(scores).all()
+    torch.testing.assert_close(terms["shortcut"][1], shortcut_penalty(scores, prior, cfg.shortcut_temperature))
+
+
+def test_label_prior_is_the_gold_position_frequency_and_needs_gold_answers():
+    from tinydistill.data.records import Example
+    from tinydistill.errors import TinyDistillError
+    from tinydistill.methods.registry import label_prior
+
+    rows = [Example(str(i), "q", ("a", "b", "c"), a) for i, a in enumerate([0, 0, 2, 0])]
+    torch.testing.assert_close(label_prior(rows), torch.tensor([0.75, 0.0, 0.25]))
+    for empty in ([], [Example("1", "q", ("a", "b"), None)]):
+        with pytest.raises(TinyDistillError, match="^shortcut_penalty_weight: the training rows have no gold "
+                                                   "answers$"):
+            label_prior(empty)
