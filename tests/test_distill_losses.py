@@ -123,3 +123,15 @@ def test_choice_kl_matches_hand_computed_values_over_present_choices_and_tempera
     at_2 = kl([r3 / (1 + r3), 1 / (1 + r3)], [1 / (1 + r2), r2 / (1 + r2)]) / 2
     assert choice_kl(student, teacher, temperature=2.0).item() == pytest.approx(at_2, abs=1e-6)
     assert choice_kl(teacher, teacher).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_soft_label_kl_averages_over_valid_tokens_and_is_zero_without_one():
+    student = torch.tensor([[[0.0, math.log(2)], [1.0, 1.0], [5.0, 5.0]]], requires_grad=True)
+    teacher = torch.tensor([[[math.log(3), 0.0], [1.0, 1.0], [0.0, 9.0]]])
+    per_first = 3 / 4 * math.log((3 / 4) / (1 / 3)) + 1 / 4 * math.log((1 / 4) / (2 / 3))
+    labels = torch.tensor([[0, 1, IGNORE_INDEX]])  # two valid tokens (the second: 0), the third ignored
+    assert soft_label_kl(student, teacher, labels).item() == pytest.approx(per_first / 2, rel=1e-5)
+    none = soft_label_kl(student, teacher, torch.full((1, 3), IGNORE_INDEX))
+    assert none.item() == 0.0
+    none.backward()
+    assert student.grad is not None and student.grad.abs().sum() == 0

@@ -30,7 +30,7 @@ def test_row_weights_scale_rows_and_zero_weight_ignores_a_row():
 
 
 def test_no_valid_token_gives_zero_with_gradient():
-    logits = torch.zeros(1, 2, 3, requires_grad=True)
+    logits = torch.ones(1, 2, 3, requires_grad=True)
     loss = token_cross_entropy(logits, torch.full((1, 2), IGNORE_INDEX))
     assert loss.item() == 0.0
     loss.backward()
