@@ -186,12 +186,13 @@ NO_CHOICES = ("application/json", '{"object": "error", "message": "upstream time
 EMPTY_CHOICES = ("application/json", '{"choices": []}')
 
 
-def gateway_app(bad: Mapping[str, Sequence[tuple[str, str]]] | None = None, *, always_bad: Mapping[str, tuple[str, str]]
+def gateway_app(bad: Mapping[str, Sequence[tuple]] | None = None, *, always_bad: Mapping[str, tuple]
                 | None = None, delay_s: float = 0.0) -> Any:
     """An OpenAI-compatible endpoint (chat and completions) answering every request with a fixed completion,
-    except: a prompt containing a key of ``bad`` first gets that key's (content-type, body) replies, one per
-    attempt; one containing a key of ``always_bad`` always gets that reply. ``app.state.requests`` counts
-    requests by prompt; ``app.state.always_bad`` may be changed while it runs."""
+    except: a prompt containing a key of ``bad`` first gets that key's (content-type, body[, status]) replies,
+    one per attempt; one containing a key of ``always_bad`` always gets that reply (status 200 unless given).
+    Every request waits ``delay_s`` first. ``app.state.requests`` counts requests by prompt;
+    ``app.state.always_bad`` may be changed while it runs."""
     import asyncio
     from collections import Counter
 
@@ -212,11 +213,11 @@ def gateway_app(bad: Mapping[str, Sequence[tuple[str, str]]] | None = None, *, a
             await asyncio.sleep(delay_s)
         for key, reply in app.state.always_bad.items():
             if key in prompt:
-                return Response(reply[1], media_type=reply[0])
+                return Response(reply[1], media_type=reply[0], status_code=(*reply, 200)[2])
         for key, replies in scripted.items():
             if key in prompt and replies:
-                kind, text = replies.pop(0)
-                return Response(text, media_type=kind)
+                reply = replies.pop(0)
+                return Response(reply[1], media_type=reply[0], status_code=(*reply, 200)[2])
         text = "Because of the facts. Thus, the answer is (a)."
         choice = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
         return Response(json.dumps({"choices": [{**choice, "index": 0, "finish_reason": "stop"}],

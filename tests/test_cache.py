@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.teacher_helpers import ScriptedBackend, make_examples
-from tinydistill.teachers.cache import TeacherCache, make_key
+from tinydistill.teachers.cache import CachedOutput, TeacherCache, make_key
 from tinydistill.teachers.live import LiveTeacher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,3 +180,73 @@ def test_many_processes_opening_a_new_cache_at_once_all_succeed(tmp_path: Path) 
             p.join(timeout=120)
         failures += sum(p.exitcode != 0 for p in procs)
     assert failures == 0
+
+
+def test_stored_outputs_read_back_whole_in_chunks_and_totals_count_every_process(tmp_path: Path) -> None:
+    keys = [make_key("t", "m", None, f"p{i}", {}, 0) for i in range(1201)]  # more than one 500-key chunk
+    with TeacherCache(tmp_path / "c.sqlite") as cache:
+        for i, key in enumerate(keys):
+            assert cache.put(key, teacher="t", model="m", revision=None, params={"n": 1}, prompt=f"p{i}", sample=0,
+                             text=f"out{i}", prompt_tokens=i, completion_tokens=2, finish_reason="length"
+                             if i == 7 else "stop")
+        got = cache.get_many(keys + ["missing"])
+        assert len(got) == 1201 and cache.stats.hits == 1201
+        assert got[keys[7]] == CachedOutput("out7", 7, 2, "length") and got[keys[1200]].text == "out1200"
+        assert cache.totals() == {"outputs": 1201, "prompt_tokens": sum(range(1201)), "completion_tokens": 2402}
+        assert cache.stats.as_dict() == {"calls": 1201, "hits": 1201, "prompt_tokens": sum(range(1201)),
+                                         "completion_tokens": 2402}
+        row = cache._db.execute("SELECT teacher, model, params, prompt, sample FROM outputs WHERE key = ?",
+                                (keys[3],)).fetchone()
+        assert row == ("t", "m", '{"n": 1}', "p3", 0)
+        assert cache.claim([keys[0], "new"]) == ["new"]  # stored keys are never leased
+
+
+def test_expired_and_dead_owners_leases_are_taken_over_live_ones_and_others_are_not_released(tmp_path: Path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    host = TeacherCache(tmp_path / "c.sqlite").owner.split(":")[0]
+    mine = TeacherCache(tmp_path / "c.sqlite")
+    gone = TeacherCache(tmp_path / "c.sqlite")
+    gone.owner = f"{host}:{dead.pid}:gone"
+    elsewhere = TeacherCache(tmp_path / "c.sqlite")
+    elsewhere.owner = f"other-host:{dead.pid}:x"  # a pid on another machine cannot be checked: respected
+    expired = TeacherCache(tmp_path / "c.sqlite", lease_s=-1.0)
+    expired.owner = "other-host:1:old"
+    assert gone.claim(["g"]) == ["g"] and elsewhere.claim(["e"]) == ["e"] and expired.claim(["x"]) == ["x"]
+    assert mine.claim(["g", "e", "x"]) == ["g", "x"]
+    mine.release(["e"])  # not ours: stays leased
+    assert mine.claim(["e"]) == []
+    assert mine.claim(["g"]) == ["g"]  # our own lease: ours again
+
+
+def test_busy_database_is_retried_with_a_deadline_other_errors_at_once() -> None:
+    from tinydistill.teachers.cache import _pid_alive, _retry_while_busy
+
+    calls = []
+
+    def locked_twice():
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        return "done"
+
+    assert _retry_while_busy(locked_twice) == "done" and len(calls) == 3
+
+    def broken():
+        calls.append(1)
+        raise sqlite3.OperationalError("no such table: outputs")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        _retry_while_busy(broken)
+    assert len(calls) == 1
+
+    def always_locked():
+        calls.append(1)
+        raise sqlite3.OperationalError("database is locked")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _retry_while_busy(always_locked, deadline_s=0.3)
+    assert 2 <= len(calls) < 30  # retried with growing pauses (about 7 in 0.3 s), until the deadline
+    assert _pid_alive(os.getpid())

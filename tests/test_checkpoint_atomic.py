@@ -293,3 +293,120 @@ def test_a_finished_run_run_again_reports_its_training_time_not_the_resume(tiny_
     again = run(cfg, progress=False, log=lambda *_: None)  # finds the run finished: trains nothing
     assert again.train_seconds == first.train_seconds
     assert json.loads((cfg.run_dir / "summary.json").read_text())["train_seconds"] == first.train_seconds
+
+
+# ------------------------------------------------------------------ in-process: a tiny model, crashes by exception
+class _Killed(Exception):
+    """Stands in for a kill at one named moment of a save (the subprocess tests above send a real SIGKILL)."""
+
+
+def _prepared(weight: float = 0.0):
+    acc = make_accelerator("no")
+    model = torch.nn.Linear(4, 3)
+    model, _ = acc.prepare(model, torch.optim.AdamW(model.parameters()))
+    _fill(model, weight)
+    return acc, model
+
+
+def _fill(model, value: float) -> None:
+    with torch.no_grad():
+        model.weight.fill_(value)
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_saves_keep_the_newest_complete_checkpoints_and_the_newest_loads(tmp_path):
+    acc, model = _prepared()
+    folder = tmp_path / "checkpoints"
+    for step in (1, 2, 3):
+        _fill(model, step)
+        assert save_checkpoint(acc, folder, LoopState(step=step, epoch=10 * step), keep=2) == \
+            folder / f"step-{step:07d}"
+    assert _names(folder) == ["step-0000002", "step-0000003"]
+    assert checkpoint.list_checkpoints(folder) == [folder / "step-0000002", folder / "step-0000003"]
+    sizes = json.loads((folder / "step-0000003" / COMPLETE_FILE).read_text())["files"]
+    assert STATE_FILE not in sizes and sizes["model.safetensors"] == (folder / "step-0000003" /
+                                                                     "model.safetensors").stat().st_size
+    _fill(model, 0)
+    assert load_latest(acc, folder) == LoopState(step=3, epoch=30)
+    assert bool((model.weight == 3).all())
+    assert load_latest(acc, tmp_path / "none") is None
+
+
+def test_mark_completed_rewrites_the_state_file_only_or_saves_a_step_without_a_checkpoint(tmp_path):
+    acc, model = _prepared(1.0)
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(acc, folder, LoopState(step=2), keep=1)
+    weights = folder / "step-0000002" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    assert checkpoint.mark_completed(acc, folder, LoopState(step=2, completed=True), keep=1) == weights.parent
+    assert weights.stat().st_mtime_ns == before and load_latest(acc, folder).completed
+    _fill(model, 5.0)
+    checkpoint.mark_completed(acc, folder, LoopState(step=5, completed=True), keep=1)
+    assert _names(folder) == ["step-0000005"]
+    _fill(model, 0.0)
+    assert load_latest(acc, folder) == LoopState(step=5, completed=True) and bool((model.weight == 5).all())
+
+
+@pytest.mark.parametrize("point,step,left,loaded", [
+    ("sealing", 2, [".tmp-step-0000002", "step-0000001"], 1),  # no marker yet: skipped, step 1 loads
+    ("sealed", 2, [".tmp-step-0000002", "step-0000001"], 2),  # sealed: renamed into place on resume
+    ("installed", 2, ["step-0000001", "step-0000002"], 2),  # in place, the older one not yet pruned
+    ("pruning", 2, [".del-step-0000001", "step-0000002"], 2),  # the older one renamed for deletion
+    ("aside", 1, [".old-step-0000001", ".tmp-step-0000001"], 2),  # the same step again: both copies complete
+])
+def test_a_save_interrupted_at_each_moment_resumes_from_the_newest_complete_state(point, step, left, loaded,
+                                                                                   tmp_path, monkeypatch, capfd):
+    acc, model = _prepared(1.0)
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(acc, folder, LoopState(step=1, epoch=1), keep=1)
+
+    def die(at: str, path: Path) -> None:
+        if at == point:
+            raise _Killed(at)
+
+    monkeypatch.setattr(checkpoint, "reached", die)
+    _fill(model, 2.0)
+    with pytest.raises(_Killed):
+        save_checkpoint(acc, folder, LoopState(step=step, epoch=2), keep=1)
+    monkeypatch.undo()
+    assert _names(folder) == left
+    _fill(model, 0.0)
+    capfd.readouterr()
+    state = load_latest(acc, folder)
+    assert state.epoch == loaded and bool((model.weight == loaded).all())
+    err = capfd.readouterr().err
+    assert ("incomplete checkpoint (no completion marker); skipped" in err) is (point == "sealing")
+    assert ("finishing an interrupted checkpoint save" in err) is (point in ("sealed", "aside"))
+    assert not any(name.startswith((".del-", ".old-")) for name in _names(folder))  # leftovers cleared
+
+
+def test_a_sealed_checkpoint_that_does_not_load_is_an_error_naming_it(tmp_path):
+    acc, _ = _prepared()
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(acc, folder, LoopState(step=1), keep=1)
+    other = make_accelerator("no")
+    changed = torch.nn.Linear(5, 3)  # the model changed since
+    changed, _ = other.prepare(changed, torch.optim.AdamW(changed.parameters()))
+    with pytest.raises(checkpoint.CheckpointError, match=r"step-0000001: cannot be loaded \(\w+Error: .*\); delete "
+                                                         r"it or choose another run name"):
+        load_latest(other, folder)
+
+
+def test_unmarked_folders_of_an_older_version_are_tried_newest_first(tmp_path, capfd):
+    acc, model = _prepared()
+    folder = tmp_path / "checkpoints"
+    for step in (1, 2):
+        _fill(model, step)
+        save_checkpoint(acc, folder, LoopState(step=step), keep=2)
+    for step in (1, 2):
+        (folder / f"step-{step:07d}" / COMPLETE_FILE).unlink()  # written before markers existed
+    (folder / "step-0000002" / "model.safetensors").write_bytes(b"not a tensor file")
+    capfd.readouterr()
+    assert load_latest(acc, folder) == LoopState(step=1) and bool((model.weight == 1).all())
+    assert "step-0000002: cannot be loaded" in capfd.readouterr().err
+    (folder / "step-0000001" / "model.safetensors").write_bytes(b"nor this")
+    with pytest.raises(checkpoint.CheckpointError, match="step-0000002: cannot be loaded .*no older checkpoint loads"):
+        load_latest(acc, folder)

@@ -66,7 +66,10 @@ def test_data_check_prints_counts(tmp_path, capsys):
     path = _write(tmp_path / "d.jsonl", json.dumps(ROW) + "\n" + json.dumps(dict(ROW, id="2", answer="wood")))
     assert main(["data", "check", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "OK" in out and "2" in out
+    (row,) = [line for line in out.splitlines() if "train" in line]  # the table's one split row, cell by cell
+    assert [cell.strip() for cell in row.strip("│ \n").split("│")] == ["train", "2", "2: 2", "a:1 b:1", "50.0%",
+                                                                       "none"], out
+    assert out.rstrip().endswith("OK")
 
 
 CONFIG = """name: bad

@@ -7,7 +7,7 @@ import pytest
 from tinydistill.config.schema import ColumnsConfig
 from tinydistill.data.loaders import load_examples, majority_baseline
 from tinydistill.data.prompts import format_question, parse_answer
-from tinydistill.data.rationales import clean_rationale, stated_answer
+from tinydistill.data.rationales import clean_rationale, stated_answer, without_stated_answer
 from tinydistill.data.records import resolve_answer
 from tinydistill.errors import DataError
 from tinydistill.teachers.imported import ImportedTeacher
@@ -99,10 +99,65 @@ def test_question_format_and_answer_parsing():
     assert parse_answer("something else", ex.choices) is None
 
 
-def test_stated_answer_and_cleaning():
-    assert stated_answer("Thus, the answer is (b) iron", ["wood", "iron"]) == 1
-    assert stated_answer("so the answer is iron.", ["wood", "iron"]) == 1
-    assert stated_answer("Step 1: think about magnets", ["wood", "iron"]) is None
+ARC_PLAN = ("Put the objects in groups.", "Change the height of the ramp.", "Choose different objects to roll.",
+            "Record the details of the investigation.")
+ARC_LAB = ("tasting chemical samples", "using heat-resistant gloves if glassware is hot", "tying back long hair",
+           "washing a chemical splash with lots of water")
+ARC_FIRE = ("Pine species would reproduce more rapidly.", "Broadleaf species would replace pine species.",
+            "Burning areas would be more easily contained.", "Trees would spread into previously unforested areas.")
+
+
+# Rationale endings as the shipped teacher files have them (dataset, row id, teacher), with the choice a reader
+# takes from each: the last stated answer counts, a choice named in words counts when exactly one choice starts it.
+@pytest.mark.parametrize("ending,choices,expected", [
+    # arc Mercury_SC_407695, FLAN-T5
+    ("sha should record the details of the investigation so that they can repeat their investigation. Thus, the "
+     "answer is (d) Record the details of the investigation.", ARC_PLAN, 3),
+    # obqa 959 (shipped with the package), FLAN-T5
+    ("If a person walks in the opposite direction of a compass arrow they are walking south. Thus, the answer is "
+     "(d) south", ("west", "north", "east", "south"), 3),
+    # arc Mercury_7017990, LLaMA-2
+    ("\nThe fourth action is a safety procedure.\nWhich action does not represent a safety procedure in the lab?"
+     "\nThe answer is (a), because it's not a safety procedure.", ARC_LAB, 0),
+    # arc Mercury_7179358, LLaMA-2: the option called correct, not the ones called incorrect
+    ("as will not be more easily contained.\nOption (d) is incorrect because trees would not spread into previously "
+     "unforested areas.\nSo, option (b) is correct.\nExplan", ARC_FIRE, 1),
+    # obqa 125, LLaMA-2: two options called correct; the last one stated counts
+    ("Option (a) is wrong.\nOption (b) is wrong.\nOption (c) is correct.\nOption (d) is correct.",
+     ("underwater", "closer together", "in lines", "farther apart"), 3),
+    # riddle cxzvpoiuzckf-9382, LLaMA-2
+    ('"spring" means "spring" and "ceiling" means "ceiling".\nAnswer:\n(e) spring\nComment: This is a pretty '
+     "terrible answer.", ("manual", "caps", "drink", "ceiling", "spring"), 4),
+    # arc Mercury_7011270, LLaMA-2: the choice's text, exactly
+    ("If it is a week, it means 7 days.\nSo, if it is a week, it means 7 days.\nSo, the answer is 30 days.",
+     ("7 days", "30 days", "90 days", "365 days"), 1),
+    # arc Mercury_7215198, LLaMA-2: the choice's text, then more words
+    ("Nuclear energy is a nonrenewable resource.\nSolar energy is a renewable resource.\nThe correct answer is "
+     "solar energy.", ("petroleum", "geothermal", "nuclear", "solar"), 3),
+    # bioasq 5c73ad0b7c78d69471000093, LLaMA-2
+    ("chnoid hemorrhage. The answer is no, according to the text. The text states that randomized controlled "
+     "trials have shown", ("yes", "no"), 1),
+    # arc Mercury_SC_407695, LLaMA-2: a bare letter is no statement
+    ("Let's think step by step.\n(a)", ARC_PLAN, None),
+    ("Step 1: think about magnets", ("wood", "iron"), None),
+    # edge cases of the same rules (written here): a letter past the last choice, a capital "Answer", a choice
+    # text ending in a period stated without it
+    ("Thus, the answer is (c).", ("yes", "no"), None),
+    ("Answer is solar energy.", ("petroleum", "geothermal", "nuclear", "solar"), 3),
+    ("So the answer is record the details of the investigation", ARC_PLAN, 3),
+])
+def test_stated_answer_reads_the_shipped_teachers_endings(ending, choices, expected):
+    assert stated_answer(ending, choices) == expected
+
+
+def test_without_stated_answer_cuts_the_answer_statement():  # (moved from test_reproduce: rationale parsing)
+    assert without_stated_answer("Iron is a metal. Thus, the answer is (b) iron.") == "Iron is a metal."
+    assert without_stated_answer("So the answer is (a).") == ""
+    assert without_stated_answer("Metals conduct.  Hence the correct answer is iron") == "Metals conduct."
+    assert without_stated_answer("no statement here") == "no statement here"
+
+
+def test_clean_rationale_cuts_markers_and_collapses_whitespace():
     assert clean_rationale("  a   b \n\n\nc\n# 3.\nQuestion: x") == "a b\nc"
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tinydistill.losses import IGNORE_INDEX, hidden_mse, shortcut_penalty, soft_label_kl
+from tinydistill.losses import IGNORE_INDEX, choice_kl, hidden_mse, shortcut_penalty, soft_label_kl
 from tinydistill.methods.whitebox import make_projection
 
 
@@ -58,6 +58,13 @@ def test_hidden_mse_through_an_identity_projection():
     expected = (0 + 4 + 9) / 3  # the padded position is ignored
     assert hidden_mse(proj(s), t, mask).item() == pytest.approx(expected, rel=1e-6)
     assert hidden_mse(t, t, torch.ones(1, 2)).item() == 0.0
+    one = hidden_mse(torch.tensor([[[3.0]]]), torch.tensor([[[1.0]]]), torch.tensor([[1]]))  # 1 position, H = 1
+    assert one.item() == pytest.approx(4.0)
+    none = torch.ones(1, 2, 3, requires_grad=True)
+    empty = hidden_mse(none, t, torch.zeros(1, 2))  # no valid position: 0 with a gradient, not NaN
+    assert empty.item() == 0.0
+    empty.backward()
+    assert none.grad is not None and none.grad.abs().sum() == 0
 
 
 def test_projection_between_widths_is_learned_linear():
@@ -74,6 +81,13 @@ def test_shortcut_penalty_hand_computed():
     assert shortcut_penalty(scores, prior, 1.0, smoothing=0.1).item() == pytest.approx(expected, rel=1e-6)
     balanced = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert shortcut_penalty(balanced, torch.tensor([0.5, 0.5])).item() == pytest.approx(0.0, abs=1e-7)
+    # a choice the training data never has as gold (prior 0) adds nothing (not 0 · log 0 = NaN); a float64
+    # prior still gives a float32 value
+    three = torch.tensor([[0.0, math.log(3.0), -1.0], [0.0, 1.0, -1.0], [2.0, 0.0, -1.0]])
+    zero = shortcut_penalty(three, torch.tensor([0.75, 0.25, 0.0], dtype=torch.float64), smoothing=0.15)
+    mean3 = [0.85 / 3 + 0.05, 0.85 * 2 / 3 + 0.05]
+    assert zero.dtype == torch.float32
+    assert zero.item() == pytest.approx(0.75 * math.log(0.75 / mean3[0]) + 0.25 * math.log(0.25 / mean3[1]), rel=1e-5)
 
 
 def test_shortcut_penalty_grows_with_collapse_has_gradient_and_handles_missing_choices():
@@ -85,3 +99,39 @@ def test_shortcut_penalty_grows_with_collapse_has_gradient_and_handles_missing_c
     assert torch.isfinite(value)
     value.backward()
     assert collapsed.grad[:, 1:3][torch.isfinite(collapsed.detach()[:, 1:3])].lt(0).all()  # raise other choices
+    # the default temperature is 1: the value reads the argmax histogram, the gradient the softmax at T
+    grads = []
+    for kwargs in ({}, {"temperature": 1.0}, {"temperature": 2.0}):
+        scores = collapsed.detach().clone().requires_grad_(True)
+        shortcut_penalty(scores, prior, **kwargs).backward()
+        grads.append(scores.grad)
+    assert torch.equal(grads[0], grads[1]) and not torch.allclose(grads[1], grads[2])
+
+
+def test_choice_kl_matches_hand_computed_values_over_present_choices_and_temperature():
+    """Row 1: teacher (3/4, 1/4), student (1/3, 2/3) over two present choices (a third is absent, -inf on both
+    sides); row 2: identical distributions (0). The mean over rows, at T = 1 and T = 2 (both sides softened)."""
+    inf = float("inf")
+    student = torch.tensor([[0.0, math.log(2), -inf], [1.0, 2.0, 3.0]])
+    teacher = torch.tensor([[math.log(3), 0.0, -inf], [1.0, 2.0, 3.0]])
+
+    def kl(p, q):
+        return sum(a * math.log(a / b) for a, b in zip(p, q, strict=True))
+
+    assert choice_kl(student, teacher).item() == pytest.approx(kl([3 / 4, 1 / 4], [1 / 3, 2 / 3]) / 2, abs=1e-6)
+    r3, r2 = math.sqrt(3), math.sqrt(2)
+    at_2 = kl([r3 / (1 + r3), 1 / (1 + r3)], [1 / (1 + r2), r2 / (1 + r2)]) / 2
+    assert choice_kl(student, teacher, temperature=2.0).item() == pytest.approx(at_2, abs=1e-6)
+    assert choice_kl(teacher, teacher).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_soft_label_kl_averages_over_valid_tokens_and_is_zero_without_one():
+    student = torch.tensor([[[0.0, math.log(2)], [1.0, 1.0], [5.0, 5.0]]], requires_grad=True)
+    teacher = torch.tensor([[[math.log(3), 0.0], [1.0, 1.0], [0.0, 9.0]]])
+    per_first = 3 / 4 * math.log((3 / 4) / (1 / 3)) + 1 / 4 * math.log((1 / 4) / (2 / 3))
+    labels = torch.tensor([[0, 1, IGNORE_INDEX]])  # two valid tokens (the second: 0), the third ignored
+    assert soft_label_kl(student, teacher, labels).item() == pytest.approx(per_first / 2, rel=1e-5)
+    none = soft_label_kl(student, teacher, torch.full((1, 3), IGNORE_INDEX))
+    assert none.item() == 0.0
+    none.backward()
+    assert student.grad is not None and student.grad.abs().sum() == 0

@@ -101,32 +101,34 @@ def _ok(text: str = "Because. Thus, the answer is (a) x.") -> httpx.Response:
     )
 
 
-def test_timeouts_and_5xx_are_retried_400_is_not() -> None:
-    seen = {"n": 0}
+def _per_row(app) -> dict[str, int]:
+    """Requests the server received, by row id (``Question q3: …`` → ``q3``)."""
+    return {re.search(r"Question (\w+):", prompt).group(1): n for prompt, n in app.state.requests.items()}
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen["n"] += 1
-        if seen["n"] == 1:
-            raise httpx.ReadTimeout("slow", request=request)
-        if seen["n"] == 2:
-            return httpx.Response(503, text="busy")
-        return _ok()
 
-    b = HTTPBackend(
-        "http://teacher.invalid/v1", "m", transport=_mock(handler), backoff_s=0.001, generation=GEN
-    )
-    assert b.request(json.dumps([{"role": "user", "content": "hi"}]), 0).text.startswith("Because")
-    assert b.retries == 2
-    bad = HTTPBackend(
-        "http://teacher.invalid/v1",
-        "m",
-        backoff_s=0.001,
-        generation=GEN,
-        transport=_mock(lambda r: httpx.Response(400, text="bad request")),
-    )
-    with pytest.raises(TeacherHTTPError, match="HTTP 400"):
-        bad.request(json.dumps([{"role": "user", "content": "hi"}]), 0)
-    assert bad.retries == 0
+def test_5xx_and_429_are_retried_400_is_not(tmp_path: Path) -> None:
+    """Counted per row on a real loopback server: a retried row costs exactly one request per failed attempt."""
+    app = gateway_app({"Question q0:": [("text/plain", "busy", 503), ("text/plain", "slow down", 429)],
+                       "Question q2:": [("text/plain", "gateway", 502)]},
+                      always_bad={"Question q1:": ("text/plain", "bad request", 400)})
+    with serve_in_thread(app) as url:
+        t = _http_teacher(url, tmp_path / "c.sqlite", api="chat", concurrency=2, max_retries=3)
+        with pytest.raises(TeacherHTTPError, match=r"row 'q1': .*HTTP 400: 'bad request'"):
+            t.rationales(make_examples(4))
+    assert _per_row(app) == {"q0": 3, "q1": 1, "q2": 2, "q3": 1}
+    assert t.backend.retries == 3 and t.backend.faults == {"HTTP 503": 1, "HTTP 429": 1, "HTTP 502": 1}
+    assert t.backend.failures == 1 and len(TeacherCache(tmp_path / "c.sqlite")) == 3
+
+
+def test_a_real_timeout_is_retried_then_gives_up_after_max_retries_plus_one_attempts(tmp_path: Path) -> None:
+    app = gateway_app(delay_s=0.4)  # answers, but only after the client's read timeout
+    with serve_in_thread(app) as url:
+        backend = HTTPBackend(url, "tiny", generation=GEN, backoff_s=0.01, max_retries=1, timeout_s=0.05)
+        t = LiveTeacher("remote", backend, TeacherCache(tmp_path / "c.sqlite"), generation=GEN)
+        with pytest.raises(TeacherHTTPError, match="gave up after 2 attempts; last: ReadTimeout"):
+            t.rationales(make_examples(1))
+        assert _per_row(app) == {"q0": 2}
+    assert backend.retries == 1 and backend.faults == {"ReadTimeout": 1} and backend.failures == 1
 
 
 def test_sampling_sends_seed_per_sample() -> None:
@@ -194,7 +196,7 @@ def test_a_2xx_that_is_not_a_completion_is_retried_and_counted(tmp_path: Path, a
         out = t.rationales(make_examples(6))
     assert all(r and r.startswith("Because") for r in out)
     assert t.backend.retries == 5 and t.backend.faults == {"malformed reply": 5} and t.backend.failures == 0
-    assert sum(app.state.requests.values()) == 11 and t.stats.calls == 6
+    assert _per_row(app) == {"q0": 1, "q1": 2, "q2": 3, "q3": 2, "q4": 2, "q5": 1} and t.stats.calls == 6
 
 
 def test_a_reply_that_stays_malformed_fails_in_one_line_naming_row_and_endpoint(tmp_path: Path) -> None:
@@ -208,6 +210,7 @@ def test_a_reply_that_stays_malformed_fails_in_one_line_naming_row_and_endpoint(
         assert f"{url}/chat/completions: gave up after 3 attempts" in msg
         assert "HTTP 200 but not a completion" in msg and "text/html" in msg and "'<html> <head>" in msg
         assert t.backend.failures == 1 and t.backend.retries == 2
+        assert _per_row(app) == {"q0": 1, "q1": 1, "q2": 3, "q3": 1, "q4": 1}  # max_retries + 1 attempts, no more
         assert len(TeacherCache(tmp_path / "c.sqlite")) == 4  # the other rows were kept
         app.state.always_bad.clear()  # the gateway recovers: only the missing row is asked for
         before = sum(app.state.requests.values())
@@ -249,3 +252,38 @@ def test_parse_reply_accepts_what_servers_send_and_names_what_is_wrong() -> None
                        (b'{"choices": [{"text": "x"}]}', "choices.0.message: missing")):
         with pytest.raises(MalformedReply, match=re.escape(says)):
             parse_reply(body, "chat")
+
+
+def test_backoff_round_robin_request_body_and_argument_checks() -> None:
+    b = HTTPBackend(["http://a/v1/", "http://b/v1"], "m", api="completions", backoff_s=1.0, backoff_max_s=5.0,
+                    generation=GenerationSpec(max_new_tokens=4, stop=("\n\n",)))
+    assert [b.endpoint() for _ in range(3)] == ["http://a/v1", "http://b/v1", "http://a/v1"]
+    assert repr(b) == "HTTPBackend('http://a/v1, http://b/v1', model='m', api='completions')"
+    # exponential backoff with jitter in [base/2, base], base = backoff_s · 2^attempt capped at backoff_max_s
+    for attempt, base in ((0, 1.0), (2, 4.0), (5, 5.0)):
+        delays = [b._delay(attempt, None) for _ in range(40)]
+        assert all(base / 2 <= d <= base for d in delays) and max(delays) - min(delays) > base / 10
+    assert b._delay(0, httpx.Response(429, headers={"retry-after": "3"})) == 3.0  # the server's wait, honoured
+    assert b._delay(0, httpx.Response(429, headers={"retry-after": "100"})) == 5.0  # capped
+    assert 0.5 <= b._delay(0, httpx.Response(503, headers={"retry-after": "soon"})) <= 1.0  # unreadable: ignored
+    assert b.params() == {"api": "completions", "max_tokens": 4, "temperature": 0.0, "top_p": 1.0, "seed": None,
+                          "stop": ["\n\n"]}
+    assert b.body("hi", 3) == {"model": "m", "max_tokens": 4, "temperature": 0.0, "n": 1, "stop": ["\n\n"],
+                               "prompt": "hi"}  # greedy: no seed, no top_p
+    with pytest.raises(ValueError, match="^api must be 'chat' or 'completions', got 'x'$"):
+        HTTPBackend("http://a/v1", "m", api="x")
+    with pytest.raises(ValueError, match="^base_url: at least one endpoint is needed$"):
+        HTTPBackend([], "m")
+
+
+def test_several_failed_requests_are_raised_together_after_the_others_finish() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        bad = "bad" in json.loads(request.content)["messages"][0]["content"]
+        return httpx.Response(400, text="no") if bad else _ok()
+
+    b = HTTPBackend("http://teacher.invalid/v1", "m", transport=_mock(handler), generation=GEN, concurrency=2)
+    prompts = [json.dumps([{"role": "user", "content": c}]) for c in ("ok", "bad", "ok", "bad")]
+    done = []
+    with pytest.raises(TeacherHTTPError, match=r"HTTP 400: 'no' \(2 of 4 requests failed\)$") as err:
+        done.extend(i for i, _ in b.generate(prompts, [0] * 4))
+    assert sorted(done) == [0, 2] and sorted(err.value.failed) == [1, 3] and b.failures == 2 and b.retries == 0

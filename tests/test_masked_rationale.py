@@ -109,19 +109,38 @@ def test_masks_are_fixed_by_their_key_and_hide_only_rationale_tokens(tokenizer_d
 
 
 def test_tokenised_rationale_tasks_become_masked_pairs(tiny_bert_dir):
+    """Through the product's own key (seed, task, row): every row masks round(ratio·n) of its n rationale tokens,
+    rows with the same text mask different positions, and so do two teachers and two seeds; a re-run repeats."""
     student = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice"),
                            with_rationale_head=True)
-    rows = [Example("1", "what goes with a cat?", ("milk", "bone"), 0),
-            Example("2", "what goes with a dog?", ("milk", "bone"), 1)]
+    text = "the cat drinks milk because cats like milk and milk is what cats drink"
+    n = len(student.tokenizer(text, add_special_tokens=False)["input_ids"])
+    rows = [Example(str(i), "what goes with a cat?", ("milk", "bone"), 0) for i in range(6)]  # alike but the row
     tasks = [TaskSpec("answer", "", lambda i, e: "x", 8),
-             TaskSpec("rationale/t", "explain: ", lambda i, e: ["cats drink milk", "dogs chew bones"][i], 16)]
-    items, _ = tokenize_tasks(student, rows, tasks, 48, mask_ratio=0.5, mask_seed=0)
-    batch = MultiTaskCollator(student.kind, student.pad_token_id)(items)
-    assert set(batch) == {"answer", "rationale/t"} and "choice_mask" in batch["answer"]
-    rationale = batch["rationale/t"]
-    assert rationale["input_ids"].shape == rationale["mlm_labels"].shape
-    assert ((rationale["mlm_labels"] != IGNORE_INDEX).sum(1) >= 1).all()
-    assert rationale["row_index"].tolist() == [0, 1]
+             TaskSpec("rationale/a", "explain: ", lambda i, e: text, 32),
+             TaskSpec("rationale/b", "explain: ", lambda i, e: text, 32)]
+
+    def masks(seed: int, ratio: float = 0.5) -> dict[str, list[tuple[int, ...]]]:
+        items, _ = tokenize_tasks(student, rows, tasks, 48, mask_ratio=ratio, mask_seed=seed)
+        batch = MultiTaskCollator(student.kind, student.pad_token_id)(items)
+        assert set(batch) == {"answer", "rationale/a", "rationale/b"} and "choice_mask" in batch["answer"]
+        out = {}
+        for task in ("rationale/a", "rationale/b"):
+            b = batch[task]
+            assert b["input_ids"].shape == b["mlm_labels"].shape and b["row_index"].tolist() == list(range(6))
+            labelled = b["mlm_labels"] != IGNORE_INDEX
+            assert (b["input_ids"][labelled] == student.tokenizer.mask_token_id).all()
+            out[task] = [tuple(torch.nonzero(row).flatten().tolist()) for row in labelled]
+        return out
+
+    first = masks(0)
+    for task, positions in first.items():
+        assert [len(p) for p in positions] == [round(0.5 * n)] * 6, task
+        assert len(set(positions)) == 6, task  # no two rows masked alike
+    assert first["rationale/a"] != first["rationale/b"]  # the teacher is part of the key
+    assert masks(0) == first  # fixed: the same masks in every run and after every resume
+    assert masks(1)["rationale/a"] != first["rationale/a"]  # the seed is part of the key
+    assert [len(p) for p in masks(0, 0.3)["rationale/a"]] == [round(0.3 * n)] * 6
 
 
 def test_tinyllm_learns_rationales_first_then_answers_and_deploys_a_plain_choice_model(tmp_path, tiny_bert_dir):
@@ -149,15 +168,18 @@ def test_tinyllm_learns_rationales_first_then_answers_and_deploys_a_plain_choice
 def test_a_run_stopped_in_the_rationale_stage_resumes_to_the_uninterrupted_result(tmp_path, tiny_bert_dir):
     data = tinyllm_folder(tmp_path)
 
-    def cfg(out):
-        return config_from_dict(choice_config(
+    def cfg(out):  # attention dropout on: each step draws random numbers, so the RNG state must be restored
+        raw = choice_config(
             tiny_bert_dir, data, out, method="tinyllm",
             train={"epochs": 1, "batch_size": 8, "lr": 1e-2, "mixed_precision": "no", "warmup_ratio": 0.0,
-                   "rationale_stage_epochs": 2, "checkpoint_every": 1}))
+                   "rationale_stage_epochs": 2, "checkpoint_every": 1})
+        raw["student"]["attention_dropout"] = 0.3
+        return config_from_dict(raw)
 
     whole = run(cfg(tmp_path / "a"), progress=False, log=lambda *_: None)
     with pytest.raises(KeyboardInterrupt, match="rationale stage"):
         run(cfg(tmp_path / "b"), progress=False, log=lambda *_: None, stop_after_steps=3)
+    torch.manual_seed(12345)  # a fresh process: the generator is not where the stopped run left it
     resumed = run(cfg(tmp_path / "b"), progress=False, log=lambda *_: None)
     assert resumed.valid.metrics == whole.valid.metrics
     a = AutoModelForMultipleChoice.from_pretrained(whole.cfg.run_dir / "best").state_dict()

@@ -102,6 +102,43 @@ def test_step_by_step_mixes_label_and_rationale(tiny_t5_dir, synthetic_data, tmp
     assert plan.objective.task_weights == pytest.approx({"answer": 0.3, "rationale/synth": 0.7})
 
 
+@pytest.mark.parametrize("stage_epochs", [0, 1])
+def test_tinyllm_weights_each_teachers_rationale_loss_by_its_own_alpha(stage_epochs, tiny_t5_dir, synthetic_data,
+                                                                      tmp_path):
+    """The weights come from the terms one batch produces: 1 on the answer, α_m on teacher m's rationale; with a
+    rationale stage, the same α_m in that stage and the answer alone after."""
+    from tinydistill.losses import weighted_total
+    from tinydistill.run import build_teachers
+    from tinydistill.students.collate import MultiTaskCollator, tokenize_tasks
+
+    second = tmp_path / "second.jsonl"
+    second.write_text(synthetic_data["rationales"].read_text().replace("so the answer is", "hence"))
+    teachers = [{"name": "first", "kind": "imported", "path": str(synthetic_data["rationales"]),
+                 "alpha_rationale": 0.2},
+                {"name": "second", "kind": "imported", "path": str(second), "alpha_rationale": 0.7}]
+    cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", teachers=teachers,
+                                      **{"train.rationale_stage_epochs": stage_epochs}))
+    student = load_student(StudentConfig(model=str(tiny_t5_dir)))
+    rows = load_split(cfg.data.train, "train", 0)[:6]
+    plan = build_method(cfg, rows, build_teachers(cfg), student)
+
+    def terms(tasks, objective):
+        tokenised, _ = tokenize_tasks(student, rows, tasks, 64)
+        out = objective.terms(student, MultiTaskCollator("seq2seq", student.pad_token_id)(tokenised))
+        total = weighted_total(out)
+        torch.testing.assert_close(total, sum(w * v for w, v in out.values()))
+        assert all(v.item() > 0 for _, v in out.values())
+        return {name: w for name, (w, _) in out.items()}
+
+    alphas = {"rationale/first": 0.2, "rationale/second": 0.7}
+    if stage_epochs:
+        assert terms(plan.rationale_stage.tasks, plan.rationale_stage.objective) == alphas
+        assert terms(plan.tasks, plan.objective) == {"answer": 1.0}
+    else:
+        assert plan.rationale_stage is None
+        assert terms(plan.tasks, plan.objective) == {"answer": 1.0, **alphas}
+
+
 @pytest.mark.slow
 def test_pinto_feeds_the_rationale_at_evaluation_and_says_so(tiny_t5_dir, synthetic_data, tmp_path):
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", method="pinto", **FAST))

@@ -57,4 +57,11 @@ def test_tiny_open_answer_run_reports_em_and_f1(tiny_t5_dir, tmp_path):
                                          "train.select_metric": "token_f1"}))
     outcome = run(cfg, progress=False, log=lambda *_: None)
     assert {"exact_match", "token_f1"} <= outcome.valid.metrics.keys()
-    assert 0.0 <= outcome.valid.metrics["token_f1"] <= 1.0
+    rows_out = outcome.valid.predictions  # each row scored against its own gold answers, then averaged
+    assert [r["gold"] for r in rows_out] == [[r["answer"]] for r in rows[:8]]
+    for r in rows_out:
+        em, f1 = best_over_answers(r["prediction_text"], r["gold"])
+        assert r["exact_match"] == em and r["token_f1"] == round(f1, 4)
+    m = outcome.valid.metrics
+    assert m["token_f1"] == pytest.approx(sum(r["token_f1"] for r in rows_out) / 8, abs=1e-4)
+    assert m["exact_match"] == pytest.approx(sum(r["exact_match"] for r in rows_out) / 8)

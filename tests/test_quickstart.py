@@ -37,10 +37,13 @@ def test_quickstart_runs_three_methods_then_eval_scores_the_student(tmp_path, ca
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["eval", str(root / "tinyllm"), "--data", str(data), "--out", str(tmp_path / "ev")]) == 0
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert m["n"] == 30 and 0.0 <= m["rank_accuracy"] <= 1.0
     preds = [json.loads(line) for line in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
-    assert len(preds) == 30 and {"id", "prediction", "correct"} <= preds[0].keys()
-    assert sum(p["correct"] for p in preds) == round(m["rank_accuracy"] * 30)
+    assert m["n"] == 30 and [p["id"] for p in preds] == [r["id"] for r in rows]
+    for p, r in zip(preds, rows, strict=True):  # each row: the best-scored choice, right iff it is the gold text
+        assert p["prediction"] == max(range(len(r["choices"])), key=p["rank_scores"].__getitem__)
+        assert p["prediction_text"] == r["choices"][p["prediction"]]
+        assert p["correct"] == (p["prediction_text"] == r["answer"])
+    assert m["rank_accuracy"] == pytest.approx(sum(p["correct"] for p in preds) / 30)
 
     # running the same command again resumes: nothing is retrained
     before = (root / "tinyllm" / "metrics.jsonl").read_text(), stage.read_text()

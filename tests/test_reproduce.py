@@ -14,7 +14,6 @@ from tinydistill.cli import main
 from tinydistill.cli.reproduce import apply_fast_preset
 from tinydistill.config.loader import config_from_dict
 from tinydistill.config.schema import StudentConfig
-from tinydistill.data.rationales import without_stated_answer
 from tinydistill.data.records import Example
 from tinydistill.data.splits import HOLDOUT_SEED, load_train_valid
 from tinydistill.errors import ConfigError
@@ -139,12 +138,6 @@ def test_choice_kl_is_zero_for_equal_scores_and_ignores_absent_choices():
     assert math.isfinite(value.item()) and value.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_without_stated_answer_cuts_the_answer_statement():
-    assert without_stated_answer("Iron is a metal. Thus, the answer is (b) iron.") == "Iron is a metal."
-    assert without_stated_answer("So the answer is (a).") == ""
-    assert without_stated_answer("no statement here") == "no statement here"
-
-
 @pytest.mark.slow
 def test_run_scores_test_once_then_kd_and_lora_train_a_choice_student(tmp_path, tiny_bert_dir):
     data = tinyllm_folder(tmp_path)
@@ -162,31 +155,54 @@ def test_run_scores_test_once_then_kd_and_lora_train_a_choice_student(tmp_path, 
     logged = [json.loads(line) for line in (out / "kd" / "metrics.jsonl").read_text().splitlines()]
     assert kd.test is not None and all(math.isfinite(m["loss/kd"]) for m in logged if "loss" in m)
 
-    # the KD term itself: zero against a copy of the student, positive (with a gradient) against another model
-    from tinydistill.config.schema import WhiteboxConfig
-    from tinydistill.methods.choice_kd import ChoiceKDObjective
-
-    student = load_student(StudentConfig(model=str(out / "finetune" / "best")))
-    ex = Example("1", "what goes with a cat?", ("milk", "bone", "seed"), 0)
-    rows, _ = tokenize_tasks(student, [ex, ex], [TaskSpec(ANSWER_TASK, "", lambda i, e: "milk", 8)], 48)
-    batch = MultiTaskCollator(student.kind, student.pad_token_id)(rows)
-    same = ChoiceKDObjective(WhiteboxConfig(teacher_model=str(out / "finetune" / "best")), student)
-    assert same.terms(student, batch)["kd"][1].item() == pytest.approx(0.0, abs=1e-6)
-    from transformers import AutoModelForMultipleChoice, AutoTokenizer
-
-    AutoModelForMultipleChoice.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "other")  # a choice model
-    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "other")  # (a bare encoder is refused)
-    other = ChoiceKDObjective(WhiteboxConfig(teacher_model=str(tmp_path / "other")), student)
-    weight, term = other.terms(student, batch)["kd"]
-    term.backward()
-    assert term.item() > 0 and weight == pytest.approx(0.5 * 2.0 ** 2)
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.model.parameters())
-
     lora = run(config_from_dict(choice_config(tiny_bert_dir, data, out, "lora", lora={"r": 4, "alpha": 8})),
                progress=False, log=lambda m: None)
     assert lora.test is not None
     reloaded = load_student(StudentConfig(model=str(out / "lora" / "best")))  # merged: a plain choice model
     assert reloaded.kind == "multiple_choice" and not any("lora" in n for n, _ in reloaded.model.named_parameters())
+
+
+def test_choice_kd_terms_are_the_weighted_answer_ce_and_softened_kl_to_the_frozen_teacher(tiny_bert_dir, tmp_path):
+    """``(1-α)·CE(gold)`` and ``α·T²·KL(teacher ‖ student)`` at T over one batch's choices: zero KL against a copy
+    of the student, the exact KL (with a gradient to the student only) against another scorer."""
+    from tinydistill.config.schema import WhiteboxConfig
+    from tinydistill.losses import choice_cross_entropy
+    from tinydistill.methods.choice_kd import ChoiceKDObjective
+    from tinydistill.students.registry import save_student
+
+    def choice_student(noise: float, folder: Path):
+        scorer = load_student(StudentConfig(model=str(tiny_bert_dir), architecture="multiple_choice"))
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for p in scorer.model.parameters():
+                p.add_(noise * torch.randn_like(p))
+        save_student(scorer, folder)
+        return load_student(StudentConfig(model=str(folder)))
+
+    student, _ = choice_student(0.0, tmp_path / "a"), choice_student(0.5, tmp_path / "b")
+    exs = [Example("1", "what goes with a cat?", ("milk", "bone", "seed"), 0),
+           Example("2", "what goes with a dog?", ("milk", "bone"), 1)]
+    rows, _ = tokenize_tasks(student, exs, [TaskSpec(ANSWER_TASK, "", lambda i, e: "x", 8)], 48)
+    batch = MultiTaskCollator(student.kind, student.pad_token_id)(rows)
+    student.model.eval()
+    same = ChoiceKDObjective(WhiteboxConfig(teacher_model=str(tmp_path / "a"), alpha_kd=0.3), student)
+    assert same.terms(student, batch)["kd"][1].item() == pytest.approx(0.0, abs=1e-6)
+    cfg = WhiteboxConfig(teacher_model=str(tmp_path / "b"), alpha_kd=0.3, kd_temperature=2.0)
+    other = ChoiceKDObjective(cfg, student)
+    assert not any(p.requires_grad for p in other.teacher.model.parameters()) and not other.teacher.model.training
+    terms = other.terms(student, batch)
+    scores = student.choice_scores(batch[ANSWER_TASK])
+    with torch.no_grad():
+        teacher_scores = other.teacher.choice_scores(batch[ANSWER_TASK])
+    assert terms.keys() == {ANSWER_TASK, "kd"}
+    assert terms[ANSWER_TASK][0] == pytest.approx(0.7) and terms["kd"][0] == pytest.approx(0.3 * 2.0 ** 2)
+    torch.testing.assert_close(terms[ANSWER_TASK][1], choice_cross_entropy(scores, batch[ANSWER_TASK]["labels"]))
+    torch.testing.assert_close(terms["kd"][1], choice_kl(scores, teacher_scores, 2.0))
+    assert terms["kd"][1].item() > 0 and terms["kd"][1].item() != pytest.approx(
+        choice_kl(scores, teacher_scores, 1.0).item())
+    terms["kd"][1].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.model.parameters())
+    assert other.parameters() == []
 
 
 @pytest.mark.slow

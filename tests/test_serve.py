@@ -60,14 +60,14 @@ def test_openai_client_chat_completions_and_models() -> None:
 
 
 def test_encoder_decoder_model_is_served() -> None:
-    with serve_in_thread(create_app(tiny_bert2bert(), minilm_tokenizer(), model_name="b2b")) as url:
-        out = _client(url).chat.completions.create(
-            model="b2b",
-            messages=[{"role": "user", "content": "why is the sky blue?"}],
-            max_tokens=4,
-            temperature=0,
-        )
-        assert out.choices[0].message.content is not None
+    model, tok = tiny_bert2bert(), minilm_tokenizer()
+    messages = [{"role": "user", "content": "why is the sky blue?"}]
+    local = HFBackend(model, tok, name="x")
+    direct = dict(local.generate_texts([local.render(messages)], max_new_tokens=4))[0]
+    assert direct.text.strip()  # a reply that says something, so the equality below compares words
+    with serve_in_thread(create_app(model, tok, model_name="b2b")) as url:
+        out = _client(url).chat.completions.create(model="b2b", messages=messages, max_tokens=4, temperature=0)
+        assert out.choices[0].message.content == direct.text  # exactly the model's greedy reply
 
 
 def test_fault_injection_answers_429_500_and_slow_and_the_client_recovers() -> None:
@@ -123,7 +123,9 @@ def test_serve_cli_subprocess_with_the_api_key_from_the_environment(tmp_path: Pa
         out = OpenAI(base_url=url, api_key=key, max_retries=0, timeout=60).completions.create(
             model="student", prompt="hello", max_tokens=3, temperature=0
         )
-        assert out.model == "student" and out.choices[0].text is not None
+        direct = dict(HFBackend(tiny_gpt2(), minilm_tokenizer(), name="x").generate_texts(["hello"],
+                                                                                        max_new_tokens=3))[0]
+        assert out.model == "student" and out.choices[0].text == direct.text  # the saved model's greedy reply
     finally:
         proc.terminate()
         proc.wait(timeout=30)

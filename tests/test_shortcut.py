@@ -1,14 +1,18 @@
 """Anti-shortcut penalty: on a skewed task a plain run collapses onto the frequent answer; the penalty stops it."""
 
-import json
-import math
 import random
 
 import pytest
+import torch
 
 from tinydistill.config.loader import config_from_dict
+from tinydistill.data.splits import load_split
 from tinydistill.evaluation.evaluate import collapse_metrics
+from tinydistill.losses import choice_cross_entropy
+from tinydistill.methods.registry import build_method
 from tinydistill.run import run
+from tinydistill.students.collate import MultiTaskCollator, tokenize_tasks
+from tinydistill.students.registry import load_student
 
 from .conftest import PAIRS, run_config, write_jsonl
 
@@ -62,20 +66,67 @@ def yes_no_rows(n: int, seed: int, share_yes: float = 0.8) -> list[dict]:
     return rows
 
 
-@pytest.mark.slow
 def test_penalty_also_trains_a_multiple_choice_student(tiny_bert_dir, tmp_path):
     """The choice head's scores feed the penalty (it once read sequence-to-sequence choice targets and failed
-    with a KeyError): on a yes/no task with 80% yes, a head answering 'yes' to every row pays the KL between
-    the label prior and its answers, logged as ``loss/shortcut``."""
+    with a KeyError): on a yes/no task with 80% yes, one batch's ``shortcut`` term is KL(label prior ‖ the
+    histogram of the head's answers, smoothed by 1%), at the configured weight, beside the answer's loss."""
     data = {"train": write_jsonl(tmp_path / "train.jsonl", yes_no_rows(96, 1)),
             "valid": write_jsonl(tmp_path / "valid.jsonl", yes_no_rows(40, 2)), "rationales": ""}
     over = {"method": "finetune", "teachers": [], "student.architecture": "multiple_choice",
-            "student.max_input_length": 48, "train.max_steps": 30, "train.eval_every": 30, "train.lr": 1e-3,
-            "eval.modes": ["rank"], "shortcut_penalty_weight": 1.0}
-    result = run(config_from_dict(run_config(tiny_bert_dir, data, tmp_path / "runs", **over)), progress=False,
-                 log=lambda *_: None)
-    logged = [json.loads(line) for line in (tmp_path / "runs" / "t" / "metrics.jsonl").read_text().splitlines()]
-    penalties = [row["loss/shortcut"] for row in logged if "loss/shortcut" in row]
-    assert penalties and all(math.isfinite(p) for p in penalties)
-    if collapse_metrics([r["rank_prediction"] for r in result.valid.predictions])["top_share"] == 1.0:
-        assert penalties[-1] > 0.3  # KL(0.8, 0.2 ‖ ≈1, ≈0): the penalty sees the collapse
+            "student.max_input_length": 48, "eval.modes": ["rank"], "shortcut_penalty_weight": 0.7}
+    cfg = config_from_dict(run_config(tiny_bert_dir, data, tmp_path / "runs", **over))
+    rows = load_split(cfg.data.train, "train", 0)
+    student = load_student(cfg.student)
+    plan = build_method(cfg, rows, {}, student)
+    items, _ = tokenize_tasks(student, rows[:16], plan.tasks, 48)
+    batch = MultiTaskCollator(student.kind, student.pad_token_id)(items)
+    student.model.eval()
+    terms = plan.objective.terms(student, batch)
+    assert terms.keys() == {"answer", "shortcut"}
+    scores = student.choice_scores(batch["answer"])
+    torch.testing.assert_close(terms["answer"][1], choice_cross_entropy(scores, batch["answer"]["labels"]))
+    share_yes = sum(ex.answer == 0 for ex in rows) / len(rows)
+    prior = torch.tensor([share_yes, 1 - share_yes])
+    hist = torch.bincount(scores.argmax(-1), minlength=2).float() / 16
+    mean = 0.99 * hist + 0.01 / 2
+    expected = (prior * (prior / mean).log()).sum()
+    assert terms["shortcut"][0] == 0.7 and expected.item() > 0.01
+    torch.testing.assert_close(terms["shortcut"][1], expected)
+    terms["shortcut"][1].backward()  # the gradient reaches the head through the soft probabilities
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.model.parameters())
+
+
+def test_penalty_on_a_sequence_to_sequence_student_scores_every_choice_target(tiny_t5_dir, tmp_path):
+    """A seq2seq student has no choice head: the penalty scores each row's every choice target (the
+    configured rank reduction) and takes KL(label prior ‖ the smoothed histogram of the best-scored choices)."""
+    from tinydistill.losses import shortcut_penalty
+    from tinydistill.methods.registry import choice_scores, label_prior
+
+    cfg = _cfg(tiny_t5_dir, tmp_path, shortcut_penalty_weight=0.4)
+    rows = load_split(cfg.data.train, "train", 0)
+    prior = label_prior(rows)
+    gold = torch.tensor([ex.answer for ex in rows])
+    torch.testing.assert_close(prior, torch.bincount(gold, minlength=4).float() / len(rows))
+    student = load_student(cfg.student)
+    plan = build_method(cfg, rows, {}, student)
+    items, _ = tokenize_tasks(student, rows[:8], plan.tasks, 64)
+    batch = MultiTaskCollator(student.kind, student.pad_token_id)(items)
+    student.model.eval()
+    terms = plan.objective.terms(student, batch)
+    assert terms.keys() == {"answer", "shortcut"} and terms["shortcut"][0] == 0.4
+    scores = choice_scores(student, batch["answer"], cfg.eval.rank_reduction)
+    assert scores.shape == (8, 4) and torch.isfinite(scores).all()
+    torch.testing.assert_close(terms["shortcut"][1], shortcut_penalty(scores, prior, cfg.shortcut_temperature))
+
+
+def test_label_prior_is_the_gold_position_frequency_and_needs_gold_answers():
+    from tinydistill.data.records import Example
+    from tinydistill.errors import TinyDistillError
+    from tinydistill.methods.registry import label_prior
+
+    rows = [Example(str(i), "q", ("a", "b", "c"), a) for i, a in enumerate([0, 0, 2, 0])]
+    torch.testing.assert_close(label_prior(rows), torch.tensor([0.75, 0.0, 0.25]))
+    for empty in ([], [Example("1", "q", ("a", "b"), None)]):
+        with pytest.raises(TinyDistillError, match="^shortcut_penalty_weight: the training rows have no gold "
+                                                   "answers$"):
+            label_prior(empty)

@@ -8,8 +8,6 @@ import json
 import pytest
 import yaml
 from accelerate.tracking import get_available_trackers
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tinydistill.cli import main
 from tinydistill.config.loader import config_from_dict
@@ -23,14 +21,21 @@ OVER = {"train.max_steps": 12, "train.checkpoint_every": 4, "train.eval_every": 
         "train.report_to": ["tensorboard"]}
 
 
+def _events(folder):
+    """TensorBoard's reader of ``folder`` (only the test that writes event files needs tensorboard)."""
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    return accumulator.EventAccumulator(str(folder))
+
+
 def _scalars(folder) -> dict[str, list[tuple[int, float]]]:
-    ea = EventAccumulator(str(folder))
+    ea = _events(folder)
     ea.Reload()
     return {tag: [(e.step, e.value) for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
 
 
 def _hparams(folder) -> dict:
-    ea = EventAccumulator(str(folder))
+    plugin_data_pb2 = pytest.importorskip("tensorboard.plugins.hparams.plugin_data_pb2")
+    ea = _events(folder)
     ea.Reload()
     content = ea.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
@@ -40,6 +45,7 @@ def _hparams(folder) -> dict:
 @pytest.mark.slow
 def test_tensorboard_receives_the_config_once_and_every_record_at_its_step_across_a_resume(tiny_t5_dir,
                                                                                             synthetic_data, tmp_path):
+    pytest.importorskip("tensorboard")
     cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path, **OVER))
     with pytest.raises(KeyboardInterrupt):  # steps 5 and 6 are logged, then lost with the process: resume at 4
         run(cfg, progress=False, log=lambda *_: None, stop_after_steps=6)

@@ -5,11 +5,18 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoTokenizer, T5ForConditionalGeneration
 
 from tinydistill.config.loader import config_from_dict
+from tinydistill.config.schema import StudentConfig, TrainConfig
+from tinydistill.data.records import Example
+from tinydistill.methods.registry import MultiTaskObjective
 from tinydistill.run import run
+from tinydistill.students.collate import TaskSpec, tokenize_tasks
+from tinydistill.students.registry import load_student
+from tinydistill.training.trainer import train
 
-from .conftest import run_config
+from .conftest import run_config, synthetic_rows
 
 
 def _train_losses(run_dir):
@@ -54,25 +61,49 @@ def test_best_student_loads_with_plain_transformers(tiny_t5_dir, synthetic_data,
     assert model.num_parameters() > 0
 
 
-@pytest.mark.slow
-def test_resumed_run_matches_uninterrupted(tiny_t5_dir, synthetic_data, tmp_path):
-    over = {"train.epochs": 2, "train.checkpoint_every": 4, "train.eval_every": 5, "student.model":
-            str(tiny_t5_dir)}
-    full = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "a", **over))
-    run(full, progress=False, log=lambda *_: None)
+@pytest.fixture(scope="module")
+def dropout_t5_dir(tiny_t5_dir, tmp_path_factory):
+    """The tiny T5 with dropout 0.3 on (attention included): every training step draws random numbers."""
+    model = T5ForConditionalGeneration.from_pretrained(tiny_t5_dir, dropout_rate=0.3)
+    assert model.config.dropout_rate == 0.3
+    out = tmp_path_factory.mktemp("t5-dropout")
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_t5_dir).save_pretrained(out)
+    return out
 
-    resumed = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "b", **over))
-    with pytest.raises(KeyboardInterrupt):
-        run(resumed, progress=False, log=lambda *_: None, stop_after_steps=8)
-    run(resumed, progress=False, log=lambda *_: None)  # a fresh process would do exactly this
 
-    a = load_file(next((full.run_dir / "checkpoints").glob("step-*")) / "model.safetensors")
-    b = load_file(next((resumed.run_dir / "checkpoints").glob("step-*")) / "model.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
-    la, lb = _train_losses(full.run_dir), _train_losses(resumed.run_dir)
-    assert la == pytest.approx(lb, rel=1e-5)
+def _train_steps(model_dir, run_dir, stop_after_steps=None):
+    """4 steps of the answer and a rationale task on 8 synthetic rows, checkpointed every 2nd; a fresh student
+    each call, as a fresh process would load it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    student = load_student(StudentConfig(model=str(model_dir)))
+    rows = [Example(r["id"], r["question"], tuple(r["choices"]), r["choices"].index(r["answer"]))
+            for r in synthetic_rows(8, seed=1)]
+    tasks = [TaskSpec("answer", "answer: ", lambda i, ex: ex.choices[ex.answer], 8),
+             TaskSpec("rationale/t", "explain: ", lambda i, ex: f"it goes with {ex.choices[ex.answer]}", 16)]
+    items, _ = tokenize_tasks(student, rows, tasks, 64)
+    cfg = TrainConfig(max_steps=4, batch_size=2, lr=3e-3, mixed_precision="no", warmup_ratio=0.0,
+                      checkpoint_every=2)
+    train(student, items, MultiTaskObjective({"answer": 1.0, "rationale/t": 0.5}), cfg, seed=0, run_dir=run_dir,
+          stop_after_steps=stop_after_steps, progress=False)
+    return student
+
+
+def test_resumed_run_matches_uninterrupted(dropout_t5_dir, tmp_path):
+    """With dropout on (0.3), every step draws random numbers: only a resume that restores the checkpoint's RNG
+    state reproduces the uninterrupted run's weights (one that reseeds, or keeps the generator as it is, does not)."""
+    full = _train_steps(dropout_t5_dir, tmp_path / "a").model.state_dict()
+    _train_steps(dropout_t5_dir, tmp_path / "b", stop_after_steps=2)
+    torch.manual_seed(12345)  # a fresh process: the generator is not where the stopped run left it
+    resumed = _train_steps(dropout_t5_dir, tmp_path / "b").model.state_dict()
+
+    start = load_file(dropout_t5_dir / "model.safetensors")
+    assert any(not torch.equal(full[k], start[k]) for k in start)  # it trained
+    assert full.keys() == resumed.keys()
+    for k in full:
+        torch.testing.assert_close(full[k], resumed[k], rtol=0, atol=1e-6, msg=k)
+    la, lb = _train_losses(tmp_path / "a"), _train_losses(tmp_path / "b")
+    assert len(la) == 4 and la == pytest.approx(lb, rel=1e-5)
 
 
 @pytest.mark.slow
