@@ -220,7 +220,8 @@ def test_expired_and_dead_owners_leases_are_taken_over_live_ones_and_others_are_
 
 
 def test_busy_database_is_retried_with_a_deadline_other_errors_at_once() -> None:
-    from tinydistill.teachers.cache import _pid_alive, _retry_while_busy
+    from tinydistill.files import pid_alive
+    from tinydistill.teachers.cache import _retry_while_busy
 
     calls = []
 
@@ -249,4 +250,4 @@ def test_busy_database_is_retried_with_a_deadline_other_errors_at_once() -> None
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         _retry_while_busy(always_locked, deadline_s=0.3)
     assert 2 <= len(calls) < 30  # retried with growing pauses (about 7 in 0.3 s), until the deadline
-    assert _pid_alive(os.getpid())
+    assert pid_alive(os.getpid())

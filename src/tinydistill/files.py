@@ -118,3 +118,14 @@ def decode_text(path: Path, data: bytes, encoding: str | None = None, hint: str 
     except UnicodeDecodeError as e:
         raise _bad_byte(path, data, e, "not valid UTF-8 (byte {byte}); save the file as UTF-8 (Excel: 'CSV "
                                        "UTF-8'), it may be Latin-1 or Windows-1252" + hint) from None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs on this machine (a lease or a temp folder's owner)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

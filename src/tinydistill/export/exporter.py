@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModelForMultipleChoice
 from ..config import RunConfig, StudentConfig, load_config
 from ..data import Example, load_split, load_train_valid
 from ..errors import TinyDistillError
-from ..files import fsync_path, write_json_atomic
+from ..files import fsync_path, pid_alive, write_json_atomic
 from ..students import (
     EXPORT_META,
     ONNX_FILE,
@@ -206,18 +206,8 @@ def _remove_stale_partials(out: Path) -> None:
     """Delete ``.OUT.partial-PID`` folders left by exports that were killed (their process is gone)."""
     for stale in out.parent.glob(f".{out.name}.partial-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _cpu_name() -> str:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..files import pid_alive
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outputs (
     key TEXT PRIMARY KEY,
@@ -89,16 +91,6 @@ def _retry_while_busy(statement: Any, deadline_s: float = 60.0) -> Any:
                 raise
             time.sleep(pause)
             pause = min(pause * 2, 0.25)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class TeacherCache:
@@ -207,7 +199,7 @@ class TeacherCache:
         if owner == self.owner or expires < now:
             return True
         host, pid, _ = owner.split(":", 2)
-        return host == socket.gethostname() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+        return host == socket.gethostname() and int(pid) != os.getpid() and not pid_alive(int(pid))
 
     def claim(self, keys: Iterable[str]) -> list[str]:
         """Lease the keys not yet stored and not held by a live owner; returns the keys now ours."""
