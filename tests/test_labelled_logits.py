@@ -76,3 +76,16 @@ def test_only_labelled_positions_reach_the_output_layer(tiny_gpt2_dir):
     n_labels = int((tensors["labels"] != -100).sum())
     assert seen[0][0] == n_labels == logits.shape[0] == labels.shape[0] == int(at.sum())
     assert n_labels < tensors["input_ids"].numel() / 3  # the prompt dominates the sequence: most work skipped
+
+
+def test_a_student_without_a_choice_head_says_so_in_one_line(tiny_t5_dir):
+    """The choice-head methods every caller may reach exist on every kind; only a choice student implements them."""
+    from tinydistill.config.schema import StudentConfig
+    from tinydistill.errors import TinyDistillError
+    from tinydistill.students.registry import load_student
+
+    student = load_student(StudentConfig(model=str(tiny_t5_dir)))
+    for call in (lambda: student.choice_scores({}), lambda: student.masked_rationale_loss({}),
+                 lambda: student.masked_rationale_losses({})):
+        with pytest.raises(TinyDistillError, match=f"a {student.kind} student has no (choice|masked-rationale) head"):
+            call()

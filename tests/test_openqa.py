@@ -38,9 +38,10 @@ def test_open_rows_load_with_aliases_and_mcqa_validation_stays(tmp_path):
         {"id": "a", "question": "capital of France?", "answer": "Paris"},
         {"id": "b", "question": "JFK?", "answer": {"value": "John F. Kennedy", "aliases": ["JFK"]}},
         {"id": "c", "question": "colours?", "answer": ["red", "blue"]},
+        {"id": "d", "question": "is water wet?", "answer": True},  # a JSON true: the text, not a crash
     ])
     rows = load_examples(path, task="open")
-    assert [r.answers for r in rows] == [("Paris",), ("John F. Kennedy", "JFK"), ("red", "blue")]
+    assert [r.answers for r in rows] == [("Paris",), ("John F. Kennedy", "JFK"), ("red", "blue"), ("True",)]
     assert all(r.choices == () for r in rows)
     with pytest.raises(DataError, match="choices"):
         load_examples(path)  # the same rows are not MCQA
