@@ -1,8 +1,10 @@
 """The quickstart end to end on the embedded data and the real offline MiniLM (kept small), then `eval`."""
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tinydistill.cli import main
 from tinydistill.quickstart import embedded_data_dir
@@ -87,5 +89,8 @@ def test_quickstart_shrink_distils_a_cut_student_and_shows_its_size_and_speed(tm
     assert "white-box, 2 layers" in out and "batch-1 ms" in out and "speed-up" in out
     root = tmp_path / "runs" / "quickstart"
     assert json.loads((root / "whitebox_L2" / "best" / "config.json").read_text())["num_hidden_layers"] == 2
+    # the cut student starts from the fine-tuned teacher's own layers (DistilBERT style), not the pretrained MiniLM's
+    cut = yaml.safe_load((root / "whitebox_L2" / "config.yaml").read_text())
+    assert Path(cut["student"]["model"]) == Path("runs/quickstart/finetune/best")
     rows = json.loads((root / "shrink_L2.json").read_text())["rows"]
     assert float(rows[1]["params"].rstrip("M")) < float(rows[0]["params"].rstrip("M"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from .config import config_from_dict
 from .data import load_examples
@@ -17,16 +18,22 @@ from .study import measure_speed
 
 
 def shrink(folder: Path, *, layers: int, output_dir: str = "runs", name: str = "quickstart",
-           overrides: list[str] | None = None, progress: bool = True) -> tuple[RunOutcome, list[dict]]:
+           overrides: list[str] | None = None, progress: bool = True,
+           init: Literal["teacher", "pretrained"] = "teacher") -> tuple[RunOutcome, list[dict]]:
     """Distil ``runs/<name>/finetune/best`` into a ``layers``-layer student (``runs/<name>/whitebox_L<layers>``),
-    then measure both in this process; returns the run's outcome and the table's rows."""
+    then measure both in this process; returns the run's outcome and the table's rows.
+
+    ``init="teacher"`` starts the cut student from the fine-tuned teacher's own layers (DistilBERT style, the
+    PKD-skip map); ``"pretrained"`` from the pretrained MiniLM's (run folder ``whitebox_L<layers>_pretrained``)."""
     teacher = Path(output_dir) / name / "finetune" / "best"
     if not (teacher / "config.json").is_file():
         raise ConfigError(f"{teacher}: not found; --shrink distils the quickstart's fine-tuned student, which "
                           f"`tinydistill quickstart` trains first")
     extra = [f"student.num_layers={layers}", f"whitebox.teacher_model={teacher}", *(overrides or [])]
     raw = quickstart_config(folder, output_dir, name, "whitebox", extra)
-    raw["name"] = f"whitebox_L{layers}"
+    raw["name"] = f"whitebox_L{layers}" + ("" if init == "teacher" else "_pretrained")
+    if init == "teacher":
+        raw["student"]["model"] = str(teacher)
     cfg = config_from_dict(raw, source="quickstart.yaml --shrink")
     console.rule(f"[bold]white-box: a {layers}-layer student from the fine-tuned one")
     outcome = run(cfg, progress=progress, log=plain)

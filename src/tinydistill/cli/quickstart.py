@@ -17,8 +17,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="dotted override of the quickstart recipe for all three runs, e.g. train.epochs=2 "
                         "(repeatable)")
     p.add_argument("--shrink", type=int, default=None, metavar="LAYERS",
-                   help="then distil the fine-tuned student white-box into one of LAYERS layers (e.g. 3) and show its "
-                        "parameters and CPU speed beside its accuracy")
+                   help="then distil the fine-tuned student white-box into one of LAYERS layers (e.g. 3), started "
+                        "from its own layers, and show its parameters and CPU speed beside its accuracy")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
