@@ -40,18 +40,20 @@ def test_each_scaling_cell_distils_the_same_seeds_fine_tuned_teacher(tmp_path):
                            seed=seed, overrides=[])
 
     variants = {v.name: v for v in scaling_variants([3], ["finetune", "kd", "whitebox", "whitebox_init",
-                                                          "whitebox_cls"])}
+                                                          "whitebox_cls", "whitebox_init_cls"])}
     teacher = root / "toy" / "finetune" / "seed1" / "best"
     teacher.mkdir(parents=True)
     cfg = {name: config_for(Cell("scaling", "toy", v, 1, root / "toy" / name / "seed1"), base_for)
            for name, v in variants.items()}
     assert cfg["finetune"].student.num_layers is None and cfg["finetune"].method == "finetune"
     assert cfg["finetune_L3"].student.num_layers == 3 and cfg["finetune_L3"].student.model == "minilm"
-    for name in ("kd_L3", "whitebox_L3", "whitebox_init_L3", "whitebox_cls_L3"):
+    for name in ("kd_L3", "whitebox_L3", "whitebox_init_L3", "whitebox_cls_L3", "whitebox_init_cls_L3"):
         assert cfg[name].whitebox.teacher_model == str(teacher) and cfg[name].student.num_layers == 3
     assert cfg["whitebox_L3"].student.model == "minilm"  # from the pretrained MiniLM's layers …
     assert cfg["whitebox_init_L3"].student.model == str(teacher)  # … or from the teacher's (DistilBERT)
     assert cfg["whitebox_cls_L3"].whitebox.hidden_positions == "cls"
+    both = cfg["whitebox_init_cls_L3"]
+    assert both.whitebox.hidden_positions == "cls" and both.student.model == str(teacher)
 
 
 def test_smallest_student_within_the_teacher_and_the_majority_class_case():

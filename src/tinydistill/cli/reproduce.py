@@ -24,7 +24,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma list (default: all six)")
     p.add_argument("--methods", default=",".join(TABLE1_METHODS),
                    help="table1 and scaling: comma list of methods (scaling: finetune, kd, whitebox by default; "
-                        "also whitebox_cls, whitebox_attn, whitebox_init, finetune_init, whitebox_rationales)")
+                        "also whitebox_cls, whitebox_attn, whitebox_init, whitebox_init_cls, finetune_init, "
+                        "whitebox_rationales)")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
     p.add_argument("--train-limit", default=None,
                    help="seeded subsample of each training set: N for every dataset, or per dataset, e.g. "

@@ -48,6 +48,8 @@ SCALING_METHODS: dict[str, tuple[str, str, dict[str, Any], bool]] = {
     "whitebox_cls": ("White-box, [CLS] MSE", "whitebox", {"whitebox.hidden_positions": "cls"}, False),
     "whitebox_attn": ("White-box + attention KL", "whitebox", {"whitebox.attention_kl_weight": 1.0}, False),
     "whitebox_init": ("White-box, teacher's layers", "whitebox", {}, True),
+    "whitebox_init_cls": ("White-box, teacher's layers, [CLS] MSE", "whitebox",
+                          {"whitebox.hidden_positions": "cls"}, True),
     "finetune_init": ("Fine-tuning, teacher's layers", "finetune", {}, True),
     "whitebox_rationales": ("Rationales, then white-box", "whitebox", {"whitebox.rationale_stage": True}, False),
 }
