@@ -23,9 +23,9 @@ def test_the_scaling_suite_expands_to_the_teacher_then_each_method_at_each_size(
     tinyllm_folder(tmp_path / "data")
     common = ["reproduce", "--suite", "scaling", "--data-root", str(tmp_path / "data"), "--datasets", "toy",
               "--seeds", "0,1", "--valid-rows", "24", "--dry-run"]
-    assert main(common) == 0  # the defaults: finetune, kd, whitebox at 2 and 3 layers
-    assert _planned(capsys) == {"finetune", "finetune_L2", "kd_L2", "whitebox_L2", "finetune_L3", "kd_L3",
-                                "whitebox_L3"}
+    assert main(common) == 0  # the defaults: finetune, kd, whitebox (from MiniLM's and the teacher's layers)
+    assert _planned(capsys) == {"finetune", "finetune_L2", "kd_L2", "whitebox_L2", "whitebox_init_L2",
+                                "finetune_L3", "kd_L3", "whitebox_L3", "whitebox_init_L3"}
     assert main([*common, "--layers", "1,6", "--methods", "whitebox_init,whitebox_attn"]) == 0
     assert _planned(capsys) == {"finetune", "whitebox_init_L1", "whitebox_attn_L1"}  # 6 layers: the teacher itself
     assert main([*common, "--methods", "finetune,bogus"]) == 2

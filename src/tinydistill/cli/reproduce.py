@@ -17,14 +17,14 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="table1: methods × datasets; fast: table1 on obqa, arc, riddle with 1,000 training rows "
                         "and finetune, step_by_step, tinyllm (unless those flags are given); ablations (Table 2); "
                         "fractions (Fig. 2); alpha (Fig. 3); sizes (student layers); scaling (Scaling Down: the "
-                        "fine-tuned full student as teacher of 2- and 3-layer students trained by finetune, kd and "
-                        "whitebox, with parameters, size on disk and CPU speed per size)")
+                        "fine-tuned full student as teacher of 2- and 3-layer students trained by finetune, kd, "
+                        "whitebox and whitebox_init, with parameters, size on disk and CPU speed per size)")
     p.add_argument("--data-root", default=str(Path("..") / "shared" / "data" / "tinyllm"),
                    help="folder holding <dataset>/ in the TinyLLM layout")
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma list (default: all six)")
     p.add_argument("--methods", default=",".join(TABLE1_METHODS),
-                   help="table1 and scaling: comma list of methods (scaling: finetune, kd, whitebox by default; "
-                        "also whitebox_cls, whitebox_attn, whitebox_init, whitebox_init_cls, finetune_init, "
+                   help="table1 and scaling: comma list of methods (scaling: finetune, kd, whitebox, whitebox_init by "
+                        "default; also whitebox_cls, whitebox_attn, whitebox_init_cls, finetune_init, "
                         "whitebox_rationales)")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
     p.add_argument("--train-limit", default=None,

@@ -38,7 +38,7 @@ class ScalingSuite(TypedDict):
     train_limit: str
 
 
-SCALING_SUITE: ScalingSuite = {"methods": ("finetune", "kd", "whitebox"), "layers": (2, 3),
+SCALING_SUITE: ScalingSuite = {"methods": ("finetune", "kd", "whitebox", "whitebox_init"), "layers": (2, 3),
                                "train_limit": "piqa=2000"}
 #: the scaling suite's student methods: (label, method, overrides, initialised from the teacher's layers)
 SCALING_METHODS: dict[str, tuple[str, str, dict[str, Any], bool]] = {
