@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -387,6 +388,12 @@ def test_a_sweep_folder_moved_elsewhere_keeps_its_finished_cells(tmp_path):
     (cell.run_dir / "config.yaml").write_text(dump_config(config_from_dict(raw)))
     moved = config_from_dict({**raw, "output_dir": str(tmp_path / "new-sweep")})
     check_same_protocol(cell, moved)
+    (tmp_path / "elsewhere").mkdir()  # the same data folder named from another directory counts as the same data
+    relative = {**raw["data"], "train": {**raw["data"]["train"],
+                                         "path": os.path.relpath(data, tmp_path / "elsewhere")}}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path / "elsewhere")
+        check_same_protocol(cell, config_from_dict({**raw, "data": relative, "output_dir": "new-sweep"}))
     older = yaml.safe_load(dump_config(config_from_dict(raw)))
     older["seed"] = 5
     (cell.run_dir / "config.yaml").write_text(yaml.safe_dump(older))

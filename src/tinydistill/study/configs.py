@@ -137,6 +137,14 @@ def _auto_as_saved(before: dict, current: dict) -> None:
             c[key] = old
 
 
+def _resolve_data_paths(raw: dict) -> None:
+    """``--data-root ../shared/data`` and ``/work/shared/data`` name the same files: compare data folders that exist
+    here by their absolute path."""
+    for split in (raw.get("data") or {}).values():
+        if isinstance(split, dict) and isinstance(split.get("path"), str) and Path(split["path"]).exists():
+            split["path"] = str(Path(split["path"]).resolve())
+
+
 def check_same_protocol(cell: Cell, cfg: RunConfig) -> None:
     """A finished cell counts only for the config that made it (not one of another --train-limit, say);
     settings added to tinydistill after the cell ran count as the same when they hold their default, and a
@@ -148,6 +156,7 @@ def check_same_protocol(cell: Cell, cfg: RunConfig) -> None:
     current = yaml.safe_load(dump_config(cfg))
     for raw in (before, current):  # where the sweep folder lies says nothing about the cell: moved sweeps count
         raw.pop("output_dir", None)
+        _resolve_data_paths(raw)
     _auto_as_saved(before, current)
     if before != _settings_added_since(before, current, RunConfig):
         raise ConfigError(f"{saved}: this finished cell was made with different settings than this command's; "
