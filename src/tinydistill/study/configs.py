@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel
@@ -94,6 +94,13 @@ def check_override_scopes(overrides: Sequence[str], data_root: Path) -> None:
         require_datasets(f"--set {item!r}", scope, data_root)
 
 
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model a field holds, also through ``Model | None`` (``data.test``); else None."""
+    if hasattr(annotation, "model_fields"):
+        return annotation
+    return next((arg for arg in get_args(annotation) if hasattr(arg, "model_fields")), None)
+
+
 def _settings_added_since(saved: Any, current: Any, model: Any) -> Any:
     """``current`` without the settings ``saved`` lacks that hold their default: settings a later tinydistill
     added (defaults keep the old behaviour), which a cell finished before them ran as if set to the default."""
@@ -103,7 +110,7 @@ def _settings_added_since(saved: Any, current: Any, model: Any) -> Any:
     out = {}
     for key, value in current.items():
         info = fields.get(key)
-        sub = getattr(info, "annotation", None) if info is not None else None
+        sub = _model_in(getattr(info, "annotation", None)) if info is not None else None
         if key not in saved:
             default = info.get_default(call_default_factory=True) if info is not None else None
             dumped = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
@@ -111,7 +118,7 @@ def _settings_added_since(saved: Any, current: Any, model: Any) -> Any:
                 continue
             out[key] = value
             continue
-        out[key] = _settings_added_since(saved[key], value, sub if hasattr(sub, "model_fields") else None)
+        out[key] = _settings_added_since(saved[key], value, sub)
     return out
 
 
