@@ -317,13 +317,19 @@ def _names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_saves_keep_the_newest_complete_checkpoints_and_the_newest_loads(tmp_path):
+def test_saves_keep_the_newest_complete_checkpoints_and_the_newest_loads(tmp_path, monkeypatch):
     acc, model = _prepared()
     folder = tmp_path / "checkpoints"
+    moments: list[tuple[str, str]] = []
+    monkeypatch.setattr(checkpoint, "reached", lambda at, path: moments.append((at, path.name)))
     for step in (1, 2, 3):
         _fill(model, step)
+        moments.clear()
         assert save_checkpoint(acc, folder, LoopState(step=step, epoch=10 * step), keep=2) == \
             folder / f"step-{step:07d}"
+    # the crash tests' hook sees each moment with the checkpoint it concerns
+    assert moments == [("sealing", "step-0000003"), ("sealed", "step-0000003"), ("installed", "step-0000003"),
+                       ("pruning", "step-0000001")]
     assert _names(folder) == ["step-0000002", "step-0000003"]
     assert checkpoint.list_checkpoints(folder) == [folder / "step-0000002", folder / "step-0000003"]
     sizes = json.loads((folder / "step-0000003" / COMPLETE_FILE).read_text())["files"]
@@ -333,6 +339,11 @@ def test_saves_keep_the_newest_complete_checkpoints_and_the_newest_loads(tmp_pat
     assert load_latest(acc, folder) == LoopState(step=3, epoch=30)
     assert bool((model.weight == 3).all())
     assert load_latest(acc, tmp_path / "none") is None
+    # a leftover of an interrupted deletion under the name the next pruned folder takes is cleared first
+    (folder / ".del-step-0000002").mkdir()
+    (folder / ".del-step-0000002" / "model.safetensors").write_bytes(b"stale")
+    save_checkpoint(acc, folder, LoopState(step=4, epoch=40), keep=2)
+    assert _names(folder) == ["step-0000003", "step-0000004"]
 
 
 def test_mark_completed_rewrites_the_state_file_only_or_saves_a_step_without_a_checkpoint(tmp_path):
@@ -344,10 +355,24 @@ def test_mark_completed_rewrites_the_state_file_only_or_saves_a_step_without_a_c
     assert checkpoint.mark_completed(acc, folder, LoopState(step=2, completed=True), keep=1) == weights.parent
     assert weights.stat().st_mtime_ns == before and load_latest(acc, folder).completed
     _fill(model, 5.0)
-    checkpoint.mark_completed(acc, folder, LoopState(step=5, completed=True), keep=1)
-    assert _names(folder) == ["step-0000005"]
+    extra: list[str] = []
+
+    def save_extra(tmp: Path) -> None:  # FSDP's shards: written into the checkpoint being saved
+        extra.append(tmp.name)
+        (tmp / "shards.bin").write_bytes(b"shards")
+
+    checkpoint.mark_completed(acc, folder, LoopState(step=5, completed=True), keep=1, save_extra=save_extra)
+    assert _names(folder) == ["step-0000005"] and extra == [".tmp-step-0000005"]
+    assert (folder / "step-0000005" / "shards.bin").read_bytes() == b"shards"
     _fill(model, 0.0)
     assert load_latest(acc, folder) == LoopState(step=5, completed=True) and bool((model.weight == 5).all())
+    # a folder of that step that is not complete (sizes no longer match) gets a full save, not a state rewrite
+    (folder / "step-0000005" / "model.safetensors").write_bytes(b"")
+    _fill(model, 6.0)
+    checkpoint.mark_completed(acc, folder, LoopState(step=5, completed=True, epoch=6), keep=1)
+    assert checkpoint.incomplete_reason(folder / "step-0000005") is None
+    _fill(model, 0.0)
+    assert load_latest(acc, folder).epoch == 6 and bool((model.weight == 6).all())
 
 
 @pytest.mark.parametrize("point,step,left,loaded", [
