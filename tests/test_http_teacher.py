@@ -29,7 +29,14 @@ from tinydistill.teachers.backend import Generation
 from tinydistill.teachers.cache import TeacherCache
 from tinydistill.teachers.factory import build_teacher
 from tinydistill.teachers.hf import HFBackend
-from tinydistill.teachers.http import HTTPBackend, MalformedReply, TeacherHTTPError, parse_reply
+from tinydistill.teachers.http import (
+    HTTPBackend,
+    MalformedReply,
+    TeacherHTTPError,
+    _retryable_status,
+    parse_reply,
+    snippet,
+)
 from tinydistill.teachers.live import LiveTeacher
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
@@ -249,8 +256,9 @@ def test_parse_reply_accepts_what_servers_send_and_names_what_is_wrong() -> None
     assert cut == Generation("x", 0, 0, "length")
     for body, says in ((b"<html>", "Invalid JSON"), (b'{"choices": 3}', "choices: Input should be a valid array"),
                        (b"[1, 2]", "Input should be an object"), (b'{"choices": []}', "choices: empty list"),
-                       (b'{"choices": [{"text": "x"}]}', "choices.0.message: missing")):
-        with pytest.raises(MalformedReply, match=re.escape(says)):
+                       (b'{"choices": [{"text": "x"}]}', "choices.0.message: missing"),
+                       (b'{"choices": [{"message": 3}]}', "choices.0.message: Input should be an object")):
+        with pytest.raises(MalformedReply, match="^" + re.escape(says)):  # where (if anywhere), then what
             parse_reply(body, "chat")
 
 
@@ -263,6 +271,16 @@ def test_backoff_round_robin_request_body_and_argument_checks() -> None:
     for attempt, base in ((0, 1.0), (2, 4.0), (5, 5.0)):
         delays = [b._delay(attempt, None) for _ in range(40)]
         assert all(base / 2 <= d <= base for d in delays) and max(delays) - min(delays) > base / 10
+    class Draws:  # the jitter's random numbers, chosen: the ends of its range
+        def __init__(self, *values: float) -> None:
+            self.values = list(values)
+
+        def random(self) -> float:
+            return self.values.pop(0)
+
+    b._rng, real_rng = Draws(0.0, 1.0, 0.5), b._rng
+    assert [b._delay(2, None) for _ in range(3)] == [2.0, 4.0, 3.0]  # base · (0.5 + u/2)
+    b._rng = real_rng
     assert b._delay(0, httpx.Response(429, headers={"retry-after": "3"})) == 3.0  # the server's wait, honoured
     assert b._delay(0, httpx.Response(429, headers={"retry-after": "100"})) == 5.0  # capped
     assert 0.5 <= b._delay(0, httpx.Response(503, headers={"retry-after": "soon"})) <= 1.0  # unreadable: ignored
@@ -274,6 +292,20 @@ def test_backoff_round_robin_request_body_and_argument_checks() -> None:
         HTTPBackend("http://a/v1", "m", api="x")
     with pytest.raises(ValueError, match="^base_url: at least one endpoint is needed$"):
         HTTPBackend([], "m")
+    assert [_retryable_status(c) for c in (400, 401, 404, 408, 409, 429, 499, 500, 503)] == [
+        False, False, False, True, False, True, False, True, True]
+    # a reply's body in an error message: on one line, cut after 120 characters with an ellipsis
+    assert snippet("<html>\n  <body>x</body>\n</html>") == "'<html> <body>x</body> </html>'"
+    assert snippet("y" * 120) == repr("y" * 120) and snippet("y" * 121) == repr("y" * 120 + "…")
+    assert snippet("abcdef", 3) == repr("abc…")
+    # a spec's every setting reaches the backend (none left at the constructor's default)
+    spec = HTTPTeacherSpec(name="t", base_url=("http://a/v1", "http://b/v1/"), model="m2", api="completions",
+                           concurrency=3, max_retries=7, timeout_s=12.5, retry_backoff_s=0.25,
+                           generation={"max_new_tokens": 6})
+    f = HTTPBackend.from_spec(spec)
+    assert (f.base_urls, f.model, f.api, f.concurrency, f.max_retries, f.backoff_s, f.generation) == (
+        ["http://a/v1", "http://b/v1"], "m2", "completions", 3, 7, 0.25, GenerationSpec(max_new_tokens=6))
+    assert f._client.timeout == httpx.Timeout(12.5)
 
 
 def test_several_failed_requests_are_raised_together_after_the_others_finish() -> None:
