@@ -342,8 +342,37 @@ def test_saves_keep_the_newest_complete_checkpoints_and_the_newest_loads(tmp_pat
     # a leftover of an interrupted deletion under the name the next pruned folder takes is cleared first
     (folder / ".del-step-0000002").mkdir()
     (folder / ".del-step-0000002" / "model.safetensors").write_bytes(b"stale")
-    save_checkpoint(acc, folder, LoopState(step=4, epoch=40), keep=2)
+    synced: list[Path] = []
+    monkeypatch.setattr(checkpoint, "fsync_path", synced.append)
+
+    def shards(tmp: Path) -> None:  # a folder inside the checkpoint, as FSDP's sharded state
+        (tmp / "shards").mkdir()
+        (tmp / "shards" / "0.bin").write_bytes(b"0")
+
+    save_checkpoint(acc, folder, LoopState(step=4, epoch=40), keep=2, save_extra=shards)
     assert _names(folder) == ["step-0000003", "step-0000004"]
+    # before the marker, every file and folder of the checkpoint is fsynced, each file before its folder
+    tmp = folder / ".tmp-step-0000004"
+    sealed = synced[:synced.index(tmp) + 1]
+    assert {p.relative_to(tmp) for p in sealed if p != tmp} == {
+        p.relative_to(folder / "step-0000004") for p in (folder / "step-0000004").rglob("*") if p.name != COMPLETE_FILE}
+    assert all(sealed.index(p) < sealed.index(p.parent) for p in sealed if p != tmp)
+    # the same step saved again: a stale aside copy is cleared first, the replaced copy deleted after
+    (folder / ".old-step-0000004").mkdir()
+    (folder / ".old-step-0000004" / "model.safetensors").write_bytes(b"stale")
+    monkeypatch.setattr(checkpoint, "reached", lambda at, path: moments.append((at, path.name)))
+    moments.clear()
+    _fill(model, 44)
+    save_checkpoint(acc, folder, LoopState(step=4, epoch=44), keep=2)
+    assert moments == [("sealing", "step-0000004"), ("sealed", "step-0000004"), ("aside", "step-0000004"),
+                       ("installed", "step-0000004")]
+    assert _names(folder) == ["step-0000003", "step-0000004"]
+    _fill(model, 0)
+    assert load_latest(acc, folder).epoch == 44 and bool((model.weight == 44).all())
+    # steps past seven digits still sort by number, not by name
+    save_checkpoint(acc, folder, LoopState(step=9_999_999), keep=1)
+    save_checkpoint(acc, folder, LoopState(step=10_000_000), keep=1)
+    assert _names(folder) == ["step-10000000"]
 
 
 def test_mark_completed_rewrites_the_state_file_only_or_saves_a_step_without_a_checkpoint(tmp_path):
@@ -428,6 +457,7 @@ def test_unmarked_folders_of_an_older_version_are_tried_newest_first(tmp_path, c
         save_checkpoint(acc, folder, LoopState(step=step), keep=2)
     for step in (1, 2):
         (folder / f"step-{step:07d}" / COMPLETE_FILE).unlink()  # written before markers existed
+    assert checkpoint.list_checkpoints(folder) == [folder / "step-0000001", folder / "step-0000002"]
     (folder / "step-0000002" / "model.safetensors").write_bytes(b"not a tensor file")
     capfd.readouterr()
     assert load_latest(acc, folder) == LoopState(step=1) and bool((model.weight == 1).all())
