@@ -336,9 +336,13 @@ def test_saves_keep_the_newest_complete_checkpoints_and_the_newest_loads(tmp_pat
     assert STATE_FILE not in sizes and sizes["model.safetensors"] == (folder / "step-0000003" /
                                                                      "model.safetensors").stat().st_size
     _fill(model, 0)
+    assert checkpoint.newest_state(folder) == LoopState(step=3, epoch=30)  # read without loading
     assert load_latest(acc, folder) == LoopState(step=3, epoch=30)
     assert bool((model.weight == 3).all())
-    assert load_latest(acc, tmp_path / "none") is None
+    assert load_latest(acc, tmp_path / "none") is None and checkpoint.newest_state(tmp_path / "none") is None
+    (folder / "step-0000003" / STATE_FILE).write_text('{"step": 3, "no_such_field": 1}')  # unreadable: the older one
+    assert checkpoint.newest_state(folder) == LoopState(step=2, epoch=20)
+    save_checkpoint(acc, folder, LoopState(step=3, epoch=30), keep=2)
     # a leftover of an interrupted deletion under the name the next pruned folder takes is cleared first
     (folder / ".del-step-0000002").mkdir()
     (folder / ".del-step-0000002" / "model.safetensors").write_bytes(b"stale")
@@ -444,9 +448,55 @@ def test_a_sealed_checkpoint_that_does_not_load_is_an_error_naming_it(tmp_path):
     other = make_accelerator("no")
     changed = torch.nn.Linear(5, 3)  # the model changed since
     changed, _ = other.prepare(changed, torch.optim.AdamW(changed.parameters()))
-    with pytest.raises(checkpoint.CheckpointError, match=r"step-0000001: cannot be loaded \(\w+Error: .*\); delete "
-                                                         r"it or choose another run name"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"step-0000001: cannot be loaded \(RuntimeError: Error\(s\) "
+                       r"in loading state_dict for Linear:\); delete it or choose another run name$"):  # 1st line
         load_latest(other, folder)
+    seen: list[Path] = []
+
+    def load_extra(ckpt: Path) -> None:  # FSDP's shards: read from the checkpoint being loaded
+        seen.append(ckpt)
+        raise ValueError()  # an error without a message
+
+    with pytest.raises(checkpoint.CheckpointError, match=r"step-0000001: cannot be loaded \(ValueError: \); delete"):
+        load_latest(acc, folder, load_extra=load_extra)
+    assert seen == [folder / "step-0000001"]
+
+
+def test_a_save_clears_a_stale_temporary_folder_and_recover_settles_aside_copies(tmp_path):
+    acc, model = _prepared(1.0)
+    assert save_checkpoint(acc, tmp_path / "new" / "run" / "checkpoints", LoopState(step=1), keep=1).is_dir()
+    folder = tmp_path / "checkpoints"
+    (folder / ".tmp-step-0000001").mkdir(parents=True)
+    (folder / ".tmp-step-0000001" / "stale.bin").write_bytes(b"of a save that died")
+    save_checkpoint(acc, folder, LoopState(step=1, epoch=1), keep=1)
+    assert not (folder / "step-0000001" / "stale.bin").exists()
+    # an aside copy whose replacement never arrived is put back; a leftover deletion is finished
+    os.replace(folder / "step-0000001", folder / ".old-step-0000001")
+    (folder / ".del-step-0000000").mkdir()
+    _fill(model, 0.0)
+    assert load_latest(acc, folder).epoch == 1 and bool((model.weight == 1).all())
+    assert _names(folder) == ["step-0000001"]
+    # an aside copy beside its installed replacement is deleted
+    shutil.copytree(folder / "step-0000001", folder / ".old-step-0000001")
+    assert load_latest(acc, folder).epoch == 1 and _names(folder) == ["step-0000001"]
+    # an aside copy that is not complete is neither put back nor loaded
+    os.replace(folder / "step-0000001", folder / ".old-step-0000001")
+    (folder / ".old-step-0000001" / "model.safetensors").write_bytes(b"")
+    assert load_latest(acc, folder) is None and _names(folder) == [".old-step-0000001"]
+
+
+def test_a_legacy_temporary_copy_loads_when_its_step_folder_was_damaged(tmp_path, capfd):
+    """An older version (no markers) deleted ``step-N`` file by file beside a complete ``.tmp-step-N``."""
+    acc, model = _prepared(3.0)
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(acc, folder, LoopState(step=3, epoch=3), keep=1)
+    (folder / "step-0000003" / COMPLETE_FILE).unlink()
+    shutil.copytree(folder / "step-0000003", folder / ".tmp-step-0000003")
+    (folder / "step-0000003" / "model.safetensors").unlink()
+    _fill(model, 0.0)
+    capfd.readouterr()
+    assert load_latest(acc, folder).epoch == 3 and bool((model.weight == 3).all())
+    assert "step-0000003: cannot be loaded" in capfd.readouterr().err
 
 
 def test_unmarked_folders_of_an_older_version_are_tried_newest_first(tmp_path, capfd):
