@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -38,6 +40,7 @@ from tinydistill.teachers.http import (
     snippet,
 )
 from tinydistill.teachers.live import LiveTeacher
+from tinydistill.teachers.templates import dumps_messages, messages_to_text
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 GEN = GenerationSpec(max_new_tokens=4)
@@ -260,6 +263,10 @@ def test_parse_reply_accepts_what_servers_send_and_names_what_is_wrong() -> None
                        (b'{"choices": [{"message": 3}]}', "choices.0.message: Input should be an object")):
         with pytest.raises(MalformedReply, match="^" + re.escape(says)):  # where (if anywhere), then what
             parse_reply(body, "chat")
+    with pytest.raises(MalformedReply, match=r"^choices\.0\.text: missing \(not a text completion\)$"):
+        parse_reply(b'{"choices": [{"message": {"content": "x"}}]}', "completions")
+    both = b'{"choices": [{"text": "the text", "message": {"content": "a message"}}]}'  # each api reads its own
+    assert parse_reply(both, "completions").text == "the text" and parse_reply(both, "chat").text == "a message"
 
 
 def test_backoff_round_robin_request_body_and_argument_checks() -> None:
@@ -292,6 +299,8 @@ def test_backoff_round_robin_request_body_and_argument_checks() -> None:
         HTTPBackend("http://a/v1", "m", api="x")
     with pytest.raises(ValueError, match="^base_url: at least one endpoint is needed$"):
         HTTPBackend([], "m")
+    hi = [{"role": "user", "content": "hi"}]
+    assert b.render(hi) == messages_to_text(hi) and HTTPBackend("http://a/v1", "m").render(hi) == dumps_messages(hi)
     assert [_retryable_status(c) for c in (400, 401, 404, 408, 409, 429, 499, 500, 503)] == [
         False, False, False, True, False, True, False, True, True]
     # a reply's body in an error message: on one line, cut after 120 characters with an ellipsis
@@ -309,7 +318,15 @@ def test_backoff_round_robin_request_body_and_argument_checks() -> None:
 
 
 def test_several_failed_requests_are_raised_together_after_the_others_finish() -> None:
+    lock, inflight, most = threading.Condition(), [0], [0]
+
     def handler(request: httpx.Request) -> httpx.Response:
+        with lock:  # hold each request until a third is in flight (there never is one) or 0.2 s passed
+            inflight[0] += 1
+            most[0] = max(most[0], inflight[0])
+            lock.notify_all()
+            lock.wait_for(lambda: inflight[0] >= 3, timeout=0.2)
+            inflight[0] -= 1
         bad = "bad" in json.loads(request.content)["messages"][0]["content"]
         return httpx.Response(400, text="no") if bad else _ok()
 
@@ -319,3 +336,39 @@ def test_several_failed_requests_are_raised_together_after_the_others_finish() -
     with pytest.raises(TeacherHTTPError, match=r"HTTP 400: 'no' \(2 of 4 requests failed\)$") as err:
         done.extend(i for i, _ in b.generate(prompts, [0] * 4))
     assert sorted(done) == [0, 2] and sorted(err.value.failed) == [1, 3] and b.failures == 2 and b.retries == 0
+    assert most[0] <= 2  # at most `concurrency` requests in flight
+    with pytest.raises(TeacherHTTPError, match=r"^http://teacher.invalid/v1/chat/completions: HTTP 400: 'no'$"):
+        list(b.generate(prompts[:2], [0, 0]))  # one failure: no count appended
+    with pytest.raises(ValueError):
+        list(b.generate(prompts, [0]))  # one sample index per prompt
+
+
+def test_results_are_yielded_as_they_complete_and_a_consumer_that_stops_cancels_the_rest() -> None:
+    release, events = threading.Event(), []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        content = json.loads(request.content)["messages"][0]["content"]
+        if content == "slow":
+            release.wait(timeout=10)
+            events.append("slow done")
+        return _ok(content)
+
+    b = HTTPBackend("http://teacher.invalid/v1", "m", transport=_mock(handler), generation=GEN, concurrency=2)
+    rows = b.generate([json.dumps([{"role": "user", "content": c}]) for c in ("slow", "fast")], [0, 0])
+    assert next(rows)[0] == 1 and events == []  # the fast row first, while the slow one is still running
+    release.set()
+    assert next(rows)[0] == 0 and events == ["slow done"]
+
+    calls: list[str] = []
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        calls.append("start")
+        time.sleep(0.05)
+        calls.append("end")
+        return _ok()
+
+    b = HTTPBackend("http://teacher.invalid/v1", "m", transport=_mock(counting), generation=GEN, concurrency=1)
+    rows = b.generate([json.dumps([{"role": "user", "content": str(i)}]) for i in range(6)], [0] * 6)
+    next(rows)
+    rows.close()  # waits for the request in flight, cancels the ones not started
+    assert calls.count("start") <= 2 and calls.count("end") == calls.count("start")  # none left running
