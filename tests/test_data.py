@@ -1,6 +1,7 @@
 """Loaders: the TinyLLM layout (chunks as two teachers), generic files with a column map, cleaning."""
 
 import json
+import re
 
 import pytest
 
@@ -48,6 +49,19 @@ def test_tinyllm_chunks_must_align(tmp_path):
     folder = make_tinyllm(tmp_path / "mini", ROWS, [FLAN, FLAN])
     with pytest.raises(DataError, match="2 rationales .* do not align with 3 rows"):
         load_examples(folder, "train")
+    from tinydistill.data.loaders import load_tinyllm
+
+    with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / 'none'))}: folder not found$"):
+        load_tinyllm(tmp_path / "none", "train")
+    with pytest.raises(DataError, match=f"^{re.escape(str(folder))}: no '\\*_test.json' file in this folder$"):
+        load_tinyllm(folder, "test")
+    # a bad row stops the load by default, naming the data file; numbered answers follow answer_base
+    bad = make_tinyllm(tmp_path / "bad", [ROWS[0], dict(ROWS[0], id="q1", choices=["x", "x"])], [FLAN, FLAN])
+    with pytest.raises(DataError, match=r"bad_train\.json:\d+ field 'choices': duplicate choice 'x'$"):
+        load_tinyllm(bad, "train")
+    numbered = make_tinyllm(tmp_path / "num", [dict(ROWS[0], answer=1)], [FLAN])
+    assert [e.answer for e in load_tinyllm(numbered, "train", answer_base=1)] == [0]
+    assert [e.answer for e in load_tinyllm(numbered, "train", answer_base=0)] == [1]
 
 
 def test_chunks_are_read_in_numeric_order(tmp_path):
@@ -256,6 +270,23 @@ def test_missing_column_names_what_the_file_has(tmp_path):
     path.write_text("Question,Choices,Answer\nx?,a|b,a\n")
     with pytest.raises(DataError, match=r"caps\.csv:2 field 'question': missing field \(the file has 'Question'"):
         load_examples(path)
+    # no near match: the row's own columns, the first eight, then an ellipsis
+    from tinydistill.data.records import build_example
+
+    for n, shown in ((8, "c0, c1, c2, c3, c4, c5, c6, c7"), (9, "c0, c1, c2, c3, c4, c5, c6, c7, …")):
+        with pytest.raises(DataError, match=re.escape(f"d.jsonl:4 field 'question': missing field (the row has: "
+                                                      f"{shown}; map your names under data.*.columns)") + "$"):
+            build_example({f"c{i}": 1 for i in range(n)}, path="d.jsonl", row=3, line=4)
+    with pytest.raises(DataError, match="^d.jsonl:4 field 'question': missing field$"):
+        build_example({}, path="d.jsonl", row=3, line=4)
+    # an answer that names no choice: what was wrong with it, in words that fit it
+    for answer, says in (("z", "(3 choices: letters a-c)"), ("(Z)", "(3 choices: letters a-c)"),
+                         ("banana", "(give the choice text, a letter like 'B', or a number)"),
+                         (7, "(3 choices numbered from 0)"),
+                         (3, "(3 choices numbered from 0; if answers count from 1, set answer_base: 1)")):
+        with pytest.raises(DataError, match=re.escape(f"field 'answer': answer {answer!r} is not among the choices "
+                                                      f"{says}") + "$"):
+            build_example({"question": "q", "choices": ["a", "b", "c"], "answer": answer}, path="d.jsonl", row=3)
 
 
 def test_skip_policy_skips_a_half_written_json_lines_row(tmp_path, caplog):
