@@ -47,9 +47,22 @@ def test_tinyllm_layout_reads_two_teachers_and_cleans(tmp_path, jsonl):
 
 def test_tinyllm_chunks_must_align(tmp_path):
     folder = make_tinyllm(tmp_path / "mini", ROWS, [FLAN, FLAN])
-    with pytest.raises(DataError, match="2 rationales .* do not align with 3 rows"):
+    with pytest.raises(DataError, match=f"^{re.escape(str(folder / 'llm'))}: 2 rationales in train_CoT_\\*.json do not "
+                                        f"align with 3 rows of mini_train.json$"):
         load_examples(folder, "train")
     from tinydistill.data.loaders import load_tinyllm
+
+    assert [e.rationales for e in load_tinyllm(folder, "train", with_rationales=False)] == [{}, {}, {}]
+    (folder / "llm" / "train_CoT_0.json").write_text(json.dumps(["ok", 1]))
+    with pytest.raises(DataError, match=r"train_CoT_0\.json:1 field 'rationale': expected a string, got int$"):
+        load_tinyllm(folder, "train")
+    # the files' encoding reaches the data file and the chunks
+    latin = make_tinyllm(tmp_path / "latin", [ROWS[0]], ["x"])
+    for path, item in ((latin / "latin_train.json", dict(ROWS[0], question="Où est le café ?")),
+                       (latin / "llm" / "train_CoT_0.json", "Café. So (b).")):
+        path.write_bytes(json.dumps([item], ensure_ascii=False).encode("cp1252"))  # é is one byte, not UTF-8
+    (ex,) = load_tinyllm(latin, "train", encoding="cp1252")
+    assert ex.question == "Où est le café ?" and ex.rationales["flan_t5"] == "Café. So (b)."
 
     with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / 'none'))}: folder not found$"):
         load_tinyllm(tmp_path / "none", "train")
