@@ -110,7 +110,9 @@ def test_penalty_on_a_sequence_to_sequence_student_scores_every_choice_target(ti
     from tinydistill.losses import shortcut_penalty
     from tinydistill.methods.registry import label_prior
 
-    cfg = _cfg(tiny_t5_dir, tmp_path, shortcut_penalty_weight=0.4, **{"student.prefix_side": prefix_side})
+    reduction = "sum" if prefix_side == "encoder" else "mean"  # the configured reduction reaches the penalty
+    cfg = _cfg(tiny_t5_dir, tmp_path, shortcut_penalty_weight=0.4,
+               **{"student.prefix_side": prefix_side, "eval.rank_reduction": reduction})
     rows = load_split(cfg.data.train, "train", 0)
     prior = label_prior(rows)
     gold = torch.tensor([ex.answer for ex in rows])
@@ -125,7 +127,11 @@ def test_penalty_on_a_sequence_to_sequence_student_scores_every_choice_target(ti
     assert terms.keys() == {"answer", "shortcut"} and terms["shortcut"][0] == 0.4
     scores = choice_scores(student, batch["answer"], cfg.eval.rank_reduction)
     assert scores.shape == (8, 4) and torch.isfinite(scores).all()
-    torch.testing.assert_close(choice_scores(student, batch["answer"]), scores)  # "sum" by default, as configured
+    torch.testing.assert_close(choice_scores(student, batch["answer"]),  # "sum" by default
+                               choice_scores(student, batch["answer"], "sum"))
+    assert plan.notes[-1] == "anti-shortcut penalty: weight 0.4, temperature 1.0"
+    assert [t.name for t in plan.tasks] == ["answer"] and plan.tasks[0].choices(0, rows[0]) == [
+        f"({'abcd'[c]}) {text}" for c, text in enumerate(rows[0].choices)]  # every choice's target, as styled
     # the scores evaluation ranks the choices by (another code path): the penalty sees what rank accuracy sees
     ranked = rank_choices(student, rows[:8], prefix=cfg.answer_prefix, max_input_length=64,
                           answer_style=cfg.student.answer_target, max_answer_length=cfg.student.max_answer_length,
@@ -141,6 +147,34 @@ def test_label_prior_is_the_gold_position_frequency_and_needs_gold_answers():
 
     rows = [Example(str(i), "q", ("a", "b", "c"), a) for i, a in enumerate([0, 0, 2, 0])]
     torch.testing.assert_close(label_prior(rows), torch.tensor([0.75, 0.0, 0.25]))
+    # a batch with fewer choices than the prior is wide reads the prior renormalised over its own choices
+    from types import SimpleNamespace
+
+    from tinydistill.losses import shortcut_penalty
+    from tinydistill.methods.registry import ShortcutPenaltyObjective, add_shortcut_penalty
+
+    class Inner:  # an answer objective that scores the batch's choices through the student it is given
+        def terms(self, student, batch):
+            return {"answer": (1.0, student.choice_scores(batch["answer"]).sum())}
+
+    scores = torch.tensor([[0.2, 1.5], [1.0, -0.5], [0.3, 0.1]])
+    student = SimpleNamespace(choice_scores=lambda b: scores)
+    penalty = ShortcutPenaltyObjective(Inner(), 0.5, torch.tensor([0.5, 0.3, 0.2]), 2.0, "sum")
+    terms = penalty.terms(student, {"answer": {}})
+    assert terms["shortcut"][0] == 0.5
+    torch.testing.assert_close(terms["shortcut"][1], shortcut_penalty(scores, torch.tensor([0.625, 0.375]), 2.0))
+    # only the answer task gets choice targets; a rationale task is left as it is
+    from tinydistill.config.loader import config_from_dict
+    from tinydistill.methods.registry import MethodPlan, MultiTaskObjective
+    from tinydistill.students import TaskSpec
+
+    cfg = config_from_dict({"name": "p", "data": {"train": {"path": "t.jsonl"}, "valid": {"path": "v.jsonl"}},
+                            "student": {"model": "m"},
+                            "shortcut_penalty_weight": 0.2})
+    rationale = TaskSpec("rationale/t", "explain: ", lambda i, ex: "r", 8)
+    plan = add_shortcut_penalty(cfg, MethodPlan([TaskSpec("answer", "", lambda i, ex: "a", 8), rationale],
+                                                MultiTaskObjective({})), rows)
+    assert plan.tasks[1] is rationale and plan.tasks[0].choices is not None
     for empty in ([], [Example("1", "q", ("a", "b"), None)]):
         with pytest.raises(TinyDistillError, match="^shortcut_penalty_weight: the training rows have no gold "
                                                    "answers$"):
