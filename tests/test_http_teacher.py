@@ -153,6 +153,23 @@ def test_sampling_sends_seed_per_sample() -> None:
     list(b.generate([json.dumps([{"role": "user", "content": "hi"}])] * 2, [0, 1]))
     assert sorted(x["seed"] for x in bodies) == [10, 11] and bodies[0]["stop"] == ["\n\n"]
     assert bodies[0]["temperature"] == 0.8 and bodies[0]["messages"] == [{"role": "user", "content": "hi"}]
+    assert bodies[0]["top_p"] == gen.top_p
+
+
+def test_a_servers_retry_after_is_waited_and_a_reply_without_content_type_is_named(monkeypatch) -> None:
+    import tinydistill.teachers.http as http_module
+
+    waits: list[float] = []
+    monkeypatch.setattr(http_module.time, "sleep", waits.append)
+    replies = [httpx.Response(429, headers={"retry-after": "7"}, text="slow down"), _ok()]
+    b = HTTPBackend("http://teacher.invalid/v1", "m", transport=_mock(lambda r: replies.pop(0)), backoff_s=0.01)
+    assert b.request(json.dumps([{"role": "user", "content": "hi"}]), 0).text.startswith("Because")
+    assert waits == [7.0]  # the server's Retry-After, not the 10 ms backoff
+    b = HTTPBackend("http://teacher.invalid/v1", "m", max_retries=0,
+                    transport=_mock(lambda r: httpx.Response(200, content=b"<html>oops</html>")))
+    with pytest.raises(TeacherHTTPError, match=r"HTTP 200 but not a completion \(Invalid JSON: .*; no content-type\): "
+                                               r"'<html>oops</html>'$"):
+        b.request(json.dumps([{"role": "user", "content": "hi"}]), 0)
 
 
 def test_api_key_from_env_is_sent_but_never_stored_or_shown(tmp_path: Path, monkeypatch) -> None:
@@ -186,7 +203,8 @@ def test_api_key_from_env_is_sent_but_never_stored_or_shown(tmp_path: Path, monk
     with pytest.raises(TinyDistillError, match="TEACHER_KEY"):
         HTTPBackend.from_spec(spec)
     for pasted in (secret, "sk-proj-Zq81xY", "gsk_abc", "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"):  # a key, not a name
-        with pytest.raises(TinyDistillError, match="looks like an API key") as err:
+        with pytest.raises(TinyDistillError, match="^api_key_env looks like an API key, not the name of an "
+                           "environment variable: export the key and write the variable's name there$") as err:
             HTTPBackend("http://teacher.invalid/v1", "m", api_key_env=pasted)
         assert pasted not in str(err.value)
         with pytest.raises(ValueError, match="looks like an API key") as err:
@@ -299,6 +317,12 @@ def test_backoff_round_robin_request_body_and_argument_checks() -> None:
         HTTPBackend("http://a/v1", "m", api="x")
     with pytest.raises(ValueError, match="^base_url: at least one endpoint is needed$"):
         HTTPBackend([], "m")
+    d = HTTPBackend("http://a/v1", "m")  # the constructor's defaults; no revision (part of every cache key)
+    assert (d.concurrency, d.max_retries, d.backoff_s, d.backoff_max_s, d.revision, d.base_url) == (
+        4, 5, 0.5, 30.0, None, "http://a/v1") and d._client.timeout == httpx.Timeout(60.0)
+    sampled = HTTPBackend("http://a/v1", "m", generation=GenerationSpec(gen_temperature=0.5, top_p=0.9, seed=3))
+    assert sampled.params() == {"api": "chat", "max_tokens": 128, "temperature": 0.5, "top_p": 0.9, "seed": 3,
+                                "stop": []}
     hi = [{"role": "user", "content": "hi"}]
     assert b.render(hi) == messages_to_text(hi) and HTTPBackend("http://a/v1", "m").render(hi) == dumps_messages(hi)
     assert [_retryable_status(c) for c in (400, 401, 404, 408, 409, 429, 499, 500, 503)] == [
@@ -308,12 +332,12 @@ def test_backoff_round_robin_request_body_and_argument_checks() -> None:
     assert snippet("y" * 120) == repr("y" * 120) and snippet("y" * 121) == repr("y" * 120 + "…")
     assert snippet("abcdef", 3) == repr("abc…")
     # a spec's every setting reaches the backend (none left at the constructor's default)
-    spec = HTTPTeacherSpec(name="t", base_url=("http://a/v1", "http://b/v1/"), model="m2", api="completions",
+    spec = HTTPTeacherSpec(name="t", base_url=("http://a/v1X", "http://b/v1/"), model="m2", api="completions",
                            concurrency=3, max_retries=7, timeout_s=12.5, retry_backoff_s=0.25,
                            generation={"max_new_tokens": 6})
     f = HTTPBackend.from_spec(spec)
     assert (f.base_urls, f.model, f.api, f.concurrency, f.max_retries, f.backoff_s, f.generation) == (
-        ["http://a/v1", "http://b/v1"], "m2", "completions", 3, 7, 0.25, GenerationSpec(max_new_tokens=6))
+        ["http://a/v1X", "http://b/v1"], "m2", "completions", 3, 7, 0.25, GenerationSpec(max_new_tokens=6))
     assert f._client.timeout == httpx.Timeout(12.5)
 
 
