@@ -269,8 +269,8 @@ def test_semicolon_csv_and_extra_cells(tmp_path):
     tabs.write_text("question\tchoices\tanswer\nWhat sticks, really?\twood|iron\tiron\n")
     assert load_examples(tabs)[0].question == "What sticks, really?"
     mixed = tmp_path / "mixed.csv"  # a comma anywhere in the header: comma-separated, whatever else it holds
-    mixed.write_text("question,choices;x;y,answer\nWhat sticks?,wood|iron,iron\n")
-    assert load_examples(mixed, columns=ColumnsConfig(choices="choices;x;y"))[0].answer == 1
+    mixed.write_text("question,choices;x;y;z,answer\nWhat sticks?,wood|iron,iron\n")
+    assert load_examples(mixed, columns=ColumnsConfig(choices="choices;x;y;z"))[0].answer == 1
     listed = tmp_path / "listed.json"  # a whole-file list after a blank line: lines counted from the file's first
     listed.write_text('\n[\n  {"question": "q", "choices": ["a", "a"], "answer": "a"}\n]\n')
     with pytest.raises(DataError, match=r"listed\.json:3 field 'choices': duplicate choice 'a'$"):
