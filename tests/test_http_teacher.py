@@ -323,6 +323,8 @@ def test_backoff_round_robin_request_body_and_argument_checks() -> None:
     sampled = HTTPBackend("http://a/v1", "m", generation=GenerationSpec(gen_temperature=0.5, top_p=0.9, seed=3))
     assert sampled.params() == {"api": "chat", "max_tokens": 128, "temperature": 0.5, "top_p": 0.9, "seed": 3,
                                 "stop": []}
+    greedy = HTTPBackend("http://a/v1", "m", generation=GenerationSpec(top_p=0.9, seed=3))  # neither matters: not
+    assert (greedy.params()["top_p"], greedy.params()["seed"]) == (1.0, None)  # in the cache key
     hi = [{"role": "user", "content": "hi"}]
     assert b.render(hi) == messages_to_text(hi) and HTTPBackend("http://a/v1", "m").render(hi) == dumps_messages(hi)
     assert [_retryable_status(c) for c in (400, 401, 404, 408, 409, 429, 499, 500, 503)] == [
