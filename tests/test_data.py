@@ -38,6 +38,8 @@ def test_tinyllm_layout_reads_two_teachers_and_cleans(tmp_path, jsonl):
     folder = make_tinyllm(tmp_path / "mini", ROWS, rats, jsonl=jsonl)
     exs = load_examples(folder, "train")
     assert [e.answer for e in exs] == [1, 1, 1]
+    assert [(e.id, e.question, e.choices) for e in exs] == [
+        (f"q{i}", "What sticks to a magnet?", ("wood", "iron")) for i in range(3)]  # the rows, rationales added
     assert exs[0].rationales["flan_t5"] == "Iron is magnetic. Thus, the answer is (b) iron"
     assert exs[0].rationales["llama2"] == "Let's think step by step. Magnets attract iron. So the answer is (b)."
     # a teacher with no output for a row is absent for that row (PIQA has no LLaMA rationales)
