@@ -74,8 +74,8 @@ def test_tinyllm_chunks_must_align(tmp_path):
     bad = make_tinyllm(tmp_path / "bad", [ROWS[0], dict(ROWS[0], id="q1", choices=["x", "x"])], [FLAN, FLAN])
     with pytest.raises(DataError, match=r"bad_train\.json:\d+ field 'choices': duplicate choice 'x'$"):
         load_tinyllm(bad, "train")
-    numbered = make_tinyllm(tmp_path / "num", [dict(ROWS[0], answer=1)], [FLAN])
-    assert [e.answer for e in load_tinyllm(numbered, "train", answer_base=1)] == [0]
+    numbered = make_tinyllm(tmp_path / "num", [dict(ROWS[0], answer=1, domain="physics")], [FLAN])
+    assert [(e.answer, e.domain) for e in load_tinyllm(numbered, "train", answer_base=1)] == [(0, "physics")]
     assert [e.answer for e in load_tinyllm(numbered, "train", answer_base=0)] == [1]
 
 
