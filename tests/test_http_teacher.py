@@ -291,6 +291,8 @@ def test_backoff_round_robin_request_body_and_argument_checks() -> None:
     b = HTTPBackend(["http://a/v1/", "http://b/v1"], "m", api="completions", backoff_s=1.0, backoff_max_s=5.0,
                     generation=GenerationSpec(max_new_tokens=4, stop=("\n\n",)))
     assert [b.endpoint() for _ in range(3)] == ["http://a/v1", "http://b/v1", "http://a/v1"]
+    three = HTTPBackend(["http://a/v1", "http://b/v1", "http://c/v1"], "m")
+    assert [three.endpoint()[7] for _ in range(4)] == ["a", "b", "c", "a"]  # in order, not backwards
     assert repr(b) == "HTTPBackend('http://a/v1, http://b/v1', model='m', api='completions')"
     # exponential backoff with jitter in [base/2, base], base = backoff_s · 2^attempt capped at backoff_max_s
     for attempt, base in ((0, 1.0), (2, 4.0), (5, 5.0)):
