@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -62,8 +64,15 @@ def _calls(log: Path) -> list[str]:
 
 
 def test_put_get_and_stats(tmp_path: Path) -> None:
+    with TeacherCache(tmp_path / "runs" / "new" / "c.sqlite") as nested:  # its folders are created
+        assert re.fullmatch(r"[^:]+:\d+:[0-9a-f]{8}", nested.owner)  # host:pid:random, read by _lease_dead
     with TeacherCache(tmp_path / "c.sqlite") as cache:
         key = make_key("t", "m", None, "prompt", {"max_new_tokens": 8}, 0)
+        # keys are stable across versions and dict orders: an existing cache file is reused, never re-asked
+        assert key == "ee2b15c487481ec20e506900404c3e731c9e63fd7814e24ce55dbfa4cd17be43"
+        assert make_key("t", "m", None, "Quelle réponse ?", {"max_new_tokens": 8, "stop": ["\n"]}, 0) == \
+            "d9e674ee26e5ad8ba0a23444ee4dc2ecf47c21a9f243e01345a05f16a82b5e19"
+        assert make_key("t", "m", None, "p", {"a": 1, "b": 2}, 0) == make_key("t", "m", None, "p", {"b": 2, "a": 1}, 0)
         assert key != make_key("t", "m", None, "prompt", {"max_new_tokens": 9}, 0)
         assert key != make_key("t", "m", "rev2", "prompt", {"max_new_tokens": 8}, 0)
         assert key != make_key("t", "m", None, "prompt", {"max_new_tokens": 8}, 1)
@@ -85,8 +94,24 @@ def test_put_get_and_stats(tmp_path: Path) -> None:
         )
         assert cache.get_many([key])[key].text == "hi"
         assert cache.stats.as_dict() == {"calls": 1, "hits": 1, "prompt_tokens": 3, "completion_tokens": 1}
+        other = make_key("t", "m", None, "other", {}, 0)  # no token counts, no finish reason given
+        assert cache.put(other, teacher="t", model="m", revision=None, params={"b": 1, "a": 2}, prompt="other",
+                         sample=0, text="x")
+        assert cache.get_many([key, other]) == {key: CachedOutput("hi", 3, 1, "stop"),
+                                                other: CachedOutput("x", 0, 0, "stop")}
+        assert cache.stats.as_dict() == {"calls": 2, "hits": 3, "prompt_tokens": 3, "completion_tokens": 1}
+        params = cache._db.execute("SELECT params FROM outputs WHERE key = ?", (other,)).fetchone()[0]
+        assert params == '{"a": 2, "b": 1}'  # canonical: sorted keys
+        # a failure inside the write's transaction is rolled back and raised as it is; the cache stays usable
+        with pytest.raises(TypeError, match="is not JSON serializable"):
+            cache.put("bad", teacher="t", model="m", revision=None, params={"f": object()}, prompt="p", sample=0,
+                      text="y")
+        assert cache.put("good", teacher="t", model="m", revision=None, params={}, prompt="p", sample=0, text="z")
+        assert len(cache) == 3 and cache.get_many(["bad"]) == {}
+        with ThreadPoolExecutor(1) as pool:  # one connection shared by threads (a teacher's worker pool)
+            assert pool.submit(len, cache).result() == 3
     with TeacherCache(tmp_path / "c.sqlite") as again:  # persisted
-        assert len(again) == 1 and again.totals()["prompt_tokens"] == 3
+        assert len(again) == 3 and again.totals() == {"outputs": 3, "prompt_tokens": 3, "completion_tokens": 1}
         mode = again._db.execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
 
@@ -98,6 +123,14 @@ def test_leases_exclude_live_owner_and_release(tmp_path: Path) -> None:
     assert a.claim(["k1", "k2", "k3"]) == ["k3"]
     b.release(["k2"])
     assert a.claim(["k2"]) == ["k2"]
+
+    def cut_short():  # the keys' source fails after one key was leased
+        yield "k4"
+        raise RuntimeError("source failed")
+
+    with pytest.raises(RuntimeError, match="^source failed$"):
+        a.claim(cut_short())
+    assert b.claim(["k4"]) == ["k4"]  # the half-done claim was rolled back: k4 was never a's
     a.close()
     b.close()
 
@@ -201,7 +234,8 @@ def test_stored_outputs_read_back_whole_in_chunks_and_totals_count_every_process
         assert cache.claim([keys[0], "new"]) == ["new"]  # stored keys are never leased
 
 
-def test_expired_and_dead_owners_leases_are_taken_over_live_ones_and_others_are_not_released(tmp_path: Path):
+def test_expired_and_dead_owners_leases_are_taken_over_live_ones_and_others_are_not_released(tmp_path: Path,
+                                                                                              monkeypatch):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no longer runs
     host = TeacherCache(tmp_path / "c.sqlite").owner.split(":")[0]
@@ -217,9 +251,21 @@ def test_expired_and_dead_owners_leases_are_taken_over_live_ones_and_others_are_
     mine.release(["e"])  # not ours: stays leased
     assert mine.claim(["e"]) == []
     assert mine.claim(["g"]) == ["g"]  # our own lease: ours again
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    default = TeacherCache(tmp_path / "c.sqlite")
+    assert default.claim(["d"]) == ["d"]
+    assert default._db.execute("SELECT expires FROM leases WHERE key = 'd'").fetchone()[0] == 1000.0 + 3600
+    soon = TeacherCache(tmp_path / "c.sqlite", lease_s=10.0)
+    soon.owner = "other-host:1:soon"
+    assert soon.claim(["s"]) == ["s"]  # leased until 1010
+    now[0] = 1010.0
+    assert mine.claim(["s"]) == []  # held up to its expiry time
+    now[0] = 1010.5
+    assert mine.claim(["s"]) == ["s"]  # then taken over
 
 
-def test_busy_database_is_retried_with_a_deadline_other_errors_at_once() -> None:
+def test_busy_database_is_retried_with_a_deadline_other_errors_at_once(monkeypatch) -> None:
     from tinydistill.files import pid_alive
     from tinydistill.teachers.cache import _retry_while_busy
 
@@ -246,8 +292,18 @@ def test_busy_database_is_retried_with_a_deadline_other_errors_at_once() -> None
         calls.append(1)
         raise sqlite3.OperationalError("database is locked")
 
+    # the pauses on a clock of our own: doubling from 5 ms, capped at 0.25 s, until 60 s have passed
+    clock, pauses = [0.0], []
+
+    def sleep(s: float) -> None:
+        pauses.append(s)
+        clock[0] += s
+
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "sleep", sleep)
     calls.clear()
-    with pytest.raises(sqlite3.OperationalError, match="locked"):
-        _retry_while_busy(always_locked, deadline_s=0.3)
-    assert 2 <= len(calls) < 30  # retried with growing pauses (about 7 in 0.3 s), until the deadline
+    with pytest.raises(sqlite3.OperationalError, match="^database is locked$"):
+        _retry_while_busy(always_locked)
+    assert pauses[:8] == [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.25, 0.25] and set(pauses[6:]) == {0.25}
+    assert sum(pauses[:-1]) <= 60.0 < sum(pauses) and len(calls) == len(pauses) + 1
     assert pid_alive(os.getpid())

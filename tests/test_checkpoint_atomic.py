@@ -317,22 +317,66 @@ def _names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_saves_keep_the_newest_complete_checkpoints_and_the_newest_loads(tmp_path):
+def test_saves_keep_the_newest_complete_checkpoints_and_the_newest_loads(tmp_path, monkeypatch):
     acc, model = _prepared()
     folder = tmp_path / "checkpoints"
+    moments: list[tuple[str, str]] = []
+    monkeypatch.setattr(checkpoint, "reached", lambda at, path: moments.append((at, path.name)))
     for step in (1, 2, 3):
         _fill(model, step)
+        moments.clear()
         assert save_checkpoint(acc, folder, LoopState(step=step, epoch=10 * step), keep=2) == \
             folder / f"step-{step:07d}"
+    # the crash tests' hook sees each moment with the checkpoint it concerns
+    assert moments == [("sealing", "step-0000003"), ("sealed", "step-0000003"), ("installed", "step-0000003"),
+                       ("pruning", "step-0000001")]
     assert _names(folder) == ["step-0000002", "step-0000003"]
     assert checkpoint.list_checkpoints(folder) == [folder / "step-0000002", folder / "step-0000003"]
     sizes = json.loads((folder / "step-0000003" / COMPLETE_FILE).read_text())["files"]
     assert STATE_FILE not in sizes and sizes["model.safetensors"] == (folder / "step-0000003" /
                                                                      "model.safetensors").stat().st_size
     _fill(model, 0)
+    assert checkpoint.newest_state(folder) == LoopState(step=3, epoch=30)  # read without loading
     assert load_latest(acc, folder) == LoopState(step=3, epoch=30)
     assert bool((model.weight == 3).all())
-    assert load_latest(acc, tmp_path / "none") is None
+    assert load_latest(acc, tmp_path / "none") is None and checkpoint.newest_state(tmp_path / "none") is None
+    (folder / "step-0000003" / STATE_FILE).write_text('{"step": 3, "no_such_field": 1}')  # unreadable: the older one
+    assert checkpoint.newest_state(folder) == LoopState(step=2, epoch=20)
+    save_checkpoint(acc, folder, LoopState(step=3, epoch=30), keep=2)
+    # a leftover of an interrupted deletion under the name the next pruned folder takes is cleared first
+    (folder / ".del-step-0000002").mkdir()
+    (folder / ".del-step-0000002" / "model.safetensors").write_bytes(b"stale")
+    synced: list[Path] = []
+    monkeypatch.setattr(checkpoint, "fsync_path", synced.append)
+
+    def shards(tmp: Path) -> None:  # a folder inside the checkpoint, as FSDP's sharded state
+        (tmp / "shards").mkdir()
+        (tmp / "shards" / "0.bin").write_bytes(b"0")
+
+    save_checkpoint(acc, folder, LoopState(step=4, epoch=40), keep=2, save_extra=shards)
+    assert _names(folder) == ["step-0000003", "step-0000004"]
+    # before the marker, every file and folder of the checkpoint is fsynced, each file before its folder
+    tmp = folder / ".tmp-step-0000004"
+    sealed = synced[:synced.index(tmp) + 1]
+    assert {p.relative_to(tmp) for p in sealed if p != tmp} == {
+        p.relative_to(folder / "step-0000004") for p in (folder / "step-0000004").rglob("*") if p.name != COMPLETE_FILE}
+    assert all(sealed.index(p) < sealed.index(p.parent) for p in sealed if p != tmp)
+    # the same step saved again: a stale aside copy is cleared first, the replaced copy deleted after
+    (folder / ".old-step-0000004").mkdir()
+    (folder / ".old-step-0000004" / "model.safetensors").write_bytes(b"stale")
+    monkeypatch.setattr(checkpoint, "reached", lambda at, path: moments.append((at, path.name)))
+    moments.clear()
+    _fill(model, 44)
+    save_checkpoint(acc, folder, LoopState(step=4, epoch=44), keep=2)
+    assert moments == [("sealing", "step-0000004"), ("sealed", "step-0000004"), ("aside", "step-0000004"),
+                       ("installed", "step-0000004")]
+    assert _names(folder) == ["step-0000003", "step-0000004"]
+    _fill(model, 0)
+    assert load_latest(acc, folder).epoch == 44 and bool((model.weight == 44).all())
+    # steps past seven digits still sort by number, not by name
+    save_checkpoint(acc, folder, LoopState(step=9_999_999), keep=1)
+    save_checkpoint(acc, folder, LoopState(step=10_000_000), keep=1)
+    assert _names(folder) == ["step-10000000"]
 
 
 def test_mark_completed_rewrites_the_state_file_only_or_saves_a_step_without_a_checkpoint(tmp_path):
@@ -344,10 +388,24 @@ def test_mark_completed_rewrites_the_state_file_only_or_saves_a_step_without_a_c
     assert checkpoint.mark_completed(acc, folder, LoopState(step=2, completed=True), keep=1) == weights.parent
     assert weights.stat().st_mtime_ns == before and load_latest(acc, folder).completed
     _fill(model, 5.0)
-    checkpoint.mark_completed(acc, folder, LoopState(step=5, completed=True), keep=1)
-    assert _names(folder) == ["step-0000005"]
+    extra: list[str] = []
+
+    def save_extra(tmp: Path) -> None:  # FSDP's shards: written into the checkpoint being saved
+        extra.append(tmp.name)
+        (tmp / "shards.bin").write_bytes(b"shards")
+
+    checkpoint.mark_completed(acc, folder, LoopState(step=5, completed=True), keep=1, save_extra=save_extra)
+    assert _names(folder) == ["step-0000005"] and extra == [".tmp-step-0000005"]
+    assert (folder / "step-0000005" / "shards.bin").read_bytes() == b"shards"
     _fill(model, 0.0)
     assert load_latest(acc, folder) == LoopState(step=5, completed=True) and bool((model.weight == 5).all())
+    # a folder of that step that is not complete (sizes no longer match) gets a full save, not a state rewrite
+    (folder / "step-0000005" / "model.safetensors").write_bytes(b"")
+    _fill(model, 6.0)
+    checkpoint.mark_completed(acc, folder, LoopState(step=5, completed=True, epoch=6), keep=1)
+    assert checkpoint.incomplete_reason(folder / "step-0000005") is None
+    _fill(model, 0.0)
+    assert load_latest(acc, folder).epoch == 6 and bool((model.weight == 6).all())
 
 
 @pytest.mark.parametrize("point,step,left,loaded", [
@@ -390,9 +448,55 @@ def test_a_sealed_checkpoint_that_does_not_load_is_an_error_naming_it(tmp_path):
     other = make_accelerator("no")
     changed = torch.nn.Linear(5, 3)  # the model changed since
     changed, _ = other.prepare(changed, torch.optim.AdamW(changed.parameters()))
-    with pytest.raises(checkpoint.CheckpointError, match=r"step-0000001: cannot be loaded \(\w+Error: .*\); delete "
-                                                         r"it or choose another run name"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"step-0000001: cannot be loaded \(RuntimeError: Error\(s\) "
+                       r"in loading state_dict for Linear:\); delete it or choose another run name$"):  # 1st line
         load_latest(other, folder)
+    seen: list[Path] = []
+
+    def load_extra(ckpt: Path) -> None:  # FSDP's shards: read from the checkpoint being loaded
+        seen.append(ckpt)
+        raise ValueError()  # an error without a message
+
+    with pytest.raises(checkpoint.CheckpointError, match=r"step-0000001: cannot be loaded \(ValueError: \); delete"):
+        load_latest(acc, folder, load_extra=load_extra)
+    assert seen == [folder / "step-0000001"]
+
+
+def test_a_save_clears_a_stale_temporary_folder_and_recover_settles_aside_copies(tmp_path):
+    acc, model = _prepared(1.0)
+    assert save_checkpoint(acc, tmp_path / "new" / "run" / "checkpoints", LoopState(step=1), keep=1).is_dir()
+    folder = tmp_path / "checkpoints"
+    (folder / ".tmp-step-0000001").mkdir(parents=True)
+    (folder / ".tmp-step-0000001" / "stale.bin").write_bytes(b"of a save that died")
+    save_checkpoint(acc, folder, LoopState(step=1, epoch=1), keep=1)
+    assert not (folder / "step-0000001" / "stale.bin").exists()
+    # an aside copy whose replacement never arrived is put back; a leftover deletion is finished
+    os.replace(folder / "step-0000001", folder / ".old-step-0000001")
+    (folder / ".del-step-0000000").mkdir()
+    _fill(model, 0.0)
+    assert load_latest(acc, folder).epoch == 1 and bool((model.weight == 1).all())
+    assert _names(folder) == ["step-0000001"]
+    # an aside copy beside its installed replacement is deleted
+    shutil.copytree(folder / "step-0000001", folder / ".old-step-0000001")
+    assert load_latest(acc, folder).epoch == 1 and _names(folder) == ["step-0000001"]
+    # an aside copy that is not complete is neither put back nor loaded
+    os.replace(folder / "step-0000001", folder / ".old-step-0000001")
+    (folder / ".old-step-0000001" / "model.safetensors").write_bytes(b"")
+    assert load_latest(acc, folder) is None and _names(folder) == [".old-step-0000001"]
+
+
+def test_a_legacy_temporary_copy_loads_when_its_step_folder_was_damaged(tmp_path, capfd):
+    """An older version (no markers) deleted ``step-N`` file by file beside a complete ``.tmp-step-N``."""
+    acc, model = _prepared(3.0)
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(acc, folder, LoopState(step=3, epoch=3), keep=1)
+    (folder / "step-0000003" / COMPLETE_FILE).unlink()
+    shutil.copytree(folder / "step-0000003", folder / ".tmp-step-0000003")
+    (folder / "step-0000003" / "model.safetensors").unlink()
+    _fill(model, 0.0)
+    capfd.readouterr()
+    assert load_latest(acc, folder).epoch == 3 and bool((model.weight == 3).all())
+    assert "step-0000003: cannot be loaded" in capfd.readouterr().err
 
 
 def test_unmarked_folders_of_an_older_version_are_tried_newest_first(tmp_path, capfd):
@@ -403,6 +507,7 @@ def test_unmarked_folders_of_an_older_version_are_tried_newest_first(tmp_path, c
         save_checkpoint(acc, folder, LoopState(step=step), keep=2)
     for step in (1, 2):
         (folder / f"step-{step:07d}" / COMPLETE_FILE).unlink()  # written before markers existed
+    assert checkpoint.list_checkpoints(folder) == [folder / "step-0000001", folder / "step-0000002"]
     (folder / "step-0000002" / "model.safetensors").write_bytes(b"not a tensor file")
     capfd.readouterr()
     assert load_latest(acc, folder) == LoopState(step=1) and bool((model.weight == 1).all())

@@ -1,6 +1,7 @@
 """Loaders: the TinyLLM layout (chunks as two teachers), generic files with a column map, cleaning."""
 
 import json
+import re
 
 import pytest
 
@@ -37,6 +38,8 @@ def test_tinyllm_layout_reads_two_teachers_and_cleans(tmp_path, jsonl):
     folder = make_tinyllm(tmp_path / "mini", ROWS, rats, jsonl=jsonl)
     exs = load_examples(folder, "train")
     assert [e.answer for e in exs] == [1, 1, 1]
+    assert [(e.id, e.question, e.choices) for e in exs] == [
+        (f"q{i}", "What sticks to a magnet?", ("wood", "iron")) for i in range(3)]  # the rows, rationales added
     assert exs[0].rationales["flan_t5"] == "Iron is magnetic. Thus, the answer is (b) iron"
     assert exs[0].rationales["llama2"] == "Let's think step by step. Magnets attract iron. So the answer is (b)."
     # a teacher with no output for a row is absent for that row (PIQA has no LLaMA rationales)
@@ -46,8 +49,34 @@ def test_tinyllm_layout_reads_two_teachers_and_cleans(tmp_path, jsonl):
 
 def test_tinyllm_chunks_must_align(tmp_path):
     folder = make_tinyllm(tmp_path / "mini", ROWS, [FLAN, FLAN])
-    with pytest.raises(DataError, match="2 rationales .* do not align with 3 rows"):
+    with pytest.raises(DataError, match=f"^{re.escape(str(folder / 'llm'))}: 2 rationales in train_CoT_\\*.json do not "
+                                        f"align with 3 rows of mini_train.json$"):
         load_examples(folder, "train")
+    from tinydistill.data.loaders import load_tinyllm
+
+    assert [e.rationales for e in load_tinyllm(folder, "train", with_rationales=False)] == [{}, {}, {}]
+    (folder / "llm" / "train_CoT_0.json").write_text(json.dumps(["ok", 1]))
+    with pytest.raises(DataError, match=r"train_CoT_0\.json:1 field 'rationale': expected a string, got int$"):
+        load_tinyllm(folder, "train")
+    # the files' encoding reaches the data file and the chunks
+    latin = make_tinyllm(tmp_path / "latin", [ROWS[0]], ["x"])
+    for path, item in ((latin / "latin_train.json", dict(ROWS[0], question="Où est le café ?")),
+                       (latin / "llm" / "train_CoT_0.json", "Café. So (b).")):
+        path.write_bytes(json.dumps([item], ensure_ascii=False).encode("cp1252"))  # é is one byte, not UTF-8
+    (ex,) = load_tinyllm(latin, "train", encoding="cp1252")
+    assert ex.question == "Où est le café ?" and ex.rationales["flan_t5"] == "Café. So (b)."
+
+    with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path / 'none'))}: folder not found$"):
+        load_tinyllm(tmp_path / "none", "train")
+    with pytest.raises(DataError, match=f"^{re.escape(str(folder))}: no '\\*_test.json' file in this folder$"):
+        load_tinyllm(folder, "test")
+    # a bad row stops the load by default, naming the data file; numbered answers follow answer_base
+    bad = make_tinyllm(tmp_path / "bad", [ROWS[0], dict(ROWS[0], id="q1", choices=["x", "x"])], [FLAN, FLAN])
+    with pytest.raises(DataError, match=r"bad_train\.json:\d+ field 'choices': duplicate choice 'x'$"):
+        load_tinyllm(bad, "train")
+    numbered = make_tinyllm(tmp_path / "num", [dict(ROWS[0], answer=1, domain="physics")], [FLAN])
+    assert [(e.answer, e.domain) for e in load_tinyllm(numbered, "train", answer_base=1)] == [(0, "physics")]
+    assert [e.answer for e in load_tinyllm(numbered, "train", answer_base=0)] == [1]
 
 
 def test_chunks_are_read_in_numeric_order(tmp_path):
@@ -238,6 +267,16 @@ def test_semicolon_csv_and_extra_cells(tmp_path):
     path = tmp_path / "semi.csv"
     path.write_text("question;choices;answer\nWhat sticks?;wood|iron;iron\n")
     assert load_examples(path)[0].answer == 1
+    tabs = tmp_path / "tabs.csv"
+    tabs.write_text("question\tchoices\tanswer\nWhat sticks, really?\twood|iron\tiron\n")
+    assert load_examples(tabs)[0].question == "What sticks, really?"
+    mixed = tmp_path / "mixed.csv"  # a comma anywhere in the header: comma-separated, whatever else it holds
+    mixed.write_text("question,choices;x;y;z,answer\nWhat sticks?,wood|iron,iron\n")
+    assert load_examples(mixed, columns=ColumnsConfig(choices="choices;x;y;z"))[0].answer == 1
+    listed = tmp_path / "listed.json"  # a whole-file list after a blank line: lines counted from the file's first
+    listed.write_text('\n[\n  {"question": "q", "choices": ["a", "a"], "answer": "a"}\n]\n')
+    with pytest.raises(DataError, match=r"listed\.json:3 field 'choices': duplicate choice 'a'$"):
+        load_examples(listed)
     bad = tmp_path / "bad.csv"
     bad.write_text("question,choices,answer\nWhat sticks, really?,wood|iron,iron\n")
     with pytest.raises(DataError, match=r"bad\.csv:2: 4 cells but the header has 3 columns \(quote a cell"):
@@ -256,6 +295,23 @@ def test_missing_column_names_what_the_file_has(tmp_path):
     path.write_text("Question,Choices,Answer\nx?,a|b,a\n")
     with pytest.raises(DataError, match=r"caps\.csv:2 field 'question': missing field \(the file has 'Question'"):
         load_examples(path)
+    # no near match: the row's own columns, the first eight, then an ellipsis
+    from tinydistill.data.records import build_example
+
+    for n, shown in ((8, "c0, c1, c2, c3, c4, c5, c6, c7"), (9, "c0, c1, c2, c3, c4, c5, c6, c7, …")):
+        with pytest.raises(DataError, match=re.escape(f"d.jsonl:4 field 'question': missing field (the row has: "
+                                                      f"{shown}; map your names under data.*.columns)") + "$"):
+            build_example({f"c{i}": 1 for i in range(n)}, path="d.jsonl", row=3, line=4)
+    with pytest.raises(DataError, match="^d.jsonl:4 field 'question': missing field$"):
+        build_example({}, path="d.jsonl", row=3, line=4)
+    # an answer that names no choice: what was wrong with it, in words that fit it
+    for answer, says in (("z", "(3 choices: letters a-c)"), ("(Z)", "(3 choices: letters a-c)"),
+                         ("banana", "(give the choice text, a letter like 'B', or a number)"),
+                         (7, "(3 choices numbered from 0)"),
+                         (3, "(3 choices numbered from 0; if answers count from 1, set answer_base: 1)")):
+        with pytest.raises(DataError, match=re.escape(f"field 'answer': answer {answer!r} is not among the choices "
+                                                      f"{says}") + "$"):
+            build_example({"question": "q", "choices": ["a", "b", "c"], "answer": answer}, path="d.jsonl", row=3)
 
 
 def test_skip_policy_skips_a_half_written_json_lines_row(tmp_path, caplog):

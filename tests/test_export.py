@@ -46,11 +46,17 @@ def run_dir(tmp_path_factory, tiny_bert_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(run_dir, tmp_path_factory) -> dict[str, Path]:
+def fp32_export(run_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("exports")
     export_student(run_dir, out / "fp32", log=lambda *a: None)
-    export_student(run_dir, out / "int8", quantize="int8", log=lambda *a: None)
-    return {"fp32": out / "fp32", "int8": out / "int8"}
+    return out / "fp32"
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, fp32_export) -> dict[str, Path]:
+    """Both exports, side by side (the int8 one quantises and measures again: the slow tests only)."""
+    export_student(run_dir, fp32_export.parent / "int8", quantize="int8", log=lambda *a: None)
+    return {"fp32": fp32_export, "int8": fp32_export.parent / "int8"}
 
 
 def _batch(student, n: int = 3) -> dict[str, torch.Tensor]:
@@ -63,20 +69,21 @@ def _batch(student, n: int = 3) -> dict[str, torch.Tensor]:
                        student.pad_token_id)
 
 
-def test_fp32_onnx_scores_equal_pytorchs(run_dir, exported):
+def test_fp32_onnx_scores_equal_pytorchs(run_dir, fp32_export):
     torch_student = load_student(StudentConfig(model=str(run_dir / "best")))
     torch_student.model.eval()
-    onnx_student = load_onnx_student(exported["fp32"])
+    onnx_student = load_onnx_student(fp32_export)
     batch = _batch(torch_student)  # three questions of different lengths: padded rows
     with torch.inference_mode():
         want = torch_student.choice_scores(batch)
     got = onnx_student.choice_scores(batch)
     assert want.std() > 1e-3  # the scores differ: equality is not trivial
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
-    meta = json.loads((exported["fp32"] / EXPORT_META).read_text())
+    meta = json.loads((fp32_export / EXPORT_META).read_text())
     assert meta["max_abs_score_difference_vs_pytorch"] < 1e-4
 
 
+@pytest.mark.slow  # a second export, quantised and measured
 def test_int8_export_is_smaller_measured_and_close(run_dir, exported):
     meta = json.loads((exported["int8"] / EXPORT_META).read_text())
     assert meta["quantization"] == "int8"
@@ -161,10 +168,14 @@ def test_missing_extra_is_one_line(monkeypatch, run_dir, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_an_export_stopped_midway_leaves_nothing_that_loads(monkeypatch, run_dir, exported, tmp_path):
+def test_an_export_stopped_midway_leaves_nothing_that_loads(monkeypatch, run_dir, fp32_export, tmp_path):
     def killed(src, dst):  # stopped while quantising: model.fp32.onnx, tokenizer files not yet written
         raise KeyboardInterrupt
 
+    def copied(scorer, example, path):  # the graph the fixture exported (the exporter is slow)
+        shutil.copy(fp32_export / ONNX_FILE, path)
+
+    monkeypatch.setattr(exporter, "export_onnx", copied)
     monkeypatch.setattr(exporter, "quantize_int8", killed)
     with pytest.raises(KeyboardInterrupt):
         export_student(run_dir, tmp_path / "out", quantize="int8", log=lambda *a: None)
@@ -175,8 +186,7 @@ def test_an_export_stopped_midway_leaves_nothing_that_loads(monkeypatch, run_dir
     stale.mkdir()
     (stale / ONNX_FILE).write_bytes(b"half")
     monkeypatch.undo()
-    monkeypatch.setattr(exporter, "export_onnx", lambda scorer, example, path: shutil.copy(
-        exported["fp32"] / ONNX_FILE, path))  # the graph the fixture exported (the exporter is slow)
+    monkeypatch.setattr(exporter, "export_onnx", copied)
     export_student(run_dir, tmp_path / "out", log=lambda *a: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert (tmp_path / "out" / EXPORT_META).is_file()

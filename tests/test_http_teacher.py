@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -29,8 +31,16 @@ from tinydistill.teachers.backend import Generation
 from tinydistill.teachers.cache import TeacherCache
 from tinydistill.teachers.factory import build_teacher
 from tinydistill.teachers.hf import HFBackend
-from tinydistill.teachers.http import HTTPBackend, MalformedReply, TeacherHTTPError, parse_reply
+from tinydistill.teachers.http import (
+    HTTPBackend,
+    MalformedReply,
+    TeacherHTTPError,
+    _retryable_status,
+    parse_reply,
+    snippet,
+)
 from tinydistill.teachers.live import LiveTeacher
+from tinydistill.teachers.templates import dumps_messages, messages_to_text
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 GEN = GenerationSpec(max_new_tokens=4)
@@ -143,6 +153,23 @@ def test_sampling_sends_seed_per_sample() -> None:
     list(b.generate([json.dumps([{"role": "user", "content": "hi"}])] * 2, [0, 1]))
     assert sorted(x["seed"] for x in bodies) == [10, 11] and bodies[0]["stop"] == ["\n\n"]
     assert bodies[0]["temperature"] == 0.8 and bodies[0]["messages"] == [{"role": "user", "content": "hi"}]
+    assert bodies[0]["top_p"] == gen.top_p
+
+
+def test_a_servers_retry_after_is_waited_and_a_reply_without_content_type_is_named(monkeypatch) -> None:
+    import tinydistill.teachers.http as http_module
+
+    waits: list[float] = []
+    monkeypatch.setattr(http_module.time, "sleep", waits.append)
+    replies = [httpx.Response(429, headers={"retry-after": "7"}, text="slow down"), _ok()]
+    b = HTTPBackend("http://teacher.invalid/v1", "m", transport=_mock(lambda r: replies.pop(0)), backoff_s=0.01)
+    assert b.request(json.dumps([{"role": "user", "content": "hi"}]), 0).text.startswith("Because")
+    assert waits == [7.0]  # the server's Retry-After, not the 10 ms backoff
+    b = HTTPBackend("http://teacher.invalid/v1", "m", max_retries=0,
+                    transport=_mock(lambda r: httpx.Response(200, content=b"<html>oops</html>")))
+    with pytest.raises(TeacherHTTPError, match=r"HTTP 200 but not a completion \(Invalid JSON: .*; no content-type\): "
+                                               r"'<html>oops</html>'$"):
+        b.request(json.dumps([{"role": "user", "content": "hi"}]), 0)
 
 
 def test_api_key_from_env_is_sent_but_never_stored_or_shown(tmp_path: Path, monkeypatch) -> None:
@@ -176,7 +203,8 @@ def test_api_key_from_env_is_sent_but_never_stored_or_shown(tmp_path: Path, monk
     with pytest.raises(TinyDistillError, match="TEACHER_KEY"):
         HTTPBackend.from_spec(spec)
     for pasted in (secret, "sk-proj-Zq81xY", "gsk_abc", "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6"):  # a key, not a name
-        with pytest.raises(TinyDistillError, match="looks like an API key") as err:
+        with pytest.raises(TinyDistillError, match="^api_key_env looks like an API key, not the name of an "
+                           "environment variable: export the key and write the variable's name there$") as err:
             HTTPBackend("http://teacher.invalid/v1", "m", api_key_env=pasted)
         assert pasted not in str(err.value)
         with pytest.raises(ValueError, match="looks like an API key") as err:
@@ -249,20 +277,37 @@ def test_parse_reply_accepts_what_servers_send_and_names_what_is_wrong() -> None
     assert cut == Generation("x", 0, 0, "length")
     for body, says in ((b"<html>", "Invalid JSON"), (b'{"choices": 3}', "choices: Input should be a valid array"),
                        (b"[1, 2]", "Input should be an object"), (b'{"choices": []}', "choices: empty list"),
-                       (b'{"choices": [{"text": "x"}]}', "choices.0.message: missing")):
-        with pytest.raises(MalformedReply, match=re.escape(says)):
+                       (b'{"choices": [{"text": "x"}]}', "choices.0.message: missing"),
+                       (b'{"choices": [{"message": 3}]}', "choices.0.message: Input should be an object")):
+        with pytest.raises(MalformedReply, match="^" + re.escape(says)):  # where (if anywhere), then what
             parse_reply(body, "chat")
+    with pytest.raises(MalformedReply, match=r"^choices\.0\.text: missing \(not a text completion\)$"):
+        parse_reply(b'{"choices": [{"message": {"content": "x"}}]}', "completions")
+    both = b'{"choices": [{"text": "the text", "message": {"content": "a message"}}]}'  # each api reads its own
+    assert parse_reply(both, "completions").text == "the text" and parse_reply(both, "chat").text == "a message"
 
 
 def test_backoff_round_robin_request_body_and_argument_checks() -> None:
     b = HTTPBackend(["http://a/v1/", "http://b/v1"], "m", api="completions", backoff_s=1.0, backoff_max_s=5.0,
                     generation=GenerationSpec(max_new_tokens=4, stop=("\n\n",)))
     assert [b.endpoint() for _ in range(3)] == ["http://a/v1", "http://b/v1", "http://a/v1"]
+    three = HTTPBackend(["http://a/v1", "http://b/v1", "http://c/v1"], "m")
+    assert [three.endpoint()[7] for _ in range(4)] == ["a", "b", "c", "a"]  # in order, not backwards
     assert repr(b) == "HTTPBackend('http://a/v1, http://b/v1', model='m', api='completions')"
     # exponential backoff with jitter in [base/2, base], base = backoff_s · 2^attempt capped at backoff_max_s
     for attempt, base in ((0, 1.0), (2, 4.0), (5, 5.0)):
         delays = [b._delay(attempt, None) for _ in range(40)]
         assert all(base / 2 <= d <= base for d in delays) and max(delays) - min(delays) > base / 10
+    class Draws:  # the jitter's random numbers, chosen: the ends of its range
+        def __init__(self, *values: float) -> None:
+            self.values = list(values)
+
+        def random(self) -> float:
+            return self.values.pop(0)
+
+    b._rng, real_rng = Draws(0.0, 1.0, 0.5), b._rng
+    assert [b._delay(2, None) for _ in range(3)] == [2.0, 4.0, 3.0]  # base · (0.5 + u/2)
+    b._rng = real_rng
     assert b._delay(0, httpx.Response(429, headers={"retry-after": "3"})) == 3.0  # the server's wait, honoured
     assert b._delay(0, httpx.Response(429, headers={"retry-after": "100"})) == 5.0  # capped
     assert 0.5 <= b._delay(0, httpx.Response(503, headers={"retry-after": "soon"})) <= 1.0  # unreadable: ignored
@@ -274,10 +319,42 @@ def test_backoff_round_robin_request_body_and_argument_checks() -> None:
         HTTPBackend("http://a/v1", "m", api="x")
     with pytest.raises(ValueError, match="^base_url: at least one endpoint is needed$"):
         HTTPBackend([], "m")
+    d = HTTPBackend("http://a/v1", "m")  # the constructor's defaults; no revision (part of every cache key)
+    assert (d.concurrency, d.max_retries, d.backoff_s, d.backoff_max_s, d.revision, d.base_url) == (
+        4, 5, 0.5, 30.0, None, "http://a/v1") and d._client.timeout == httpx.Timeout(60.0)
+    sampled = HTTPBackend("http://a/v1", "m", generation=GenerationSpec(gen_temperature=0.5, top_p=0.9, seed=3))
+    assert sampled.params() == {"api": "chat", "max_tokens": 128, "temperature": 0.5, "top_p": 0.9, "seed": 3,
+                                "stop": []}
+    greedy = HTTPBackend("http://a/v1", "m", generation=GenerationSpec(top_p=0.9, seed=3))  # neither matters: not
+    assert (greedy.params()["top_p"], greedy.params()["seed"]) == (1.0, None)  # in the cache key
+    hi = [{"role": "user", "content": "hi"}]
+    assert b.render(hi) == messages_to_text(hi) and HTTPBackend("http://a/v1", "m").render(hi) == dumps_messages(hi)
+    assert [_retryable_status(c) for c in (400, 401, 404, 408, 409, 429, 499, 500, 503)] == [
+        False, False, False, True, False, True, False, True, True]
+    # a reply's body in an error message: on one line, cut after 120 characters with an ellipsis
+    assert snippet("<html>\n  <body>x</body>\n</html>") == "'<html> <body>x</body> </html>'"
+    assert snippet("y" * 120) == repr("y" * 120) and snippet("y" * 121) == repr("y" * 120 + "…")
+    assert snippet("abcdef", 3) == repr("abc…")
+    # a spec's every setting reaches the backend (none left at the constructor's default)
+    spec = HTTPTeacherSpec(name="t", base_url=("http://a/v1X", "http://b/v1/"), model="m2", api="completions",
+                           concurrency=3, max_retries=7, timeout_s=12.5, retry_backoff_s=0.25,
+                           generation={"max_new_tokens": 6})
+    f = HTTPBackend.from_spec(spec)
+    assert (f.base_urls, f.model, f.api, f.concurrency, f.max_retries, f.backoff_s, f.generation) == (
+        ["http://a/v1X", "http://b/v1"], "m2", "completions", 3, 7, 0.25, GenerationSpec(max_new_tokens=6))
+    assert f._client.timeout == httpx.Timeout(12.5)
 
 
 def test_several_failed_requests_are_raised_together_after_the_others_finish() -> None:
+    lock, inflight, most = threading.Condition(), [0], [0]
+
     def handler(request: httpx.Request) -> httpx.Response:
+        with lock:  # hold each request until a third is in flight (there never is one) or 0.2 s passed
+            inflight[0] += 1
+            most[0] = max(most[0], inflight[0])
+            lock.notify_all()
+            lock.wait_for(lambda: inflight[0] >= 3, timeout=0.2)
+            inflight[0] -= 1
         bad = "bad" in json.loads(request.content)["messages"][0]["content"]
         return httpx.Response(400, text="no") if bad else _ok()
 
@@ -287,3 +364,39 @@ def test_several_failed_requests_are_raised_together_after_the_others_finish() -
     with pytest.raises(TeacherHTTPError, match=r"HTTP 400: 'no' \(2 of 4 requests failed\)$") as err:
         done.extend(i for i, _ in b.generate(prompts, [0] * 4))
     assert sorted(done) == [0, 2] and sorted(err.value.failed) == [1, 3] and b.failures == 2 and b.retries == 0
+    assert most[0] <= 2  # at most `concurrency` requests in flight
+    with pytest.raises(TeacherHTTPError, match=r"^http://teacher.invalid/v1/chat/completions: HTTP 400: 'no'$"):
+        list(b.generate(prompts[:2], [0, 0]))  # one failure: no count appended
+    with pytest.raises(ValueError):
+        list(b.generate(prompts, [0]))  # one sample index per prompt
+
+
+def test_results_are_yielded_as_they_complete_and_a_consumer_that_stops_cancels_the_rest() -> None:
+    release, events = threading.Event(), []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        content = json.loads(request.content)["messages"][0]["content"]
+        if content == "slow":
+            release.wait(timeout=10)
+            events.append("slow done")
+        return _ok(content)
+
+    b = HTTPBackend("http://teacher.invalid/v1", "m", transport=_mock(handler), generation=GEN, concurrency=2)
+    rows = b.generate([json.dumps([{"role": "user", "content": c}]) for c in ("slow", "fast")], [0, 0])
+    assert next(rows)[0] == 1 and events == []  # the fast row first, while the slow one is still running
+    release.set()
+    assert next(rows)[0] == 0 and events == ["slow done"]
+
+    calls: list[str] = []
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        calls.append("start")
+        time.sleep(0.05)
+        calls.append("end")
+        return _ok()
+
+    b = HTTPBackend("http://teacher.invalid/v1", "m", transport=_mock(counting), generation=GEN, concurrency=1)
+    rows = b.generate([json.dumps([{"role": "user", "content": str(i)}]) for i in range(6)], [0] * 6)
+    next(rows)
+    rows.close()  # waits for the request in flight, cancels the ones not started
+    assert calls.count("start") <= 2 and calls.count("end") == calls.count("start")  # none left running

@@ -71,6 +71,7 @@ def test_one_task_alone_is_its_plain_loss(tiny_bert_dir):
         student.masked_rationale_loss(batch["rationale/flan"]).item(), rel=1e-6)
 
 
+@pytest.mark.slow  # three runs; a thrown-away RNG state on resume fails the fast test_training.py resume test too
 def test_a_run_with_dropout_stopped_in_the_rationale_stage_resumes_to_the_uninterrupted_result(tmp_path,
                                                                                               tiny_bert_dir):
     data = tinyllm_folder(tmp_path)

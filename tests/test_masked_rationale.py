@@ -143,6 +143,7 @@ def test_tokenised_rationale_tasks_become_masked_pairs(tiny_bert_dir):
     assert [len(p) for p in masks(0, 0.3)["rationale/a"]] == [round(0.3 * n)] * 6
 
 
+@pytest.mark.slow  # a 10-epoch training threshold; the stage layout is pinned by the learning-rate test below
 def test_tinyllm_learns_rationales_first_then_answers_and_deploys_a_plain_choice_model(tmp_path, tiny_bert_dir):
     data = tinyllm_folder(tmp_path)
     raw = choice_config(tiny_bert_dir, data, tmp_path / "runs", method="tinyllm",
@@ -165,6 +166,7 @@ def test_tinyllm_learns_rationales_first_then_answers_and_deploys_a_plain_choice
         (outcome.cfg.run_dir / "summary.json").read_text())["method_notes"])
 
 
+@pytest.mark.slow  # three runs; a thrown-away RNG state on resume fails the fast test_training.py resume test too
 def test_a_run_stopped_in_the_rationale_stage_resumes_to_the_uninterrupted_result(tmp_path, tiny_bert_dir):
     data = tinyllm_folder(tmp_path)
 
@@ -202,3 +204,13 @@ def test_the_rationale_stage_runs_at_its_own_learning_rate_and_the_answer_stage_
     assert stage and answer
     assert 1e-3 < max(stage) <= 4e-3 and stage == sorted(stage, reverse=True)  # linear decay from 4e-3
     assert max(answer) <= 1e-3
+    # the rationale stage logs each teacher's masked-rationale loss and no answer loss; the answer stage the answer
+    records = [json.loads(line) for line in (outcome.cfg.run_dir / RATIONALE_STAGE_DIR / "metrics.jsonl").open()]
+    assert records and all({k for k in r if k.startswith("loss/")} == {"loss/rationale/flan_t5",
+                                                                       "loss/rationale/llama2"} for r in records)
+    records = [json.loads(line) for line in (outcome.cfg.run_dir / "metrics.jsonl").open() if '"loss"' in line]
+    assert records and all({k for k in r if k.startswith("loss/")} == {"loss/answer"} for r in records)
+    best = AutoModelForMultipleChoice.from_pretrained(outcome.cfg.run_dir / "best")  # plain transformers
+    assert not any("mlm" in n for n, _ in best.named_parameters())
+    notes = json.loads((outcome.cfg.run_dir / "summary.json").read_text())["method_notes"]
+    assert any(n.startswith("rationale stage: 1 epoch(s) on rationale/flan_t5, rationale/llama2") for n in notes)

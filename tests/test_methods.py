@@ -134,9 +134,24 @@ def test_tinyllm_weights_each_teachers_rationale_loss_by_its_own_alpha(stage_epo
     if stage_epochs:
         assert terms(plan.rationale_stage.tasks, plan.rationale_stage.objective) == alphas
         assert terms(plan.tasks, plan.objective) == {"answer": 1.0}
+        assert plan.rationale_stage.epochs == 1 and plan.notes == [
+            "rationale stage: 1 epoch(s) on rationale/first, rationale/second (weights 0.2, 0.7), "
+            "then the answer stage"]
     else:
         assert plan.rationale_stage is None
         assert terms(plan.tasks, plan.objective) == {"answer": 1.0, **alphas}
+    # unset, the stage's length depends on the student: one epoch for a masked-rationale head, none otherwise
+    from types import SimpleNamespace
+
+    from tinydistill.methods.registry import rationale_stage_epochs, staged
+
+    unset = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "u", teachers=teachers))
+    masked, plain = SimpleNamespace(model=SimpleNamespace(mlm_head=object())), SimpleNamespace(model=object())
+    assert [rationale_stage_epochs(c, s) for c in (unset, cfg) for s in (masked, plain)] == [
+        1.0, 0.0, stage_epochs, stage_epochs]
+    tasks = plan.rationale_stage.tasks if stage_epochs else plan.tasks[1:]
+    assert staged(unset, masked, tasks, alphas, plan).rationale_stage.epochs == 1.0
+    assert staged(unset, plain, tasks, alphas, plan) is plan
 
 
 @pytest.mark.slow

@@ -43,6 +43,22 @@ def test_open_rows_load_with_aliases_and_mcqa_validation_stays(tmp_path):
     rows = load_examples(path, task="open")
     assert [r.answers for r in rows] == [("Paris",), ("John F. Kennedy", "JFK"), ("red", "blue"), ("True",)]
     assert all(r.choices == () for r in rows)
+    # whole rows: ids (the row number where none is given), stripped questions, domains, answers cleaned
+    from tinydistill.config.schema import ColumnsConfig
+    from tinydistill.data.records import Example, build_example
+
+    cols = ColumnsConfig(domain="topic")
+    raw = [{"question": " capital? ", "answer": [" Paris ", None, "", "Paris", "paris"], "topic": "geo"},
+           {"id": " ", "question": "q", "answer": "x", "topic": ""}, {"id": 7, "question": "q", "answer": 3.5}]
+    assert [build_example(r, path="o.jsonl", row=i, columns=cols, task="open") for i, r in enumerate(raw)] == [
+        Example("0", "capital?", (), None, "geo", answers=("Paris", "paris")),
+        Example("1", "q", (), None, None, answers=("x",)), Example("7", "q", (), None, None, answers=("3.5",))]
+    assert build_example(raw[0], path="o.jsonl", row=0, task="open").domain is None  # no domain column mapped
+    for answer, says in ((None, "missing field"), ([None, " "], "needs a non-empty answer text"),
+                         ("", "needs a non-empty answer text")):
+        with pytest.raises(DataError, match=f"^o.jsonl:2 field 'answer': {says}$"):
+            build_example({"question": "q", "answer": answer}, path="o.jsonl", row=1, line=2, task="open")
+    assert build_example({"question": "q"}, path="o.jsonl", row=1, task="open", require_answer=False).answers == ()
     with pytest.raises(DataError, match="choices"):
         load_examples(path)  # the same rows are not MCQA
 

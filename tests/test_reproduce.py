@@ -205,6 +205,12 @@ def test_choice_kd_terms_are_the_weighted_answer_ce_and_softened_kl_to_the_froze
     terms["kd"][1].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.model.parameters())
     assert other.parameters() == []
+    # rows weighted (a teacher's per-row quality): the answer term is the weighted cross-entropy
+    weights = torch.tensor([0.9, 0.1])
+    weighted = {ANSWER_TASK: {**batch[ANSWER_TASK], "row_weights": weights}}
+    want = choice_cross_entropy(scores, batch[ANSWER_TASK]["labels"], weights)
+    assert want.item() != pytest.approx(terms[ANSWER_TASK][1].item())
+    torch.testing.assert_close(other.terms(student, weighted)[ANSWER_TASK][1], want)
 
 
 @pytest.mark.slow

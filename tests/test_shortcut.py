@@ -9,7 +9,7 @@ from tinydistill.config.loader import config_from_dict
 from tinydistill.data.splits import load_split
 from tinydistill.evaluation.evaluate import collapse_metrics
 from tinydistill.losses import choice_cross_entropy
-from tinydistill.methods.registry import build_method
+from tinydistill.methods.registry import build_method, choice_scores
 from tinydistill.run import run
 from tinydistill.students.collate import MultiTaskCollator, tokenize_tasks
 from tinydistill.students.registry import load_student
@@ -81,9 +81,15 @@ def test_penalty_also_trains_a_multiple_choice_student(tiny_bert_dir, tmp_path):
     items, _ = tokenize_tasks(student, rows[:16], plan.tasks, 48)
     batch = MultiTaskCollator(student.kind, student.pad_token_id)(items)
     student.model.eval()
+    heads: list[dict] = []
+    head = student.choice_scores
+    student.choice_scores = lambda b: (heads.append(b), head(b))[1]  # type: ignore[method-assign]
     terms = plan.objective.terms(student, batch)
+    assert len(heads) == 1  # the penalty reuses the answer term's scores: the head runs once per batch
+    del student.choice_scores
     assert terms.keys() == {"answer", "shortcut"}
     scores = student.choice_scores(batch["answer"])
+    torch.testing.assert_close(choice_scores(student, batch["answer"]), scores)  # the head's scores, as they are
     torch.testing.assert_close(terms["answer"][1], choice_cross_entropy(scores, batch["answer"]["labels"]))
     share_yes = sum(ex.answer == 0 for ex in rows) / len(rows)
     prior = torch.tensor([share_yes, 1 - share_yes])
@@ -96,26 +102,41 @@ def test_penalty_also_trains_a_multiple_choice_student(tiny_bert_dir, tmp_path):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.model.parameters())
 
 
-def test_penalty_on_a_sequence_to_sequence_student_scores_every_choice_target(tiny_t5_dir, tmp_path):
+@pytest.mark.parametrize("prefix_side", ["encoder", "decoder"])
+def test_penalty_on_a_sequence_to_sequence_student_scores_every_choice_target(tiny_t5_dir, tmp_path, prefix_side):
     """A seq2seq student has no choice head: the penalty scores each row's every choice target (the
     configured rank reduction) and takes KL(label prior ‖ the smoothed histogram of the best-scored choices)."""
+    from tinydistill.evaluation.evaluate import rank_choices
     from tinydistill.losses import shortcut_penalty
-    from tinydistill.methods.registry import choice_scores, label_prior
+    from tinydistill.methods.registry import label_prior
 
-    cfg = _cfg(tiny_t5_dir, tmp_path, shortcut_penalty_weight=0.4)
+    reduction = "sum" if prefix_side == "encoder" else "mean"  # the configured reduction reaches the penalty
+    cfg = _cfg(tiny_t5_dir, tmp_path, shortcut_penalty_weight=0.4,
+               **{"student.prefix_side": prefix_side, "eval.rank_reduction": reduction})
     rows = load_split(cfg.data.train, "train", 0)
     prior = label_prior(rows)
     gold = torch.tensor([ex.answer for ex in rows])
     torch.testing.assert_close(prior, torch.bincount(gold, minlength=4).float() / len(rows))
     student = load_student(cfg.student)
     plan = build_method(cfg, rows, {}, student)
-    items, _ = tokenize_tasks(student, rows[:8], plan.tasks, 64)
+    items, _ = tokenize_tasks(student, rows[:8], plan.tasks, 64, prefix_side)
     batch = MultiTaskCollator(student.kind, student.pad_token_id)(items)
+    assert ("choice_decoder_targets" in batch["answer"]) is (prefix_side == "decoder")
     student.model.eval()
     terms = plan.objective.terms(student, batch)
     assert terms.keys() == {"answer", "shortcut"} and terms["shortcut"][0] == 0.4
     scores = choice_scores(student, batch["answer"], cfg.eval.rank_reduction)
     assert scores.shape == (8, 4) and torch.isfinite(scores).all()
+    torch.testing.assert_close(choice_scores(student, batch["answer"]),  # "sum" by default
+                               choice_scores(student, batch["answer"], "sum"))
+    assert plan.notes[-1] == "anti-shortcut penalty: weight 0.4, temperature 1.0"
+    assert [t.name for t in plan.tasks] == ["answer"] and plan.tasks[0].choices(0, rows[0]) == [
+        f"({'abcd'[c]}) {text}" for c, text in enumerate(rows[0].choices)]  # every choice's target, as styled
+    # the scores evaluation ranks the choices by (another code path): the penalty sees what rank accuracy sees
+    ranked = rank_choices(student, rows[:8], prefix=cfg.answer_prefix, max_input_length=64,
+                          answer_style=cfg.student.answer_target, max_answer_length=cfg.student.max_answer_length,
+                          reduction=cfg.eval.rank_reduction, prefix_side=prefix_side)
+    torch.testing.assert_close(scores.detach(), torch.tensor(ranked), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(terms["shortcut"][1], shortcut_penalty(scores, prior, cfg.shortcut_temperature))
 
 
@@ -126,6 +147,34 @@ def test_label_prior_is_the_gold_position_frequency_and_needs_gold_answers():
 
     rows = [Example(str(i), "q", ("a", "b", "c"), a) for i, a in enumerate([0, 0, 2, 0])]
     torch.testing.assert_close(label_prior(rows), torch.tensor([0.75, 0.0, 0.25]))
+    # a batch with fewer choices than the prior is wide reads the prior renormalised over its own choices
+    from types import SimpleNamespace
+
+    from tinydistill.losses import shortcut_penalty
+    from tinydistill.methods.registry import ShortcutPenaltyObjective, add_shortcut_penalty
+
+    class Inner:  # an answer objective that scores the batch's choices through the student it is given
+        def terms(self, student, batch):
+            return {"answer": (1.0, student.choice_scores(batch["answer"]).sum())}
+
+    scores = torch.tensor([[0.2, 1.5], [1.0, -0.5], [0.3, 0.1]])
+    student = SimpleNamespace(choice_scores=lambda b: scores)
+    penalty = ShortcutPenaltyObjective(Inner(), 0.5, torch.tensor([0.5, 0.3, 0.2]), 2.0, "sum")
+    terms = penalty.terms(student, {"answer": {}})
+    assert terms["shortcut"][0] == 0.5
+    torch.testing.assert_close(terms["shortcut"][1], shortcut_penalty(scores, torch.tensor([0.625, 0.375]), 2.0))
+    # only the answer task gets choice targets; a rationale task is left as it is
+    from tinydistill.config.loader import config_from_dict
+    from tinydistill.methods.registry import MethodPlan, MultiTaskObjective
+    from tinydistill.students import TaskSpec
+
+    cfg = config_from_dict({"name": "p", "data": {"train": {"path": "t.jsonl"}, "valid": {"path": "v.jsonl"}},
+                            "student": {"model": "m"},
+                            "shortcut_penalty_weight": 0.2})
+    rationale = TaskSpec("rationale/t", "explain: ", lambda i, ex: "r", 8)
+    plan = add_shortcut_penalty(cfg, MethodPlan([TaskSpec("answer", "", lambda i, ex: "a", 8), rationale],
+                                                MultiTaskObjective({})), rows)
+    assert plan.tasks[1] is rationale and plan.tasks[0].choices is not None
     for empty in ([], [Example("1", "q", ("a", "b"), None)]):
         with pytest.raises(TinyDistillError, match="^shortcut_penalty_weight: the training rows have no gold "
                                                    "answers$"):
