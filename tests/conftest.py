@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from transformers import (
 
 from tinydistill.students.registry import minilm_path
 
-torch.set_num_threads(2)
+# one thread per pytest-xdist worker (`-n 2` runs two of them on a 2-core machine), two in a plain run
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 PAIRS = {"cat": "milk", "dog": "bone", "bird": "seed", "cow": "grass", "bee": "honey", "fish": "water",
          "horse": "hay", "frog": "fly"}

@@ -34,7 +34,7 @@ OVER = {"train.max_steps": 40, "train.batch_size": 8, "train.checkpoint_every": 
 KILL_AT = """
 import json, os, signal, sys
 import torch
-torch.set_num_threads(2)  # as tests/conftest.py: the same kernels as the uninterrupted run in the test process
+torch.set_num_threads(int(sys.argv[4]))  # the test process's threads: the same kernels as its uninterrupted run
 from tinydistill.training import checkpoint
 from tinydistill.config.loader import config_from_dict
 from tinydistill.run import run
@@ -49,7 +49,8 @@ run(config_from_dict(cfg), progress=False, log=lambda *_: None)
 
 def _killed_at(cfg: dict, point: str, step: int) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", KILL_AT, json.dumps(cfg), point, str(step)], cwd=REPO, env=env,
+    out = subprocess.run([sys.executable, "-c", KILL_AT, json.dumps(cfg), point, str(step),
+                          str(torch.get_num_threads())], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == -signal.SIGKILL, out.stderr[-3000:]
 
