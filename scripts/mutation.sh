@@ -13,7 +13,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python}
-MUTMUT=${MUTMUT:-$(dirname "$(command -v "$PY")")/mutmut}
+# absolute: each group runs from its scratch folder, where a relative PYTHON=.venv/bin/python would not resolve
+MUTMUT=$(realpath "${MUTMUT:-$(dirname "$(command -v "$PY")")/mutmut}")
 OUT=${MUTATION_DIR:-$ROOT/build/mutation}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 
@@ -27,7 +28,7 @@ TESTS[objectives]="tests/test_methods.py tests/test_distill_losses.py tests/test
 MODULES[checkpoint]="src/tinydistill/training/checkpoint.py"
 TESTS[checkpoint]="tests/test_checkpoint_atomic.py"
 MODULES[data]="src/tinydistill/data/records.py src/tinydistill/data/loaders.py"
-TESTS[data]="tests/test_data.py tests/test_cli_errors.py tests/test_newcomer_mistakes.py tests/test_openqa.py"
+TESTS[data]="tests/test_data.py tests/test_cli_errors.py tests/test_newcomer_mistakes.py tests/test_openqa.py tests/test_eval_split.py"
 MODULES[rationales]="src/tinydistill/data/rationales.py"
 TESTS[rationales]="tests/test_data.py"
 MODULES[cache]="src/tinydistill/teachers/cache.py"

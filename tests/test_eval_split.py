@@ -11,7 +11,9 @@ from tinydistill.data.loaders import split_of_file
 
 @pytest.mark.parametrize("name,split", [("test.jsonl", "test"), ("obqa_test.json", "test"),
                                         ("arc-validation.csv", "validation"), ("dev.jsonl", "dev"),
-                                        ("my_train_v2.jsonl", "train"), ("quiz.csv", "quiz")])
+                                        ("my_train_v2.jsonl", "train"), ("quiz.csv", "quiz"),
+                                        ("train_then_test.jsonl", "test"), ("OBQA_Valid.JSONL", "valid"),
+                                        ("rows.test.jsonl.gz", "rows"), ("2024-val.json", "val")])
 def test_split_of_file(name, split):
     assert split_of_file(f"some/dir/{name}") == split
 

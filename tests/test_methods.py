@@ -161,8 +161,75 @@ def test_pinto_feeds_the_rationale_at_evaluation_and_says_so(tiny_t5_dir, synthe
     report = (cfg.run_dir / "report.md").read_text()
     assert "Method notes" in report and "at inference" in report
     rows = load_split(cfg.data.train, "train", 0)[:2]
-    out = with_rationales(rows, ["because milk", None], "rationale: ")
-    assert out[0].question.endswith("\nrationale: because milk") and out[1] == rows[1]
+
+
+@pytest.mark.parametrize("stage_epochs", [0, 1])
+def test_step_by_step_weighs_label_and_rationale_from_the_chosen_teacher(stage_epochs, tiny_t5_dir, synthetic_data,
+                                                                         tmp_path):
+    """``α·L_label + (1-α)·L_rationale`` read from the terms one batch produces, the rationale targets taken from
+    ``rationale_method.teacher`` (here the second teacher, not the first); with a rationale stage, that teacher's
+    rationales alone (weight 1) first and the labels after."""
+    from tinydistill.run import build_teachers
+    from tinydistill.students.collate import MultiTaskCollator, tokenize_tasks
+
+    second = tmp_path / "second.jsonl"
+    second.write_text(synthetic_data["rationales"].read_text().replace("so the answer is", "hence"))
+    teachers = [{"name": "first", "kind": "imported", "path": str(synthetic_data["rationales"])},
+                {"name": "second", "kind": "imported", "path": str(second), "prefix": "explain: "}]
+    cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", method="step_by_step",
+                                      teachers=teachers, rationale_method={"alpha_label": 0.3, "teacher": "second"},
+                                      **{"train.rationale_stage_epochs": stage_epochs}))
+    student = load_student(StudentConfig(model=str(tiny_t5_dir)))
+    rows = load_split(cfg.data.train, "train", 0)[:4]
+    plan = build_method(cfg, rows, build_teachers(cfg), student)
+    stated = [json.loads(line)["rationale"] for line in second.read_text().splitlines()]
+    by_id = {json.loads(line)["id"]: r for line, r in zip(second.read_text().splitlines(), stated, strict=True)}
+
+    def terms(tasks, objective):
+        tokenised, _ = tokenize_tasks(student, rows, tasks, 64)
+        out = objective.terms(student, MultiTaskCollator("seq2seq", student.pad_token_id)(tokenised))
+        assert all(v.item() > 0 for _, v in out.values())
+        return {name: w for name, (w, _) in out.items()}
+
+    rationale = (plan.rationale_stage.tasks if stage_epochs else plan.tasks)[-1]
+    assert rationale.name == "rationale/second" and rationale.prefix == "explain: "
+    assert [rationale.target(i, ex) for i, ex in enumerate(rows)] == [by_id[ex.id] for ex in rows]
+    assert all("hence" in rationale.target(i, ex) for i, ex in enumerate(rows))
+    if stage_epochs:
+        assert terms(plan.rationale_stage.tasks, plan.rationale_stage.objective) == {"rationale/second": 1.0}
+        assert terms(plan.tasks, plan.objective) == {"answer": 1.0}
+        assert plan.rationale_stage.epochs == 1
+    else:
+        assert plan.rationale_stage is None
+        assert terms(plan.tasks, plan.objective) == pytest.approx({"answer": 0.3, "rationale/second": 0.7})
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_pinto_puts_the_teachers_rationale_in_the_input_of_train_and_eval_rows(strip, tiny_t5_dir, synthetic_data,
+                                                                                tmp_path):
+    """Each row's question gains ``prefix`` + its rationale (cut before the stated answer unless told not to); a
+    row without a rationale is left as it is; the same rewrite applies to evaluation rows; only the answer is
+    trained."""
+    from tinydistill.run import build_teachers
+
+    cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", method="pinto",
+                                      rationale_method={"rationale_prefix": "why: ", "strip_stated_answer": strip}))
+    student = load_student(StudentConfig(model=str(tiny_t5_dir)))
+    rows = load_split(cfg.data.train, "train", 0)[:3]
+    plan = build_method(cfg, rows, build_teachers(cfg), student)
+    for ex, got in zip(rows, plan.rows, strict=True):
+        animal = ex.question.split()[-1].rstrip("?")
+        gold = ex.choices[ex.answer]
+        said = f"a {animal} likes {gold}," + ("" if strip else f" so the answer is {gold}.")
+        assert got.question == f"{ex.question}\nwhy: {said}"
+        assert got.choices == ex.choices and got.answer == ex.answer
+    assert [t.name for t in plan.tasks] == ["answer"] and plan.objective.task_weights == {"answer": 1.0}
+    assert [r.question for r in plan.eval_rows(rows)] == [r.question for r in plan.rows]
+    assert "teacher `synth`'s rationale" in plan.notes[0]
+    out = with_rationales(rows[:2], ["because milk", None], "rationale: ")
+    assert out[0].question == f"{rows[0].question}\nrationale: because milk" and out[1] == rows[1]
+    with pytest.raises(ValueError):
+        with_rationales(rows[:2], ["one"], "rationale: ")
 
 
 def test_step_by_step_needs_a_teacher(tiny_t5_dir, synthetic_data, tmp_path):
