@@ -152,6 +152,37 @@ def test_tinyllm_weights_each_teachers_rationale_loss_by_its_own_alpha(stage_epo
     tasks = plan.rationale_stage.tasks if stage_epochs else plan.tasks[1:]
     assert staged(unset, masked, tasks, alphas, plan).rationale_stage.epochs == 1.0
     assert staged(unset, plain, tasks, alphas, plan) is plan
+    # unset, the plan asks the student: this T5 has no masked-rationale head, so the objective is the joint one
+    joint = build_method(unset, rows, build_teachers(unset), student)
+    assert joint.rationale_stage is None and terms(joint.tasks, joint.objective) == {"answer": 1.0, **alphas}
+
+
+def test_rationale_tasks_carry_each_teachers_per_row_weights_and_prefix(tiny_t5_dir, synthetic_data, tmp_path):
+    """A teacher with per-row rationale weights (the quality policy's 1 / downweight / 0) gives its task those
+    weights, row by row; a teacher without them gives none; each task has its teacher's prefix and α."""
+    from types import SimpleNamespace
+
+    from tinydistill.methods.registry import gold_target, rationale_tasks
+
+    teachers = [{"name": "first", "kind": "imported", "path": str(synthetic_data["rationales"]),
+                 "alpha_rationale": 0.2, "prefix": "why: "},
+                {"name": "second", "kind": "imported", "path": str(synthetic_data["rationales"])}]
+    cfg = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "r", teachers=teachers))
+    rows = load_split(cfg.data.train, "train", 0)[:4]
+    seen = []
+    weighed = SimpleNamespace(rationales=lambda r: [f"first {ex.id}" for ex in r],
+                              rationale_weights=lambda r: seen.append(list(r)) or [1.0, 0.25, 0.0, 0.5])
+    plain = SimpleNamespace(rationales=lambda r: [f"second {ex.id}" for ex in r])
+    tasks, weights = rationale_tasks(cfg, rows, {"first": weighed, "second": plain})
+    assert seen == [rows] and weights == {"rationale/first": 0.2, "rationale/second": 1.0}  # α default 1
+    assert [t.prefix for t in tasks] == ["why: ", cfg.teachers[1].student_prefix]
+    assert [tasks[0].row_weight(i) for i in range(4)] == [1.0, 0.25, 0.0, 0.5] and tasks[1].row_weight is None
+    assert [tasks[1].target(i, ex) for i, ex in enumerate(rows)] == [f"second {ex.id}" for ex in rows]
+    # the answer target: the gold choice as styled; an open-answer row's first gold answer; none without gold
+    assert gold_target(rows[0], "letter") == f"({'abcd'[rows[0].answer]})"
+    open_row = SimpleNamespace(choices=(), answers=("Paris", "paris, france"))
+    assert gold_target(open_row, "text") == "Paris"
+    assert gold_target(SimpleNamespace(choices=(), answers=()), "text") is None
 
 
 @pytest.mark.slow
@@ -160,7 +191,6 @@ def test_pinto_feeds_the_rationale_at_evaluation_and_says_so(tiny_t5_dir, synthe
     run(cfg, **QUIET)
     report = (cfg.run_dir / "report.md").read_text()
     assert "Method notes" in report and "at inference" in report
-    rows = load_split(cfg.data.train, "train", 0)[:2]
 
 
 @pytest.mark.parametrize("stage_epochs", [0, 1])

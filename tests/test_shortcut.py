@@ -111,8 +111,10 @@ def test_penalty_on_a_sequence_to_sequence_student_scores_every_choice_target(ti
     from tinydistill.methods.registry import label_prior
 
     reduction = "sum" if prefix_side == "encoder" else "mean"  # the configured reduction reaches the penalty
-    cfg = _cfg(tiny_t5_dir, tmp_path, shortcut_penalty_weight=0.4,
-               **{"student.prefix_side": prefix_side, "eval.rank_reduction": reduction})
+    style = "letter_text" if prefix_side == "encoder" else "text"  # and the configured target style
+    cfg = _cfg(tiny_t5_dir, tmp_path, shortcut_penalty_weight=0.4, shortcut_temperature=2.0,
+               **{"student.prefix_side": prefix_side, "eval.rank_reduction": reduction,
+                  "student.answer_target": style})
     rows = load_split(cfg.data.train, "train", 0)
     prior = label_prior(rows)
     gold = torch.tensor([ex.answer for ex in rows])
@@ -129,15 +131,27 @@ def test_penalty_on_a_sequence_to_sequence_student_scores_every_choice_target(ti
     assert scores.shape == (8, 4) and torch.isfinite(scores).all()
     torch.testing.assert_close(choice_scores(student, batch["answer"]),  # "sum" by default
                                choice_scores(student, batch["answer"], "sum"))
-    assert plan.notes[-1] == "anti-shortcut penalty: weight 0.4, temperature 1.0"
+    assert plan.notes[-1] == "anti-shortcut penalty: weight 0.4, temperature 2.0"
     assert [t.name for t in plan.tasks] == ["answer"] and plan.tasks[0].choices(0, rows[0]) == [
-        f"({'abcd'[c]}) {text}" for c, text in enumerate(rows[0].choices)]  # every choice's target, as styled
+        f"({'abcd'[c]}) {text}" if style == "letter_text" else text
+        for c, text in enumerate(rows[0].choices)]  # every choice's target, as styled
     # the scores evaluation ranks the choices by (another code path): the penalty sees what rank accuracy sees
     ranked = rank_choices(student, rows[:8], prefix=cfg.answer_prefix, max_input_length=64,
                           answer_style=cfg.student.answer_target, max_answer_length=cfg.student.max_answer_length,
                           reduction=cfg.eval.rank_reduction, prefix_side=prefix_side)
     torch.testing.assert_close(scores.detach(), torch.tensor(ranked), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(terms["shortcut"][1], shortcut_penalty(scores, prior, cfg.shortcut_temperature))
+    expected = shortcut_penalty(scores, prior, cfg.shortcut_temperature)
+    torch.testing.assert_close(terms["shortcut"][1], expected)
+    # the value is the argmax histogram's; the temperature and the reduction show in the gradient, which flows
+    # through softmax(scores / temperature) of the configured reduction's scores
+    params = [p for p in student.model.parameters() if p.requires_grad]
+    got = torch.autograd.grad(terms["shortcut"][1], params, allow_unused=True)
+    want = torch.autograd.grad(expected, params, allow_unused=True)
+    assert sum(g.abs().sum() for g in want if g is not None) > 0
+    for g, w in zip(got, want, strict=True):
+        assert (g is None) == (w is None)
+        if g is not None:
+            torch.testing.assert_close(g, w)
 
 
 def test_label_prior_is_the_gold_position_frequency_and_needs_gold_answers():
