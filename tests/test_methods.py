@@ -183,6 +183,8 @@ def test_rationale_tasks_carry_each_teachers_per_row_weights_and_prefix(tiny_t5_
     open_row = SimpleNamespace(choices=(), answers=("Paris", "paris, france"))
     assert gold_target(open_row, "text") == "Paris"
     assert gold_target(SimpleNamespace(choices=(), answers=()), "text") is None
+    assert gold_target(SimpleNamespace(choices=()), "text") is None  # a row type without open answers
+    assert gold_target(SimpleNamespace(choices=("a", "b"), answer=None), "text") is None  # no gold: skipped
 
 
 @pytest.mark.slow
@@ -232,6 +234,11 @@ def test_step_by_step_weighs_label_and_rationale_from_the_chosen_teacher(stage_e
     else:
         assert plan.rationale_stage is None
         assert terms(plan.tasks, plan.objective) == pytest.approx({"answer": 0.3, "rationale/second": 0.7})
+    # unset, the plan asks the student: this T5 has no masked-rationale head, so the objective is the joint one
+    unset = config_from_dict(run_config(tiny_t5_dir, synthetic_data, tmp_path / "u", method="step_by_step",
+                                        teachers=teachers, rationale_method={"alpha_label": 0.3}))
+    joint = build_method(unset, rows, build_teachers(unset), student)
+    assert joint.rationale_stage is None and [t.name for t in joint.tasks] == ["answer", "rationale/first"]
 
 
 @pytest.mark.parametrize("strip", [True, False])

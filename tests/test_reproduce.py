@@ -211,6 +211,25 @@ def test_choice_kd_terms_are_the_weighted_answer_ce_and_softened_kl_to_the_froze
     want = choice_cross_entropy(scores, batch[ANSWER_TASK]["labels"], weights)
     assert want.item() != pytest.approx(terms[ANSWER_TASK][1].item())
     torch.testing.assert_close(other.terms(student, weighted)[ANSWER_TASK][1], want)
+    # the teacher follows the batch's device: moved when its weights are elsewhere, left alone when they are not
+    moves: list = []
+    real = other.teacher.model
+    real.to = lambda device: moves.append(device) or real  # noqa: B023 - recorded, not moved
+    other.terms(student, batch)
+    assert moves == []
+
+    class Elsewhere(torch.nn.Module):  # weights on another device (meta stands in for a GPU here)
+        def parameters(self, recurse: bool = True):
+            yield torch.empty(0, device="meta")
+
+        def to(self, device):
+            moves.append(device)
+            return self
+
+    other.teacher.model = Elsewhere()
+    other.teacher.choice_scores = lambda tensors: teacher_scores
+    other.terms(student, batch)
+    assert moves == [batch[ANSWER_TASK]["input_ids"].device]
 
 
 @pytest.mark.slow
