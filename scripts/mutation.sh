@@ -24,7 +24,7 @@ declare -A MODULES TESTS
 MODULES[losses]="src/tinydistill/losses.py"
 TESTS[losses]="tests/test_losses.py tests/test_distill_losses.py"
 MODULES[objectives]="src/tinydistill/methods/registry.py src/tinydistill/methods/choice_kd.py"
-TESTS[objectives]="tests/test_methods.py tests/test_distill_losses.py tests/test_shortcut.py tests/test_shared_encoder.py tests/test_reproduce.py"
+TESTS[objectives]="tests/test_methods.py tests/test_distill_losses.py tests/test_shortcut.py tests/test_shared_encoder.py tests/test_reproduce.py tests/test_joint_rationale_pass.py tests/test_masked_rationale.py"
 MODULES[checkpoint]="src/tinydistill/training/checkpoint.py"
 TESTS[checkpoint]="tests/test_checkpoint_atomic.py"
 MODULES[data]="src/tinydistill/data/records.py src/tinydistill/data/loaders.py"

@@ -223,6 +223,9 @@ def test_step_by_step_weighs_label_and_rationale_from_the_chosen_teacher(stage_e
         assert all(v.item() > 0 for _, v in out.values())
         return {name: w for name, (w, _) in out.items()}
 
+    answer = plan.tasks[0]  # the gold choice in the configured style ("text" here), after the answer prefix
+    assert answer.name == "answer" and answer.prefix == cfg.answer_prefix
+    assert [answer.target(i, ex) for i, ex in enumerate(rows)] == [ex.choices[ex.answer] for ex in rows]
     rationale = (plan.rationale_stage.tasks if stage_epochs else plan.tasks)[-1]
     assert rationale.name == "rationale/second" and rationale.prefix == "explain: "
     assert [rationale.target(i, ex) for i, ex in enumerate(rows)] == [by_id[ex.id] for ex in rows]

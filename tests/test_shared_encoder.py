@@ -57,9 +57,18 @@ def test_shared_encoder_pass_gives_the_per_task_losses_of_separate_passes(t5):
     batch = MultiTaskCollator("seq2seq", t5.pad_token_id)(rows)
     objective = MultiTaskObjective({"answer": 1.0, "rationale/t1": 0.5, "rationale/t2": 0.5})
     t5.model.eval()
+    passes: list[int] = []  # encoder forward passes: one shared by the three tasks, else one per task
+    hook = t5.model.get_encoder().register_forward_hook(lambda *_: passes.append(1))
     shared = objective.terms(t5, batch)
+    assert len(passes) == 1
     separate = objective.terms(t5, {k: {n: v for n, v in t.items() if not n.startswith(("shared_", "source_"))}
                                     for k, t in batch.items()})
+    assert len(passes) == 4
+    hook.remove()
+    # a task the objective has no weight for is computed, and weighs 0
+    unweighted = MultiTaskObjective({"answer": 1.0}).terms(t5, batch)
+    assert {name: w for name, (w, _) in unweighted.items()} == {"answer": 1.0, "rationale/t1": 0.0,
+                                                                "rationale/t2": 0.0}
     enc_rows, _ = tokenize_tasks(t5, EXAMPLES, TASKS, 64)
     paper = objective.terms(t5, MultiTaskCollator("seq2seq", t5.pad_token_id)(enc_rows))
     assert shared.keys() == separate.keys() == paper.keys() == {"answer", "rationale/t1", "rationale/t2"}
