@@ -91,3 +91,37 @@ def test_a_run_with_dropout_stopped_in_the_rationale_stage_resumes_to_the_uninte
     a = AutoModelForMultipleChoice.from_pretrained(whole.cfg.run_dir / "best").state_dict()
     b = AutoModelForMultipleChoice.from_pretrained(resumed.cfg.run_dir / "best").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_answer_and_every_teachers_rationale_get_their_terms_with_row_weights(tiny_bert_dir):
+    """A batch of the answer task (the choice head, rows weighted) and two teachers' masked rationales: each task
+    gets its own weighted term; the answer's is the row-weighted choice cross-entropy (a row weighing 0 left
+    out), the rationales' those of their own passes."""
+    from tinydistill.losses import choice_cross_entropy
+    from tinydistill.students import ANSWER_TASK
+
+    student, _ = batch_and_student(tiny_bert_dir, weights=False)
+    torch.manual_seed(1)
+    with torch.no_grad():  # a random tiny scorer gives every choice nearly the same score: spread them
+        for p in student.model.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    row_weight = [1.0, 0.5, 0.0, 1.0, 0.75, 0.25]  # row 2 weighs 0: left out, as for every student kind
+    tasks = [TaskSpec(ANSWER_TASK, "", lambda i, e: "x", 8, lambda i: row_weight[i]),
+             TaskSpec("rationale/flan", "explain flan: ", lambda i, e: SHORT[i], 16),
+             TaskSpec("rationale/llama", "explain llama: ", lambda i, e: LONG[i], 24)]
+    items, _ = tokenize_tasks(student, ROWS, tasks, 48, mask_ratio=0.4, mask_seed=0)
+    batch = MultiTaskCollator(student.kind, student.pad_token_id)(items)
+    assert list(batch) == [ANSWER_TASK, "rationale/flan", "rationale/llama"]
+    student.model.eval()
+    terms = MultiTaskObjective({ANSWER_TASK: 1.0, "rationale/flan": 0.5, "rationale/llama": 0.7}).terms(student, batch)
+    assert {t: w for t, (w, _) in terms.items()} == {ANSWER_TASK: 1.0, "rationale/flan": 0.5, "rationale/llama": 0.7}
+    with torch.no_grad():
+        scores = student.choice_scores(batch[ANSWER_TASK])
+        labels = batch[ANSWER_TASK]["labels"]
+        kept = [i for i, w in enumerate(row_weight) if w > 0]
+        assert batch[ANSWER_TASK]["row_index"].tolist() == kept
+        weighted = choice_cross_entropy(scores, labels, torch.tensor([row_weight[i] for i in kept]))
+        assert weighted.item() != pytest.approx(choice_cross_entropy(scores, labels).item(), rel=1e-3)
+        assert terms[ANSWER_TASK][1].item() == pytest.approx(weighted.item(), rel=1e-5)
+        for task in ("rationale/flan", "rationale/llama"):
+            assert terms[task][1].item() == pytest.approx(student.masked_rationale_loss(batch[task]).item(), rel=1e-5)

@@ -80,6 +80,41 @@ def test_shared_encoder_pass_gives_the_per_task_losses_of_separate_passes(t5):
     assert t5.model.get_encoder().block[0].layer[0].SelfAttention.q.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("prefix_side", ["encoder", "decoder"])
+def test_each_rows_weight_scales_its_tokens_in_every_tasks_loss(t5, prefix_side):
+    """A task's term is Σ_rows w_r · Σ_tokens CE / Σ_rows w_r · n_r (per-row rationale quality weights), computed
+    here from the full logits of one task at a time; a task without weights is the plain token mean; every task
+    of the batch gets its term, in either layout (one shared encoder pass or one pass per task)."""
+    weights = [1.0, 0.0, 0.5, 0.25]
+    tasks = [TASKS[0], TaskSpec("rationale/t1", "explain t1: ", lambda i, ex: ex.rationales["t1"], 16,
+                                lambda i: weights[i]), TASKS[2]]
+    rows, _ = tokenize_tasks(t5, EXAMPLES, tasks, 64, prefix_side=prefix_side)
+    batch = MultiTaskCollator("seq2seq", t5.pad_token_id)(rows)
+    t5.model.eval()
+    terms = MultiTaskObjective({"answer": 1.0, "rationale/t1": 0.5, "rationale/t2": 0.25}).terms(t5, batch)
+    assert {name: w for name, (w, _) in terms.items()} == {"answer": 1.0, "rationale/t1": 0.5, "rationale/t2": 0.25}
+
+    def by_hand(task: str, row_weights: list[float] | None) -> float:
+        tensors = {n: v for n, v in batch[task].items() if not n.startswith(("shared_", "source_"))}
+        with torch.no_grad():
+            logits, labels = t5.target_logits(tensors)
+        total = count = 0.0
+        for b in range(labels.shape[0]):
+            w = 1.0 if row_weights is None else row_weights[b]
+            for t in range(labels.shape[1]):
+                if labels[b, t] != IGNORE_INDEX:
+                    total += w * -torch.log_softmax(logits[b, t].double(), -1)[labels[b, t]].item()
+                    count += w
+        return total / count
+
+    kept = [w for w in weights if w > 0]  # a row weighing 0 is not tokenised at all
+    assert len(batch["rationale/t1"]["labels"]) == len(kept) == 3 and len(batch["rationale/t2"]["labels"]) == 3
+    assert terms["answer"][1].item() == pytest.approx(by_hand("answer", None), rel=1e-4)
+    assert terms["rationale/t1"][1].item() == pytest.approx(by_hand("rationale/t1", kept), rel=1e-4)
+    assert terms["rationale/t1"][1].item() != pytest.approx(by_hand("rationale/t1", None), rel=1e-3)
+    assert terms["rationale/t2"][1].item() == pytest.approx(by_hand("rationale/t2", None), rel=1e-4)
+
+
 def test_decoder_prefix_needs_a_seq2seq_student(tiny_gpt2_dir):
     gpt2 = load_student(StudentConfig(model=str(tiny_gpt2_dir)))
     with pytest.raises(TinyDistillError, match="prefix_side"):

@@ -380,10 +380,13 @@ class ChoiceStudent(Student):
         """The answer task: every (question, choice) pair; a rationale task with the ``mlm`` head: ``(source,
         rationale)`` with ``ctx.mask_ratio`` of its tokens masked, the positions fixed by (seed, task, row)."""
         if task.name == ANSWER_TASK:
+            weight = task.row_weight(i) if task.row_weight else 1.0  # as every kind: a row weighing 0 is skipped
+            if weight <= 0:
+                return None
             item, cut = encode_choices(self.tokenizer, ex, task.prefix, ctx.max_input_length)
             ctx.stats.sources += bool(cut)
             ctx.stats.source_tokens_dropped += cut
-            item.row = i
+            item.row, item.weight = i, weight
             return item
         if getattr(self.model, "mlm_head", None) is None:
             return super().encode_task_item(i, ex, task, ctx)
