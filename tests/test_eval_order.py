@@ -44,20 +44,22 @@ def test_batched_scores_are_the_per_row_scores_in_input_order(kind, tiny_bert_di
                                           batch_size=1)[0] for ex in ROWS]
 
 
-def test_a_progress_bar_written_to_a_file_ends_its_line(tmp_path):
+def test_a_progress_bar_written_to_a_file_ends_its_line(tmp_path, monkeypatch):
     """Output redirected (`> log 2>&1`): the bar ends with a newline, so the result line printed after it is a
     line of its own, not glued after a `\\r`-cleared bar (`rank: 100%|…| test.jsonl …`)."""
-    import subprocess
     import sys
 
-    script = ("from tinydistill.evaluation.evaluate import _in_input_order\n"
-              "from tinydistill.data.records import Example\n"
-              "rows = [Example(id=str(k), question='q' * k, choices=('a', 'b'), answer=0) for k in range(5)]\n"
-              "_in_input_order(rows, 2, lambda b: [0] * len(b), desc='rank', progress=True)\n"
-              "print('test.jsonl (5 rows): rank accuracy 100.0%', flush=True)\n")
+    from tinydistill.data.records import Example
+    from tinydistill.evaluation.evaluate import _in_input_order
+
+    rows = [Example(id=str(k), question="q" * k, choices=("a", "b"), answer=0) for k in range(5)]
     log = tmp_path / "log"
-    with open(log, "w") as f:
-        subprocess.run([sys.executable, "-c", script], stdout=f, stderr=subprocess.STDOUT, check=True, timeout=120)
+    with open(log, "w") as f:  # both streams into one plain file, as a shell's `> log 2>&1` gives a process
+        monkeypatch.setattr(sys, "stdout", f)
+        monkeypatch.setattr(sys, "stderr", f)
+        _in_input_order(rows, 2, lambda b: [0] * len(b), desc="rank", progress=True)
+        print("test.jsonl (5 rows): rank accuracy 100.0%", flush=True)
+        monkeypatch.undo()
     text = log.read_bytes().decode()  # as written: no newline translation turning a \r into a line end
     assert "\ntest.jsonl (5 rows): rank accuracy 100.0%\n" in text, repr(text)
     assert "\rrank: 100%" in text, repr(text)  # the finished bar stays in the log
