@@ -114,12 +114,17 @@ class Student(ABC):
         return self.auto_prefix_side if prefix_side == "auto" else prefix_side
 
     @staticmethod
+    def task_weight(i: int, task: TaskSpec) -> float:
+        """Row ``i``'s weight in ``task``: its ``row_weight``, else 1 (a row weighing 0 or less is left out)."""
+        return task.row_weight(i) if task.row_weight else 1.0
+
+    @staticmethod
     def task_target(i: int, ex: Example, task: TaskSpec) -> tuple[str, float] | None:
         """Row ``i``'s target text for ``task`` and its weight; None when the row has none (or weighs 0)."""
         text = task.target(i, ex)
         if not text:
             return None
-        weight = task.row_weight(i) if task.row_weight else 1.0
+        weight = Student.task_weight(i, task)
         return None if weight <= 0 else (text, weight)
 
     def encode_task_item(self, i: int, ex: Example, task: TaskSpec, ctx: ItemContext) -> object | None:

@@ -380,7 +380,7 @@ class ChoiceStudent(Student):
         """The answer task: every (question, choice) pair; a rationale task with the ``mlm`` head: ``(source,
         rationale)`` with ``ctx.mask_ratio`` of its tokens masked, the positions fixed by (seed, task, row)."""
         if task.name == ANSWER_TASK:
-            weight = task.row_weight(i) if task.row_weight else 1.0  # as every kind: a row weighing 0 is skipped
+            weight = self.task_weight(i, task)  # as for every kind: a row weighing 0 is left out
             if weight <= 0:
                 return None
             item, cut = encode_choices(self.tokenizer, ex, task.prefix, ctx.max_input_length)
