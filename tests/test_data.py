@@ -195,6 +195,41 @@ def test_majority_baseline():
 
     exs = [Example(str(i), "q", ("a", "b"), a) for i, a in enumerate([0, 0, 1, 0])]
     assert majority_baseline(exs) == 0.75
+    assert majority_baseline([*exs, Example("x", "q", ("a", "b"), None)]) == 0.75  # unlabelled rows do not count
+    assert majority_baseline([]) == 0.0
+
+
+def test_a_missing_file_a_folder_and_a_malformed_csv_are_named_with_their_line(tmp_path):
+    """The loader's own errors, as one line each: the path, then what is wrong (and where, for a CSV)."""
+    from tinydistill.data.loaders import read_records
+
+    missing = tmp_path / "nowhere.jsonl"
+    with pytest.raises(DataError) as e:
+        read_records(missing)
+    assert str(e.value) == f"{missing}: file not found"
+    with pytest.raises(DataError) as e:
+        read_records(tmp_path)
+    assert str(e.value) == f"{tmp_path}: is a folder, expected a file"
+    bad = tmp_path / "bad.csv"
+    bad.write_text('question,a,b,answer\n"fine",x,y,0\n' + "q" * 140_000 + ",x,y,0\n")  # past csv's field limit
+    with pytest.raises(DataError) as e:
+        read_records(bad)
+    assert str(e.value) == f"{bad}:3: malformed CSV: field larger than field limit (131072)", str(e.value)[:200]
+    # a blank line in JSON Lines is passed over, not the end of the file
+    jl = tmp_path / "gap.jsonl"
+    jl.write_text('{"a": 1}\n\n{"a": 2}\n')
+    assert read_records(jl) == [(1, {"a": 1}), (3, {"a": 2})]
+
+
+def test_a_row_without_an_answer_is_an_error_unless_told_otherwise(tmp_path):
+    from tinydistill.data.loaders import load_records_file
+
+    from .conftest import write_jsonl
+
+    path = write_jsonl(tmp_path / "d.jsonl", [{"question": "q", "choices": ["a", "b"]}])
+    with pytest.raises(DataError, match="answer"):
+        load_records_file(path)
+    assert load_records_file(path, require_answer=False)[0].answer is None
 
 
 def test_real_shipped_data_loads_when_present(shared_data):

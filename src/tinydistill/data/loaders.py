@@ -51,6 +51,7 @@ def _csv_records(path: Path, text: str) -> list[tuple[int | None, Any]]:
     header = text.splitlines()[0]
     delimiter = max(",;\t", key=header.count) if header.count(",") == 0 else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    start = 1  # the first line of the record being read: where an error is reported
     try:
         reader.fieldnames = [f.strip() for f in reader.fieldnames or []]
         out: list[tuple[int | None, Any]] = []
@@ -64,7 +65,7 @@ def _csv_records(path: Path, text: str) -> list[tuple[int | None, Any]]:
                 out.append((start, dict(r)))
             start = reader.line_num + 1
     except csv.Error as e:
-        raise DataError(path, f"malformed CSV: {e}", line=reader.line_num) from None
+        raise DataError(path, f"malformed CSV: {e}", line=start) from None
     return out
 
 
