@@ -115,7 +115,7 @@ class Student(ABC):
 
     @staticmethod
     def task_weight(i: int, task: TaskSpec) -> float:
-        """Row ``i``'s weight in ``task``: its ``row_weight``, else 1 (a row weighing 0 or less is left out)."""
+        """Row ``i``'s weight in ``task``: its ``row_weight``, else 1. Callers leave out a row weighing 0 or less."""
         return task.row_weight(i) if task.row_weight else 1.0
 
     @staticmethod
