@@ -22,6 +22,7 @@ from .engine import Engine
 from .errors import APIError, error_body, install_error_handlers
 from .guard import Guard
 from .limits import Budget, Limits, Window, check_sampling, check_text
+from .routes import add_info_routes, check_model
 from .stream import ClientGone, Run
 from .tokenize import Encoder
 
@@ -105,16 +106,11 @@ def create_app(
         headers = {"retry-after": "0"} if code == 429 else None
         return JSONResponse(error_body(code, "injected fault", code="injected"), status_code=code, headers=headers)
 
-    def check_model(req: P._Request) -> None:
-        if req.model is not None and req.model != model_name:
-            raise APIError(404, f"the model '{req.model}' does not exist here; this server serves '{model_name}'",
-                           param="model", code="model_not_found")
-
     encoder = Encoder(tokenizer, limits.max_prompt_tokens)
     app.state.encoder = encoder
 
     async def prepare(req: P._Request, texts: list[str], special: bool, default: int, param: str) -> _Prepared:
-        check_model(req)
+        check_model(req.model, model_name)
         check_sampling(req, limits)
         requested, field = req.requested_tokens()
         max_new = budget.max_new(requested, field, default)
@@ -183,26 +179,8 @@ def create_app(
         return P.usage(sum(len(p) for p in run.prompts), sum(len(j.tokens) for j in run.jobs))
 
     # ------------------------------------------------------------------------------------------ routes
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [_model_card(model_name)]}
-
-    @app.get("/v1/models/{name:path}")
-    async def model_info(name: str) -> dict[str, Any]:
-        if name != model_name:
-            raise APIError(404, f"the model '{name}' does not exist here; this server serves '{model_name}'",
-                           param="model", code="model_not_found")
-        return _model_card(model_name)
-
-    @app.get("/health")
-    @app.get("/ready")
-    async def health() -> JSONResponse:
-        engine = getattr(app.state, "engine", None)
-        if engine is None:
-            return JSONResponse(error_body(503, "the generator has not started", code="not_ready"), 503)
-        if (why := engine.stuck(limits.stall_s)) is not None:
-            return JSONResponse(error_body(503, f"not ready: {why}", code="not_ready"), 503)
-        return JSONResponse({"status": "ok", "model": model_name, **engine.status()})
+    add_info_routes(app, model_name=model_name, card=_model_card(model_name), worker="engine",
+                    what="the generator", stall_s=limits.stall_s)
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(req: P.ChatRequest, request: Request) -> Any:

@@ -17,14 +17,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 
 from ..students import ChoiceStudent
 from . import protocol_score as S
 from .engine import Busy, Stopped
-from .errors import APIError, error_body, install_error_handlers
+from .errors import APIError, install_error_handlers
 from .guard import Guard
 from .limits import Limits, check_text
+from .routes import add_info_routes, check_model
 from .scoring import Scorer
 
 #: what the 400 on the generation routes lists
@@ -51,11 +51,6 @@ def create_choice_app(student: ChoiceStudent, *, model_name: str = "local", pref
     stats: Counter = Counter()
     app.state.stats, app.state.limits = stats, limits
 
-    def check_model(name: str | None) -> None:
-        if name is not None and name != model_name:
-            raise APIError(404, f"the model '{name}' does not exist here; this server serves '{model_name}'",
-                           param="model", code="model_not_found")
-
     def check_count(n: int, param: str) -> None:
         if n < 1:
             raise APIError(400, f"{param} must not be empty", param=param, code="invalid_value")
@@ -77,29 +72,13 @@ def create_choice_app(student: ChoiceStudent, *, model_name: str = "local", pref
                            code="timeout") from e
 
     # ------------------------------------------------------------------------------------------ routes
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [_card(model_name)]}
-
-    @app.get("/v1/models/{name:path}")
-    async def model_info(name: str) -> dict[str, Any]:
-        check_model(name)
-        return _card(model_name)
-
-    @app.get("/health")
-    @app.get("/ready")
-    async def health() -> JSONResponse:
-        scorer = getattr(app.state, "scorer", None)
-        if scorer is None:
-            return JSONResponse(error_body(503, "the scorer has not started", code="not_ready"), 503)
-        if (why := scorer.stuck(limits.stall_s)) is not None:
-            return JSONResponse(error_body(503, f"not ready: {why}", code="not_ready"), 503)
-        return JSONResponse({"status": "ok", "model": model_name, "task": "score", **scorer.status()})
+    add_info_routes(app, model_name=model_name, card=_card(model_name), worker="scorer", what="the scorer",
+                    stall_s=limits.stall_s, extra={"task": "score"})
 
     @app.post("/score")
     @app.post("/v1/score")
     async def score_route(req: S.ScoreRequest) -> dict[str, Any]:
-        check_model(req.model)
+        check_model(req.model, model_name)
         firsts: list[str] = [req.text_1] if isinstance(req.text_1, str) else list(req.text_1)
         seconds: list[str] = [req.text_2] if isinstance(req.text_2, str) else list(req.text_2)
         check_count(len(firsts), "text_1")
@@ -120,7 +99,7 @@ def create_choice_app(student: ChoiceStudent, *, model_name: str = "local", pref
     @app.post("/v1/rerank", response_model=None)
     @app.post("/v2/rerank", response_model=None)
     async def rerank(req: S.RerankRequest) -> Any:
-        check_model(req.model)
+        check_model(req.model, model_name)
         tei = req.texts is not None and req.documents is None
         docs: list[str] = ((req.texts or []) if tei
                            else [d if isinstance(d, str) else d.text for d in req.documents or []])
@@ -143,7 +122,7 @@ def create_choice_app(student: ChoiceStudent, *, model_name: str = "local", pref
 
     @app.post("/v1/choose")
     async def choose(req: S.ChooseRequest) -> dict[str, Any]:
-        check_model(req.model)
+        check_model(req.model, model_name)
         check_count(len(req.choices), "choices")
         check_text([req.question], "question")
         check_text(req.choices, "choices")
