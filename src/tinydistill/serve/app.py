@@ -42,6 +42,10 @@ class _Faults:
             return self._rng.choice(("429", "500", "slow"))
 
 
+#: a reply's choice from (index, text, finish reason), as :func:`.protocol.chat_choice` makes one
+_Choice = Callable[[int, str, str | None], dict[str, Any]]
+
+
 @dataclass
 class _Prepared:
     """A checked request: the prompt ids (cut), the reply budget, and the key counted in ``app.state.completed``."""
@@ -178,6 +182,31 @@ def create_app(
     def total_usage(run: Run) -> dict[str, int]:  # each prompt counted once, however many choices it has
         return P.usage(sum(len(p) for p in run.prompts), sum(len(j.tokens) for j in run.jobs))
 
+    def whole(run: Run, kind: str, id_prefix: str, choice: _Choice) -> dict[str, Any]:
+        """A finished run as one reply: the ``kind`` envelope, the usage and each job's choice."""
+        return {
+            **P.envelope(kind, f"{id_prefix}-{uuid.uuid4().hex}", model_name),
+            "usage": total_usage(run),
+            "choices": [choice(i, run.text(i), run.finish[i]) for i in range(len(run.jobs))],
+        }
+
+    async def events(req: P._Request, run: Run, head: dict[str, Any], opening: list[dict[str, Any]],
+                     chunks: Callable[[int, str, str | None], list[dict[str, Any]]]) -> AsyncIterator[str]:
+        """A run as server-sent events under ``head``: the ``opening`` choices, the choices ``chunks`` makes of
+        each (job, delta, finish) event, an error event that ends the stream, the usage if asked for, ``[DONE]``."""
+        for choice in opening:
+            yield P.sse({**head, "choices": [choice]})
+        try:
+            async for i, delta, finish in run.events():
+                for choice in chunks(i, delta, finish):
+                    yield P.sse({**head, "choices": [choice]})
+        except APIError as e:
+            yield P.sse(e.body())
+            return
+        if req.stream_options and req.stream_options.include_usage:
+            yield P.sse({**head, "choices": [], "usage": total_usage(run)})
+        yield P.DONE
+
     # ------------------------------------------------------------------------------------------ routes
     add_info_routes(app, model_name=model_name, card=_model_card(model_name), worker="engine",
                     what="the generator", stall_s=limits.stall_s)
@@ -196,28 +225,16 @@ def create_app(
         prep = await prepare(req, [text], not backend.uses_chat_template, 128, "messages")
 
         def shape(run: Run) -> dict[str, Any]:
-            return {
-                **P.envelope("chat.completion", f"chatcmpl-{uuid.uuid4().hex}", model_name),
-                "usage": total_usage(run),
-                "choices": [P.chat_choice(i, run.text(i), run.finish[i]) for i in range(len(run.jobs))],
-            }
+            return whole(run, "chat.completion", "chatcmpl", P.chat_choice)
 
-        async def stream(run: Run, rid: str) -> AsyncIterator[str]:
-            head = P.envelope("chat.completion.chunk", f"chatcmpl-{rid}", model_name)
-            for i in range(len(run.jobs)):
-                yield P.sse({**head, "choices": [P.chat_delta(i, {"role": "assistant", "content": ""}, None)]})
-            try:
-                async for i, delta, finish in run.events():
-                    if delta:
-                        yield P.sse({**head, "choices": [P.chat_delta(i, {"content": delta}, None)]})
-                    if finish:
-                        yield P.sse({**head, "choices": [P.chat_delta(i, {}, finish)]})
-            except APIError as e:
-                yield P.sse(e.body())
-                return
-            if req.stream_options and req.stream_options.include_usage:
-                yield P.sse({**head, "choices": [], "usage": total_usage(run)})
-            yield P.DONE
+        def chunks(i: int, delta: str, finish: str | None) -> list[dict[str, Any]]:
+            return ([P.chat_delta(i, {"content": delta}, None)] if delta else []) + (
+                [P.chat_delta(i, {}, finish)] if finish else [])
+
+        def stream(run: Run, rid: str) -> AsyncIterator[str]:
+            opening = [P.chat_delta(i, {"role": "assistant", "content": ""}, None) for i in range(len(run.jobs))]
+            return events(req, run, P.envelope("chat.completion.chunk", f"chatcmpl-{rid}", model_name), opening,
+                          chunks)
 
         return await answer(request, req, prep, shape, stream)
 
@@ -233,24 +250,13 @@ def create_app(
         prep = await prepare(req, texts, True, 16, "prompt")
 
         def shape(run: Run) -> dict[str, Any]:
-            return {
-                **P.envelope("text_completion", f"cmpl-{uuid.uuid4().hex}", model_name),
-                "usage": total_usage(run),
-                "choices": [P.text_choice(i, run.text(i), run.finish[i]) for i in range(len(run.jobs))],
-            }
+            return whole(run, "text_completion", "cmpl", P.text_choice)
 
-        async def stream(run: Run, rid: str) -> AsyncIterator[str]:
-            head = P.envelope("text_completion", f"cmpl-{rid}", model_name)
-            try:
-                async for i, delta, finish in run.events():
-                    if delta or finish:
-                        yield P.sse({**head, "choices": [P.text_choice(i, delta, finish)]})
-            except APIError as e:
-                yield P.sse(e.body())
-                return
-            if req.stream_options and req.stream_options.include_usage:
-                yield P.sse({**head, "choices": [], "usage": total_usage(run)})
-            yield P.DONE
+        def chunks(i: int, delta: str, finish: str | None) -> list[dict[str, Any]]:
+            return [P.text_choice(i, delta, finish)] if delta or finish else []
+
+        def stream(run: Run, rid: str) -> AsyncIterator[str]:
+            return events(req, run, P.envelope("text_completion", f"cmpl-{rid}", model_name), [], chunks)
 
         return await answer(request, req, prep, shape, stream)
 
