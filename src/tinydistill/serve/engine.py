@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from .worker import ModelThread
+
 log = logging.getLogger("tinydistill.serve")
 
 #: Groups whose lengths differ by at most this (or a quarter of the longer) are merged into one batch.
@@ -119,7 +121,7 @@ class _Group:
             self.encoded.last_hidden_state = self.encoded.last_hidden_state[idx]
 
 
-class Engine:
+class Engine(ModelThread):
     """Owns ``model`` on one thread; :meth:`submit` queues jobs, :meth:`status` reports its progress."""
 
     def __init__(
@@ -201,12 +203,6 @@ class Engine:
                 f"with {s['active']} rows running and {s['queued']} waiting"
             )
         return None
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
-        self._thread.join(timeout=10)
 
     # --------------------------------------------------------------------------------- generator thread
     def _take(self) -> list[Job]:

@@ -22,6 +22,7 @@ import torch
 
 from ..students import ChoiceStudent
 from .engine import Busy, Stopped
+from .worker import ModelThread
 
 log = logging.getLogger("tinydistill.serve")
 
@@ -46,7 +47,7 @@ class ScoreJob:
         return len(self.firsts)
 
 
-class Scorer:
+class Scorer(ModelThread):
     """Owns ``student`` on one thread; ``await score(firsts, seconds)`` → one score per pair."""
 
     def __init__(self, student: ChoiceStudent, *, prefix: str, max_length: int, max_batch: int = 32,
@@ -98,12 +99,6 @@ class Scorer:
         if s["queued"] and s["since_progress_s"] > stall_s:
             return f"no batch scored for {s['since_progress_s']:.1f} s with {s['queued']} pairs waiting"
         return None
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
-        self._thread.join(timeout=10)
 
     # ----------------------------------------------------------------------------------- scorer thread
     def _take(self) -> list[tuple[ScoreJob, int, int]]:
