@@ -31,7 +31,7 @@ from ..config import LayerPair, StudentConfig, WhiteboxConfig
 from ..errors import TinyDistillError
 from ..losses import attention_kl, choice_cross_entropy, choice_kl, hidden_mse
 from ..students import ANSWER_TASK, MultiTaskCollator, Student, load_student
-from .whitebox import fingerprint, make_projection
+from .whitebox import ProjectedObjective, fingerprint, make_projections
 
 KEY = "whitebox.teacher_model"
 
@@ -119,7 +119,7 @@ def positions(mask: torch.Tensor, which: str) -> torch.Tensor:
     return first
 
 
-class ChoiceWhiteBoxObjective:
+class ChoiceWhiteBoxObjective(ProjectedObjective):
     """Choice CE + soft-label KL over the choices + projected hidden MSE (+ last-layer attention KL)."""
 
     def __init__(self, cfg: WhiteboxConfig, student: Student, *, row_ids: Sequence[str], cache_dir: Path,
@@ -138,28 +138,15 @@ class ChoiceWhiteBoxObjective:
         s_width = student.model.config.hidden_size
         self.t_width = t_width = self.teacher.model.config.hidden_size
 
-        self.projections = torch.nn.ModuleList([
-            make_projection(s_width, t_width) if cfg.project == "student" else make_projection(t_width, s_width)
-            for _ in self.pairs])
+        self.projections = make_projections(cfg.project, [(s_width, t_width)] * len(self.pairs))
         self.teacher_fingerprint = fingerprint(str(cfg.teacher_model))
         self._reader: Any = None  # the signal cache's safetensors reader, opened on first use
-
-    def parameters(self) -> list[torch.nn.Parameter]:
-        return list(self.projections.parameters())
-
-    @property
-    def checkpoint_module(self) -> torch.nn.Module:
-        """Weights the trainer checkpoints with the model (the projections; never part of ``best/``)."""
-        return self.projections
 
     # ------------------------------------------------------------------------------------------ teacher side
     @torch.no_grad()
     def _online(self, batch: dict[str, torch.Tensor]) -> PairForward:
-        assert self.teacher is not None, "the teacher was released after caching its signals"
-        device = batch["input_ids"].device
-        if next(self.teacher.model.parameters()).device != device:
-            self.teacher.model.to(device)
-        fwd = pair_forward(self.teacher, batch, [p.teacher for p in self.pairs], self.attention)
+        teacher = self._teacher_on(batch["input_ids"].device)
+        fwd = pair_forward(teacher, batch, [p.teacher for p in self.pairs], self.attention)
         fwd.hidden = [h.float() for h in fwd.hidden]
         return fwd
 

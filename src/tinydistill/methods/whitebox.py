@@ -95,6 +95,36 @@ def make_projection(d_in: int, d_out: int) -> torch.nn.Linear:
     return proj
 
 
+def make_projections(project: str, widths: Sequence[tuple[int, int]]) -> torch.nn.ModuleList:
+    """One projection per (student width, teacher width): student → teacher where ``project`` is ``student``,
+    else teacher → student."""
+    return torch.nn.ModuleList([make_projection(s, t) if project == "student" else make_projection(t, s)
+                                for s, t in widths])
+
+
+class ProjectedObjective:
+    """What both white-box objectives share: learned ``projections`` trained beside the student, and a
+    ``teacher`` (None once released after caching its signals) run on the batch's device."""
+
+    projections: torch.nn.ModuleList
+    teacher: Student | None
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.projections.parameters())
+
+    @property
+    def checkpoint_module(self) -> torch.nn.Module:
+        """Weights the trainer checkpoints with the model (the projections; never part of ``best/``)."""
+        return self.projections
+
+    def _teacher_on(self, device: torch.device) -> Student:
+        """The teacher, its weights moved to ``device`` where they are not there yet."""
+        assert self.teacher is not None, "the teacher was released after caching its signals"
+        if next(self.teacher.model.parameters()).device != device:
+            self.teacher.model.to(device)
+        return self.teacher
+
+
 @dataclass
 class TeacherSignals:
     """What the loss needs from the teacher for one answer batch (aligned with the student's batch)."""
@@ -112,7 +142,7 @@ def _top_k(logits: torch.Tensor, k: int, temperature: float) -> tuple[torch.Tens
     return values, indices
 
 
-class WhiteBoxObjective:
+class WhiteBoxObjective(ProjectedObjective):
     """Answer CE + soft-label KL (+ hidden-state MSE through learned projections)."""
 
     def __init__(self, cfg: WhiteboxConfig, student: Student, *, with_hidden: bool, row_ids: Sequence[str],
@@ -121,31 +151,16 @@ class WhiteBoxObjective:
         self.teacher: Student | None = teacher or load_teacher(cfg, student)
         self.pairs = resolve_layer_map(cfg, student) if with_hidden else []
         s_sizes, t_sizes = hidden_sizes(student), hidden_sizes(self.teacher)
-        self.projections = torch.nn.ModuleList([
-            make_projection(s_sizes[p.side], t_sizes[p.side]) if cfg.project == "student"
-            else make_projection(t_sizes[p.side], s_sizes[p.side]) for p in self.pairs])
+        self.projections = make_projections(cfg.project, [(s_sizes[p.side], t_sizes[p.side]) for p in self.pairs])
         self.cache_dir = cache_dir
         self._reader: Any = None  # the cache file's safetensors reader, opened on first use
-
-    def parameters(self) -> list[torch.nn.Parameter]:
-        return list(self.projections.parameters())
-
-    @property
-    def checkpoint_module(self) -> torch.nn.Module:
-        """Weights the trainer checkpoints with the model (the projections)."""
-        return self.projections
 
     # ------------------------------------------------------------------------------------------ teacher side
     @torch.no_grad()
     def _online(self, batch: dict[str, torch.Tensor]) -> TeacherSignals:
-        assert self.teacher is not None, "the teacher was released after caching its signals"
-        model = self.teacher.model
-        device = batch["input_ids"].device
-        if next(model.parameters()).device != device:
-            model.to(device)
+        teacher = self._teacher_on(batch["input_ids"].device)
         keys = ("input_ids", "attention_mask", "labels", "decoder_targets")
-        fwd = forward_with_hidden(self.teacher, {k: batch[k] for k in keys if k in batch},
-                                  hidden=bool(self.pairs))
+        fwd = forward_with_hidden(teacher, {k: batch[k] for k in keys if k in batch}, hidden=bool(self.pairs))
         values, indices = _top_k(fwd.logits.float(), self.cfg.top_k, self.cfg.kd_temperature)
         hidden = [fwd.hidden[p.side][p.teacher].float() for p in self.pairs]
         return TeacherSignals(values, indices, hidden)
