@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..config import GenerationSpec
 from ..errors import TinyDistillError
 
 #: ``finish_reason`` of an output cut off at ``max_new_tokens``.
@@ -20,6 +21,14 @@ class Generation:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"
+
+
+def sampling_params(g: GenerationSpec) -> dict[str, Any]:
+    """Temperature, top_p and seed as they bear on the output, for :meth:`Backend.params`: greedy decoding
+    (temperature 0) reads neither top_p nor the seed, so they stand as 1.0 and None there."""
+    sampled = g.gen_temperature > 0
+    return {"temperature": g.gen_temperature, "top_p": g.top_p if sampled else 1.0,
+            "seed": g.seed if sampled else None}
 
 
 class BackendError(TinyDistillError):

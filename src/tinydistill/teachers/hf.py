@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 from ..config import GenerationSpec, HFTeacherSpec
 from ..data import longest_first_batches
 from ..errors import TinyDistillError
-from .backend import LENGTH, Generation
+from .backend import LENGTH, Generation, sampling_params
 from .templates import messages_to_text
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -124,13 +124,9 @@ class HFBackend:
         return messages_to_text(messages)
 
     def params(self) -> dict[str, Any]:
-        g = self.generation
-        sampled = g.gen_temperature > 0
         return {
-            "max_new_tokens": g.max_new_tokens,
-            "temperature": g.gen_temperature,
-            "top_p": g.top_p if sampled else 1.0,
-            "seed": g.seed if sampled else None,
+            "max_new_tokens": self.generation.max_new_tokens,
+            **sampling_params(self.generation),
             "max_input_tokens": self.max_input_tokens,
         }
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..config import GenerationSpec, HTTPTeacherSpec, looks_like_key
 from ..errors import TinyDistillError
-from .backend import BackendError, Generation
+from .backend import BackendError, Generation, sampling_params
 from .templates import dumps_messages, messages_to_text
 
 
@@ -178,15 +178,7 @@ class HTTPBackend:
 
     def params(self) -> dict[str, Any]:
         g = self.generation
-        sampled = g.gen_temperature > 0
-        return {
-            "api": self.api,
-            "max_tokens": g.max_new_tokens,
-            "temperature": g.gen_temperature,
-            "top_p": g.top_p if sampled else 1.0,
-            "seed": g.seed if sampled else None,
-            "stop": list(g.stop),
-        }
+        return {"api": self.api, "max_tokens": g.max_new_tokens, **sampling_params(g), "stop": list(g.stop)}
 
     def generate(self, prompts: Sequence[str], samples: Sequence[int]) -> Iterator[tuple[int, Generation]]:
         """Yield results as they complete; failures are raised together after the others finish (``failed``: the
