@@ -58,15 +58,20 @@ def _split(text: str, cast: Callable[[str], Any] = str) -> list:
     return [cast(x.strip()) for x in text.split(",") if x.strip()]
 
 
+def _fill_defaults(args: argparse.Namespace, parser_defaults: dict[str, Any], values: dict[str, str]) -> None:
+    """A suite's preset: each flag of ``values`` that the command left at its default takes the value given."""
+    for flag, value in values.items():
+        if getattr(args, flag) == parser_defaults[flag]:
+            setattr(args, flag, value)
+
+
 def apply_fast_preset(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> None:
     """``--suite fast``: the datasets, methods and training-row limit of :data:`FAST_SUITE` where the command left
     those flags at their defaults."""
     if args.suite != "fast":
         return
-    if args.datasets == parser_defaults["datasets"]:
-        args.datasets = ",".join(FAST_SUITE["datasets"])
-    if args.methods == parser_defaults["methods"]:
-        args.methods = ",".join(FAST_SUITE["methods"])
+    _fill_defaults(args, parser_defaults, {"datasets": ",".join(FAST_SUITE["datasets"]),
+                                           "methods": ",".join(FAST_SUITE["methods"])})
     if args.train_limit is None:
         args.train_limit = str(FAST_SUITE["train_limit"])
 
@@ -76,10 +81,8 @@ def apply_scaling_preset(args: argparse.Namespace, parser_defaults: dict[str, An
     those flags at their defaults."""
     if args.suite != "scaling":
         return
-    if args.methods == parser_defaults["methods"]:
-        args.methods = ",".join(SCALING_SUITE["methods"])
-    if args.layers == parser_defaults["layers"]:
-        args.layers = ",".join(map(str, SCALING_SUITE["layers"]))
+    _fill_defaults(args, parser_defaults, {"methods": ",".join(SCALING_SUITE["methods"]),
+                                           "layers": ",".join(map(str, SCALING_SUITE["layers"]))})
     if args.train_limit is None and "piqa" in _split(args.datasets):
         args.train_limit = SCALING_SUITE["train_limit"]
 
