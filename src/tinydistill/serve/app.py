@@ -9,7 +9,6 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +18,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ..teachers import HFBackend
 from . import protocol as P
 from .engine import Engine
-from .errors import APIError, error_body, install_error_handlers
-from .guard import Guard
+from .errors import APIError, error_body
 from .limits import Budget, Limits, Window, check_sampling, check_text
-from .routes import add_info_routes, check_model
+from .routes import add_info_routes, check_model, served_app
 from .stream import ClientGone, Run
 from .tokenize import Encoder
 
@@ -76,9 +74,8 @@ def create_app(
     budget = Budget(limits, Window.of(model), model_name)
     faults = _Faults(fault_rate, fault_seed, slow_s)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
-        app.state.engine = Engine(
+    def start_engine() -> Engine:
+        return Engine(
             model,
             pad_id=backend.pad_id,
             eos_ids=backend.eos_ids,
@@ -87,15 +84,11 @@ def create_app(
             max_queue=max_queue,
             fair=fair,
         )
-        yield
-        app.state.engine.close()
 
-    app = FastAPI(title="tinydistill serve", lifespan=lifespan)
-    install_error_handlers(app)
-    app.add_middleware(Guard, api_key=api_key, max_body_bytes=limits.max_body_bytes)
-    stats: Counter = Counter()
+    app = served_app("tinydistill serve", start=start_engine, worker="engine", limits=limits, api_key=api_key)
+    stats: Counter = app.state.stats
     completed: Counter = Counter()  # prompt → successful completions returned
-    app.state.stats, app.state.completed, app.state.limits = stats, completed, limits
+    app.state.completed = completed
 
     async def fault() -> JSONResponse | None:
         stats["requests"] += 1

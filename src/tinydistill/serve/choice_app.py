@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -21,10 +20,9 @@ from fastapi import FastAPI
 from ..students import ChoiceStudent
 from . import protocol_score as S
 from .engine import Busy, Stopped
-from .errors import APIError, install_error_handlers
-from .guard import Guard
+from .errors import APIError
 from .limits import Limits, check_text
-from .routes import add_info_routes, check_model
+from .routes import add_info_routes, check_model, served_app
 from .scoring import Scorer
 
 #: what the 400 on the generation routes lists
@@ -38,18 +36,12 @@ def create_choice_app(student: ChoiceStudent, *, model_name: str = "local", pref
     cut to ``max_length`` tokens. ``app.state.scorer`` runs the model (started with the app)."""
     max_length = min(max_length, limits.max_input_tokens or max_length)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
-        app.state.scorer = Scorer(student, prefix=prefix, max_length=max_length, max_batch=max_batch,
-                                  max_queue=max_queue)
-        yield
-        app.state.scorer.close()
+    def start_scorer() -> Scorer:
+        return Scorer(student, prefix=prefix, max_length=max_length, max_batch=max_batch, max_queue=max_queue)
 
-    app = FastAPI(title="tinydistill serve (multiple-choice student)", lifespan=lifespan)
-    install_error_handlers(app)
-    app.add_middleware(Guard, api_key=api_key, max_body_bytes=limits.max_body_bytes)
-    stats: Counter = Counter()
-    app.state.stats, app.state.limits = stats, limits
+    app = served_app("tinydistill serve (multiple-choice student)", start=start_scorer, worker="scorer",
+                     limits=limits, api_key=api_key)
+    stats: Counter = app.state.stats
 
     def check_count(n: int, param: str) -> None:
         if n < 1:

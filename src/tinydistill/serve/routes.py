@@ -1,15 +1,21 @@
-"""What both serving apps (generation and multiple-choice) answer alike: the check of a request's model name,
-``/v1/models`` (with ``/v1/models/{name}``) and ``/health`` (alias ``/ready``)."""
+"""What both serving apps (generation and multiple-choice) share: the app around the worker thread that owns the
+model (:func:`served_app`), the check of a request's model name, ``/v1/models`` (with ``/v1/models/{name}``) and
+``/health`` (alias ``/ready``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from .errors import APIError, error_body
+from .errors import APIError, error_body, install_error_handlers
+from .guard import Guard
+from .limits import Limits
+from .worker import ModelThread
 
 
 class Worker(Protocol):
@@ -18,6 +24,25 @@ class Worker(Protocol):
     def stuck(self, stall_s: float) -> str | None: ...
 
     def status(self) -> dict[str, Any]: ...
+
+
+def served_app(title: str, *, start: Callable[[], ModelThread], worker: str, limits: Limits,
+               api_key: str | None) -> FastAPI:
+    """An app whose lifespan keeps ``start()``'s worker in ``app.state.<worker>`` and closes it on shutdown, with
+    OpenAI-shaped errors, the :class:`.guard.Guard` (API key, body cap), ``app.state.stats`` (a Counter) and
+    ``app.state.limits``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        setattr(app.state, worker, start())
+        yield
+        getattr(app.state, worker).close()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(Guard, api_key=api_key, max_body_bytes=limits.max_body_bytes)
+    app.state.stats, app.state.limits = Counter(), limits
+    return app
 
 
 def check_model(name: str | None, served: str) -> None:
