@@ -28,6 +28,14 @@ PAIRS = {"cat": "milk", "dog": "bone", "bird": "seed", "cow": "grass", "bee": "h
          "horse": "hay", "frog": "fly"}
 
 
+def _saved(tmp_path_factory, name: str, model: torch.nn.Module, tokenizer) -> Path:
+    """A new session folder ``name`` holding ``model`` and ``tokenizer``, as a model repository would."""
+    out = tmp_path_factory.mktemp(name)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """The offline MiniLM WordPiece tokenizer (30,522 tokens), copied to a folder of its own."""
@@ -43,11 +51,7 @@ def tiny_t5_dir(tmp_path_factory, tokenizer_dir) -> Path:
     cfg = T5Config(vocab_size=len(tok), d_model=64, d_ff=128, d_kv=16, num_layers=2, num_decoder_layers=2,
                    num_heads=4, dropout_rate=0.0, decoder_start_token_id=tok.cls_token_id,
                    pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id)
-    model = T5ForConditionalGeneration(cfg)
-    out = tmp_path_factory.mktemp("t5")
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return _saved(tmp_path_factory, "t5", T5ForConditionalGeneration(cfg), tok)
 
 
 @pytest.fixture(scope="session")
@@ -57,11 +61,7 @@ def tiny_gpt2_dir(tmp_path_factory, tokenizer_dir) -> Path:
     cfg = GPT2Config(vocab_size=len(tok), n_embd=64, n_layer=2, n_head=4, n_positions=256,
                      bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
                      pad_token_id=tok.pad_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    model = GPT2LMHeadModel(cfg)
-    out = tmp_path_factory.mktemp("gpt2")
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return _saved(tmp_path_factory, "gpt2", GPT2LMHeadModel(cfg), tok)
 
 
 @pytest.fixture(scope="session")
@@ -72,10 +72,8 @@ def tiny_bert_dir(tmp_path_factory, tokenizer_dir) -> Path:
     cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
                      attention_probs_dropout_prob=0.0)
-    out = tmp_path_factory.mktemp("bert")
-    BertForMultipleChoice(cfg).base_model.save_pretrained(out)  # a bare encoder, as all-MiniLM-L6-v2 ships
-    tok.save_pretrained(out)
-    return out
+    # a bare encoder, as all-MiniLM-L6-v2 ships
+    return _saved(tmp_path_factory, "bert", BertForMultipleChoice(cfg).base_model, tok)
 
 
 def synthetic_rows(n: int, seed: int) -> list[dict]:
