@@ -116,3 +116,11 @@ def test_analyze_cli_on_a_trained_run(tiny_t5_dir, synthetic_data, tmp_path, cap
     assert raw["data"]["test"] is None
     assert main(["analyze", str(cfg.run_dir), "--split", "test"]) == 2
     assert "test_predictions.jsonl: predictions file not found" in capsys.readouterr().err
+
+
+def test_an_empty_predictions_file_is_named_not_analysed(tmp_path):
+    """It analysed 0 rows and replaced the run's own analysis.json with that."""
+    empty = tmp_path / "p.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DataError, match=r"p.jsonl: no predictions in this file"):
+        read_predictions(empty)

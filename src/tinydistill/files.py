@@ -92,6 +92,18 @@ def _bad_byte(path: Path, data: bytes, e: UnicodeDecodeError, message: str) -> D
     return DataError(path, message.format(byte=f"0x{data[e.start]:02x}"), line=line, column=column)
 
 
+def check_encoding(encoding: str) -> None:
+    """``encoding`` names a text codec Python knows (``cp1252``, ``latin-1``…); else a ValueError saying so.
+
+    ``rot13`` or ``base64`` are codecs too, but not text encodings: ``bytes.decode`` refuses them."""
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise ValueError(f"{encoding!r} is not a text encoding (e.g. utf-8, cp1252, latin-1)")
+
+
 def decode_text(path: Path, data: bytes, encoding: str | None = None, hint: str = "") -> str:
     """UTF-8, or the encoding a byte-order mark names (UTF-8/16/32, as Excel and Notepad write); the BOM is
     dropped. Anything else is a one-line error naming the line and column of the first bad byte.
@@ -99,6 +111,10 @@ def decode_text(path: Path, data: bytes, encoding: str | None = None, hint: str 
     ``encoding`` (e.g. ``cp1252``, ``latin-1``): the file is read in it, as told; nothing is guessed. ``hint``
     ends the message of a file that is not UTF-8 (what else the user may do)."""
     if encoding is not None:
+        try:
+            check_encoding(encoding)
+        except ValueError as e:
+            raise DataError(path, str(e)) from None
         try:
             return data.decode(encoding).removeprefix("\ufeff")
         except UnicodeDecodeError as e:

@@ -20,7 +20,7 @@ from ..files import decode_text
 from .schema import RunConfig
 
 __all__ = ["load_config", "config_from_dict", "apply_overrides", "dump_config", "read_yaml", "parse_value",
-           "yaml_key_lines"]
+           "yaml_key_lines", "duplicate_keys"]
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -47,6 +47,33 @@ def yaml_key_lines(text: str) -> dict[tuple[str, ...], int]:
     if root is not None:
         walk(root, ())
     return out
+
+
+def duplicate_keys(text: str) -> list[tuple[int, str, int]]:
+    """Keys a YAML mapping gives twice, as (line, dotted key, first line): YAML keeps only the last silently, so a
+    second ``train:`` section would drop every setting of the first."""
+    found: list[tuple[int, str, int]] = []
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for k, v in node.value:
+                name, line = str(k.value), k.start_mark.line + 1
+                if name in first and k.tag != "tag:yaml.org,2002:merge":
+                    found.append((line, ".".join((*path, name)), first[name]))
+                first.setdefault(name, line)
+                walk(v, (*path, name))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, (*path, str(i)))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return found
+    if root is not None:
+        walk(root, ())
+    return found
 
 
 def parse_value(text: str) -> Any:
@@ -217,11 +244,15 @@ def read_yaml(path: str | Path, what: str = "config") -> tuple[Any, str]:
     except DataError as e:
         raise ConfigError(str(e)) from None
     try:
-        return yaml.safe_load(text), text
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{line}: malformed YAML: {getattr(e, 'problem', e)}") from None
+    if twice := duplicate_keys(text):
+        raise ConfigError("\n".join(f"{path}:{line}: {key}: given twice (first at line {first}; YAML would keep "
+                                     "only this one): merge them" for line, key, first in twice[:MAX_LISTED_ERRORS]))
+    return raw, text
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

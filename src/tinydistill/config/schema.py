@@ -6,13 +6,13 @@ Reading a YAML file, applying overrides and turning validation errors into one-l
 
 from __future__ import annotations
 
-import codecs
 import copy
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..files import check_encoding
 from .teachers import ImportedTeacherSpec, TeacherSpec
 
 MINILM_ALIAS = "minilm"
@@ -38,7 +38,9 @@ class ColumnsConfig(BaseModel):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # allow_inf_nan=False: YAML reads `.inf` / `.nan` as floats; no setting means them (an lr of .inf trains a
+    # collapsed student without an error)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 class DataSourceConfig(_Strict):
@@ -62,10 +64,7 @@ class DataSourceConfig(_Strict):
     @classmethod
     def _known_encoding(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                codecs.lookup(value)
-            except LookupError:
-                raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, cp1252, latin-1)") from None
+            check_encoding(value)
         return value
 
 
@@ -201,8 +200,8 @@ class TrainConfig(_Strict):
 class EvalConfig(_Strict):
     """How the student is scored on valid (selection) and test."""
 
-    modes: tuple[Literal["rank", "generate"], ...] = ("rank", "generate")
-    """rank the choices by likelihood or head score; generate and parse the answer"""
+    modes: tuple[Literal["rank", "generate"], ...] = Field(("rank", "generate"), min_length=1)
+    """rank the choices by likelihood or head score; generate and parse the answer (at least one)"""
     batch_size: int = Field(32, ge=1)
     """rows per evaluation batch"""
     rank_reduction: Literal["sum", "mean"] = "sum"
@@ -294,8 +293,8 @@ class RunConfig(_Strict):
     """run name: the run folder is <output_dir>/<name>"""
     output_dir: str = "runs"
     """parent folder of run folders"""
-    seed: int = 0
-    """seed of data order, subsets, initialisation and sampling"""
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    """seed of data order, subsets, initialisation and sampling (0 to 2**32 - 1, as numpy's)"""
     method: MethodName = "tinyllm"
     """what the run optimises (see Methods)"""
     answer_prefix: str = "answer: "

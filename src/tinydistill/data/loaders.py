@@ -47,13 +47,23 @@ def _read_text(path: Path, encoding: str | None = None) -> str:
 
 
 def _csv_records(path: Path, text: str) -> list[tuple[int | None, Any]]:
-    """CSV rows as dicts keyed by the stripped header; the delimiter (``,`` ``;`` or tab) is the header's."""
+    """CSV rows as dicts keyed by the stripped header; the delimiter (``,`` ``;`` or tab) is the header's.
+
+    The header is the first line: a blank first line or a column named twice (whose second cell would silently
+    win) is an error."""
     header = text.splitlines()[0]
+    if not header.strip():
+        raise DataError(path, "the first line is blank; a CSV file starts with its header line", line=1)
     delimiter = max(",;\t", key=header.count) if header.count(",") == 0 else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     start = 1  # the first line of the record being read: where an error is reported
     try:
         reader.fieldnames = [f.strip() for f in reader.fieldnames or []]
+        seen: set[str] = set()
+        for name in reader.fieldnames:
+            if name in seen:
+                raise DataError(path, f"the header names column {name!r} twice; rename one", line=1, field=name)
+            seen.add(name)
         out: list[tuple[int | None, Any]] = []
         start = reader.line_num + 1
         for r in reader:
@@ -88,20 +98,31 @@ def _json_list_records(path: Path, text: str) -> list[tuple[int | None, Any]]:
     return out
 
 
-def read_records(path: str | Path, on_invalid: str = "error",
-                 encoding: str | None = None) -> list[tuple[int | None, Any]]:
-    """Read a JSON list, JSON Lines or CSV file as ``[(line_number, record), ...]``.
+#: suffixes read as CSV by ``format: auto`` (a header with tabs or ``;`` and no comma sets the delimiter)
+CSV_SUFFIXES = (".csv", ".tsv")
+#: files that are not text (spreadsheets, archives, columnar data): named, not parsed as JSON Lines
+NOT_TEXT_SUFFIXES = (".xlsx", ".xls", ".ods", ".parquet", ".arrow", ".feather", ".gz", ".zip", ".bz2", ".xz",
+                     ".zst", ".pkl", ".pickle", ".npy", ".npz")
+
+
+def read_records(path: str | Path, on_invalid: str = "error", encoding: str | None = None,
+                 fmt: str = "auto") -> list[tuple[int | None, Any]]:
+    """Read a JSON list, JSON Lines or CSV file as ``[(line_number, record), ...]``; ``fmt="csv"`` reads any
+    file as CSV, ``auto`` a ``.csv`` / ``.tsv`` one (other files by content: a JSON list or JSON Lines).
 
     A JSON Lines line (or CSV row) that does not parse stops with its line and column, or with
     ``on_invalid="skip"`` becomes a :class:`BadRecord` that :func:`build_examples` skips. A whole-file JSON
     list that does not parse is always an error.
     """
     path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in NOT_TEXT_SUFFIXES:
+        raise DataError(path, f"a {suffix} file cannot be read: save it as CSV (UTF-8), JSON or JSON Lines")
     text = _read_text(path, encoding)
-    if path.suffix.lower() == ".csv":
+    if fmt == "csv" or (fmt == "auto" and suffix in CSV_SUFFIXES):
         records = _csv_records(path, text)
     elif text.lstrip().startswith("["):
-        return _json_list_records(path, text)
+        return _no_rows_check(path, _json_list_records(path, text))
     else:
         records = []
         for lineno, line in enumerate(text.splitlines(), start=1):
@@ -115,7 +136,23 @@ def read_records(path: str | Path, on_invalid: str = "error",
         for ln, r in records:
             if isinstance(r, BadRecord):
                 raise DataError(path, r.message, line=ln, column=r.column)
+    return _no_rows_check(path, records)
+
+
+def _no_rows_check(path: Path, records: list[tuple[int | None, Any]]) -> list[tuple[int | None, Any]]:
+    """``records``, unless there are none (an empty JSON list, a CSV with only its header): one line saying so."""
+    if not records:
+        raise DataError(path, "no rows (an empty JSON list, or a CSV file with only its header)")
     return records
+
+
+def _kept(built: list[Example | None], path: str | Path) -> list[Example]:
+    """The rows that were not skipped; when ``on_invalid: skip`` skipped every one, one line saying so."""
+    kept = [ex for ex in built if ex is not None]
+    if built and not kept:
+        raise DataError(path, f"all {len(built)} rows are invalid and were skipped (on_invalid: skip); see the "
+                              "warning above for the first reasons")
+    return kept
 
 
 #: how many skipped rows a warning names one by one
@@ -158,11 +195,13 @@ def build_examples(
 def load_records_file(
     path: str | Path, columns: ColumnsConfig = ColumnsConfig(), *, require_answer: bool = True,
     on_invalid: str = "error", task: str = "mcqa", answer_base: int | None = None, encoding: str | None = None,
+    fmt: str = "auto",
 ) -> list[Example]:
-    """Load a JSON / JSONL / CSV file of multiple-choice (or, with ``task="open"``, open-answer) rows."""
-    built = build_examples(read_records(path, on_invalid, encoding), path, columns, require_answer=require_answer,
-                           on_invalid=on_invalid, task=task, answer_base=answer_base)
-    return [ex for ex in built if ex is not None]
+    """Load a JSON / JSONL / CSV file of multiple-choice (or, with ``task="open"``, open-answer) rows; none at all,
+    or none left after ``on_invalid: skip``, is an error."""
+    built = build_examples(read_records(path, on_invalid, encoding, fmt), path, columns,
+                           require_answer=require_answer, on_invalid=on_invalid, task=task, answer_base=answer_base)
+    return _kept(built, path)
 
 
 # ------------------------------------------------------------------------------------------ TinyLLM layout
@@ -204,7 +243,7 @@ def load_tinyllm(
     data_path = candidates[0]
     built = build_examples(read_records(data_path, on_invalid, encoding), data_path, on_invalid=on_invalid,
                            answer_base=answer_base)
-    examples = [ex for ex in built if ex is not None]
+    examples = _kept(built, data_path)
     chunks = _tinyllm_chunks(folder, split) if with_rationales else []
     if not chunks:
         return examples
@@ -244,9 +283,11 @@ def load_hf_dataset(
     except Exception as e:  # noqa: BLE001 - any hub/IO failure becomes one clear line
         raise DataError(name, f"could not load dataset (split {split!r}): {type(e).__name__}: {e}") from None
     records = [(None, _normalise_hf_row(r, columns) if task == "mcqa" else dict(r)) for r in ds]
+    if not records:
+        raise DataError(f"{name}:{split}", "no rows")
     built = build_examples(records, f"{name}:{split}", columns, task=task, on_invalid=on_invalid,
                            answer_base=answer_base)
-    return [ex for ex in built if ex is not None]
+    return _kept(built, f"{name}:{split}")
 
 
 def _normalise_hf_row(row: Mapping[str, Any], columns: ColumnsConfig) -> dict[str, Any]:
@@ -280,8 +321,9 @@ def load_examples(
 ) -> list[Example]:
     """Load examples from any supported source.
 
-    ``fmt``: ``auto`` (a folder → TinyLLM layout, a file → by suffix), ``tinyllm``, ``json``, ``jsonl``,
-    ``csv`` or ``hf`` (``path`` is a hub name). ``answer_base``: 0 or 1 for numeric answers; ``None`` detects it.
+    ``fmt``: ``auto`` (a folder → TinyLLM layout; a ``.csv`` / ``.tsv`` file → CSV, any other file → by content),
+    ``tinyllm``, ``json``, ``jsonl`` (by content), ``csv`` (any file read as CSV) or ``hf`` (``path`` is a hub
+    name). ``answer_base``: 0 or 1 for numeric answers; ``None`` detects it.
     ``encoding``: the files' text encoding (e.g. ``cp1252``); ``None``: UTF-8 or what a byte-order mark names.
     """
     if fmt == "hf":
@@ -292,7 +334,7 @@ def load_examples(
         return load_tinyllm(p, split, on_invalid=on_invalid, answer_base=answer_base, encoding=encoding)
     if fmt in ("auto", "json", "jsonl", "csv"):
         return load_records_file(p, columns, require_answer=require_answer, on_invalid=on_invalid, task=task,
-                                 answer_base=answer_base, encoding=encoding)
+                                 answer_base=answer_base, encoding=encoding, fmt="csv" if fmt == "csv" else "auto")
     raise DataError(path, f"unknown data format {fmt!r} (auto, tinyllm, json, jsonl, csv, hf)")
 
 

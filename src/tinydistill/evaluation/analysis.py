@@ -24,7 +24,7 @@ SNIPPET_CHARS = 240
 
 # ------------------------------------------------------------------------------------------------ joining
 def read_predictions(path: str | Path) -> list[dict]:
-    """The rows of a ``predictions.jsonl``; a bad line raises :class:`DataError` naming it."""
+    """The rows of a ``predictions.jsonl``; a bad line, or no row at all, raises :class:`DataError` naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "predictions file not found (train or evaluate the run first)")
@@ -39,6 +39,8 @@ def read_predictions(path: str | Path) -> list[dict]:
         if not isinstance(row, dict) or "id" not in row:
             raise DataError(path, "expected an object with an 'id'", line=i, field="id")
         rows.append(row)
+    if not rows:  # an analysis of nothing would replace the run's own analysis.json
+        raise DataError(path, "no predictions in this file (empty); give the predictions.jsonl of a run or eval")
     return rows
 
 
