@@ -76,6 +76,11 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
          "c.yaml": config("{path: quiz.csv, encoding: cp1252}").replace("{path: data.jsonl}",
                                                                         "{path: quiz.csv, encoding: cp1252}")},
         ["data", "check", "c.yaml"], Works()),
+    "an encoding flag that is not one": ({"d.jsonl": jsonl(Q)}, ["data", "check", "d.jsonl", "--encoding", "utf9"],
+                                         Error(["d.jsonl: unknown encoding 'utf9'"])),
+    "a codec that is no text encoding": (
+        {"data.jsonl": jsonl(Q), "c.yaml": config("{path: data.jsonl, encoding: rot13}")}, ["train", "c.yaml"],
+        Error(["c.yaml:3:", "data.train.encoding", "'rot13' is not a text encoding"])),
     "an encoding that is not one": (
         {"data.jsonl": jsonl(Q), "c.yaml": config("{path: data.jsonl, encoding: utf9}")}, ["train", "c.yaml"],
         Error(["c.yaml:3:", "data.train.encoding", "unknown encoding"])),
@@ -149,6 +154,25 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
     "trailing comma in a JSON list": ({"d.json": '[\n  {"question": "q?", "choices": ["a", "b"], "answer": "a"},\n]'},
                                       ["data", "check", "d.json"], Error(["d.json:3:1:", "malformed JSON"])),
     "empty file": ({"d.jsonl": ""}, ["data", "check", "d.jsonl"], Error(["d.jsonl:", "file is empty"])),
+    "an empty JSON list as the train split (training looped forever)": (
+        {"data.jsonl": jsonl(Q), "e.json": "[]", "c.yaml": config("{path: e.json}")}, ["train", "c.yaml"],
+        Error(["e.json: no rows"])),
+    "a CSV with only its header": ({"d.csv": CSV_HEAD}, ["data", "check", "d.csv"], Error(["d.csv: no rows"])),
+    "every row skipped by on_invalid: skip": (
+        {"data.jsonl": jsonl(Q), "bad.jsonl": jsonl(dict(Q, choices=["iron"])),
+         "c.yaml": config("{path: bad.jsonl, on_invalid: skip}")}, ["data", "check", "c.yaml"],
+        Error(["bad.jsonl: all 1 rows are invalid and were skipped"])),
+    "a CSV column named twice": ({"d.csv": "question,choices,answer,answer\nq?,a|b,a,b\n"},
+                                 ["data", "check", "d.csv"],
+                                 Error(["d.csv:1 field 'answer'", "names column 'answer' twice"])),
+    "a CSV whose first line is blank": ({"d.csv": "\n" + CSV_HEAD + "1,q?,a|b,a\n"}, ["data", "check", "d.csv"],
+                                        Error(["d.csv:1:", "first line is blank"])),
+    "a .tsv file": ({"d.tsv": "question\tchoices\tanswer\nq?\ta|b\tb\n"}, ["data", "check", "d.tsv"],
+                    Works(answers_are("d.tsv", [1]))),
+    "format csv on a .txt file": ({"d.txt": CSV_HEAD + "1,q?,a|b,b\n"}, ["data", "check", "d.txt", "--format", "csv"],
+                                  Works(answers_are("d.txt", [1], fmt="csv"))),
+    "a spreadsheet": ({"d.xlsx": b"PK\x03\x04 not text"}, ["data", "check", "d.xlsx"],
+                      Error(["d.xlsx: a .xlsx file cannot be read", "CSV (UTF-8)"])),
     # ------------------------------------------------------------------------------------- config
     "typo in a top-level key": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="studnet: {model: minilm}\n")},
                                 ["train", "c.yaml"], Error(["c.yaml:5:", "studnet", "did you mean 'student'?"])),
@@ -163,6 +187,17 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
                                ["train", "c.yaml"], Error(["c.yaml:5:", "c.yaml:6:"], lines=3)),
     "bare 'no' read as a boolean": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="student: {answer_target: no}\n")},
                                     ["train", "c.yaml"], Error(["c.yaml:5:", "student.answer_target", "quote it"])),
+    "a negative seed (numpy's traceback)": (
+        {"data.jsonl": jsonl(Q), "c.yaml": config(s="seed: -1\n")}, ["train", "c.yaml"],
+        Error(["c.yaml:5: seed:", "greater than or equal to 0"])),
+    "lr: .inf (trained a collapsed student)": (
+        {"data.jsonl": jsonl(Q), "c.yaml": config(s="train: {lr: .inf}\n")}, ["train", "c.yaml"],
+        Error(["c.yaml:5: train.lr:", "finite number"])),
+    "no eval mode (no accuracy reported)": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="eval: {modes: []}\n")},
+                                            ["train", "c.yaml"], Error(["c.yaml:5: eval.modes:", "at least 1"])),
+    "a section given twice": ({"data.jsonl": jsonl(Q), "c.yaml": config(a="train: {epochs: 3}\n", b="seed: 1\n",
+                                                                        c="train: {lr: 1e-4}\n")},
+                              ["train", "c.yaml"], Error(["c.yaml:7: train: given twice (first at line 5"])),
     "tab indentation": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="train:\n\tepochs: 2\n")}, ["train", "c.yaml"],
                         Error(["c.yaml:6:", "malformed YAML"])),
     "Hugging Face TrainingArguments names": (
@@ -215,6 +250,13 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
     "eval of a folder that is no run": ({"d.jsonl": jsonl(Q), "notarun/x.txt": ""},
                                         ["eval", "notarun", "--data", "d.jsonl", "--out", "ev"],
                                         Error(["notarun: neither a run folder"])),
+    "eval --out onto a file": ({"d.jsonl": jsonl(Q), "ev": "notes"}, ["eval", "somerun", "--data", "d.jsonl", "--out",
+                                                                 "ev"], Error(["ev: is a file"])),
+    "eval --out onto a run folder": ({"d.jsonl": jsonl(Q), "run/config.yaml": "name: run\n"},
+                                     ["eval", "run", "--data", "d.jsonl", "--out", "run"],
+                                     Error(["run: a run or model folder", "choose another --out"])),
+    "reproduce --seeds a,b": ({}, ["reproduce", "--seeds", "a,b"], Error(["--seeds a,b: 'a' is not a whole number"])),
+    "reproduce --seeds -1": ({}, ["reproduce", "--seeds", "-1"], Error(["--seeds -1: -1 is out of range"])),
     "a --set on a missing list item": ({"data.jsonl": jsonl(Q), "c.yaml": config()},
                                        ["train", "c.yaml", "--set", "teachers.0.alpha_rationale=1"],
                                        Error(["--set teachers.0.alpha_rationale: no list item '0'"])),
@@ -250,6 +292,25 @@ def test_newcomer_mistake(case: str, tmp_path: Path, monkeypatch, capsys) -> Non
         assert fragment in err, (fragment, err)
     for secret in expect.absent:
         assert secret not in err, (secret, err)
+
+
+@pytest.mark.parametrize("argv", [["eval", "r", "--data", "d.jsonl", "--out", "e", "--modes", "rnak"],
+                                  ["quickstart", "--shrink", "0"]])
+def test_a_flag_checked_before_any_work(argv: list[str], capsys) -> None:
+    """A mode typo scored nothing; ``--shrink 0`` failed only after the quickstart's minutes of training."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2 and argv[-2] in capsys.readouterr().err
+
+
+def test_an_architecture_the_checkpoint_has_no_form_of(tiny_bert_dir: Path) -> None:
+    from tinydistill.config import StudentConfig
+    from tinydistill.errors import TinyDistillError
+    from tinydistill.students import load_student
+
+    with pytest.raises(TinyDistillError, match=r"^student.architecture: seq2seq, but .* is a bert model, which has "
+                                               r"no seq2seq form; use auto, or one of: multiple_choice, causal$"):
+        load_student(StudentConfig(model=str(tiny_bert_dir), architecture="seq2seq"))
 
 
 def _fail() -> None:

@@ -133,3 +133,27 @@ def test_serve_cli_subprocess_with_the_api_key_from_the_environment(tmp_path: Pa
     printed = (tmp_path / "serve.log").read_text()
     assert f"serving student on http://127.0.0.1:{port}/v1 (API key: required)" in printed
     assert key not in printed and "warning" not in printed  # loopback by default: no bind warning
+
+
+@pytest.mark.parametrize("host, port, words", [
+    ("127.0.0.1", None, ["cannot listen there", "another server listens there", "--port"]),  # the port is taken
+    ("127.0.0.1", 70000, ["--port 70000: not a TCP port"]),
+    ("999.1.1.1", 8000, ["--host 999.1.1.1: not an address of this machine"]),
+])
+def test_the_address_is_bound_before_the_model_loads(host, port, words, monkeypatch):
+    """A port in use was uvicorn's exit code 3 after the model loaded; a port out of range a traceback."""
+    import socket
+
+    from tinydistill.errors import TinyDistillError
+    from tinydistill.serve import server
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded before the address was checked")
+
+    monkeypatch.setattr(server, "load_choice_student", never)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(TinyDistillError) as err:
+            server.serve("no-model", host=host, port=port if port is not None else taken.getsockname()[1])
+    assert all(w in str(err.value) for w in words), str(err.value)

@@ -284,6 +284,17 @@ def _run(cfg: RunConfig, run_dir: Path, tracker: TrackerRun, *, progress: bool, 
     return share_from_main(lambda: outcome)
 
 
+def _check_eval_out(out: Path) -> None:
+    """``eval --out`` is a folder of its own: not a file, and not a run, model or export folder, whose own
+    ``predictions.jsonl`` / ``metrics.json`` it would replace. Checked before anything is loaded."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; --out names a folder (for metrics.json and predictions.jsonl)")
+    for marker in ("config.yaml", "config.json"):
+        if (out / marker).is_file():
+            raise ConfigError(f"{out}: a run or model folder ({marker}); its files would be replaced: choose "
+                              "another --out (e.g. eval-test)")
+
+
 def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str | None = None, fmt: str = "auto",
                  out: str | Path, modes: Sequence[str] | None = None, progress: bool = True) -> EvalResult:
     """Score a run's best student (or a saved student folder) on any supported data; write metrics/predictions.
@@ -291,6 +302,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str | None = N
     ``split`` names what was scored (and picks it in a folder or hub dataset, default ``valid``); for a file it
     defaults to the split its name names (``test.jsonl`` → ``test``)."""
     run_dir = Path(run_dir)
+    _check_eval_out(Path(out))
     onnx = is_onnx_export(run_dir)
     if onnx:  # an exported student (tinydistill export), run by ONNX Runtime
         meta = read_export_meta(run_dir)

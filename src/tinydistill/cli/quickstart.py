@@ -16,10 +16,21 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override of the quickstart recipe for all three runs, e.g. train.epochs=2 "
                         "(repeatable)")
-    p.add_argument("--shrink", type=int, default=None, metavar="LAYERS",
+    p.add_argument("--shrink", type=_layers, default=None, metavar="LAYERS",
                    help="then distil the fine-tuned student white-box into one of LAYERS layers (e.g. 3), started "
                         "from its own layers, and show its parameters and CPU speed beside its accuracy")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _layers(text: str) -> int:
+    """``--shrink LAYERS``: a whole number of layers, at least 1, checked before the quickstart trains (minutes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of layers") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 layer, got {value}")
+    return value
 
 
 def handle(args: argparse.Namespace) -> int:

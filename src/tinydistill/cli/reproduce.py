@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import TinyDistillError
 from ..study import DATASETS, FAST_SUITE, SCALING_SUITE, SUITES, TABLE1_METHODS, Sweep, parse_train_limit
 
 HELP = "the TinyLLM paper's tables: methods × datasets × seeds, ablations, fractions, α, sizes"
@@ -54,8 +55,20 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _split(text: str, cast: Callable[[str], Any] = str) -> list:
-    return [cast(x.strip()) for x in text.split(",") if x.strip()]
+def _split(text: str, cast: Callable[[str], Any] = str, flag: str = "") -> list:
+    """A comma list, each item cast (``--seeds 0,1,2`` → ints); an item that does not cast is one line naming the
+    flag."""
+    out = []
+    for x in (x.strip() for x in text.split(",")):
+        if not x:
+            continue
+        try:
+            out.append(cast(x))
+        except ValueError:
+            kind = "a whole number" if cast is int else "a number"
+            raise TinyDistillError(f"{flag} {text}: {x!r} is not {kind}; give a comma list, e.g. "
+                                   f"{'0,1,2' if cast is int else '0.1,0.5'}") from None
+    return out
 
 
 def _fill_defaults(args: argparse.Namespace, parser_defaults: dict[str, Any], values: dict[str, str]) -> None:
@@ -93,9 +106,11 @@ def handle(args: argparse.Namespace) -> int:
     apply_fast_preset(args, defaults)
     apply_scaling_preset(args, defaults)
     datasets, methods = _split(args.datasets), _split(args.methods)
-    seeds, fractions = _split(args.seeds, int), _split(args.fractions, float)
-    alphas, layers = _split(args.alphas, float), _split(args.layers, int)
-    weight_grid = _split(args.weight_grid, float)
+    seeds, fractions = _split(args.seeds, int, "--seeds"), _split(args.fractions, float, "--fractions")
+    alphas, layers = _split(args.alphas, float, "--alphas"), _split(args.layers, int, "--layers")
+    weight_grid = _split(args.weight_grid, float, "--weight-grid")
+    if bad := [s for s in seeds if not 0 <= s < 2**32]:
+        raise TinyDistillError(f"--seeds {args.seeds}: {bad[0]} is out of range (seeds run from 0 to 2**32 - 1)")
     sweep = Sweep(suite=args.suite, data_root=Path(args.data_root), datasets=datasets, methods=methods, seeds=seeds,
                   train_limit=parse_train_limit(args.train_limit), valid_rows=args.valid_rows, epochs=args.epochs,
                   fractions=fractions, alphas=alphas, weight_grid=weight_grid, layers=layers,

@@ -86,6 +86,26 @@ def check_architecture(model_dir: Path) -> Any:
     return config
 
 
+def check_out(out: Path, source: str | Path, force: bool) -> None:
+    """``out`` may be written: absent, or (with ``force``) an earlier export or an empty folder. ``--force`` never
+    deletes anything else: a file, a run or model folder, a folder of other files, or one holding the source."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise TinyDistillError(f"{out}: already exists and is a file, not a folder; choose another --out")
+    resolved, src = out.resolve(), Path(source).resolve()
+    if resolved == src or resolved in src.parents:
+        raise TinyDistillError(f"{out}: holds the model being exported ({source}); choose another --out")
+    earlier = (out / EXPORT_META).is_file() or (out / ONNX_FILE).is_file()
+    if not force:
+        what = "a complete export" if (out / EXPORT_META).is_file() else "a folder"
+        raise TinyDistillError(f"{out}: already exists ({what}); choose another --out"
+                               + (" or pass --force to replace it" if earlier or not any(out.iterdir()) else ""))
+    if not earlier and any(out.iterdir()):
+        raise TinyDistillError(f"{out}: already exists and is not an export (no {EXPORT_META} or {ONNX_FILE}); "
+                               "--force replaces only an earlier export: choose another --out")
+
+
 def _valid_rows(source: Source, data: str | None, split: str) -> tuple[list[Example], str]:
     if data is not None:
         from ..data import load_examples
@@ -137,9 +157,7 @@ def export_student(path: str | Path, out: str | Path, *, quantize: str | None = 
     import_onnxruntime()  # before any slow work: the missing extra is a one-line error
     source = resolve_source(path)
     hf_config = check_architecture(source.model_dir)
-    if out.exists() and not force:
-        what = "a complete export" if (out / EXPORT_META).is_file() else "a folder"
-        raise TinyDistillError(f"{out}: already exists ({what}); choose another --out or pass --force to replace it")
+    check_out(out, path, force)
     cfg = source.cfg
     student_cfg = saved_student_config(cfg.student if cfg else StudentConfig(model=str(source.model_dir)),
                                        source.model_dir)

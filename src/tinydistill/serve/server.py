@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,16 +45,26 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str
     from .app import create_app
 
     name = name or model
-    choice = load_choice_student(model)
+    sock = bind_socket(host, port)  # first: a port in use is one line before a model loads for minutes
+    try:
+        choice = load_choice_student(model)
+    except BaseException:
+        sock.close()
+        raise
     if choice is not None:
         from .choice_app import create_choice_app
 
         student, prefix, max_length = choice
         app = create_choice_app(student, model_name=name, prefix=prefix, max_length=max_length,
                                 limits=limits or Limits(), api_key=api_key, max_queue=max_queue)
-        _run(app, host, port, api_key, f"serving {name} (multiple-choice: /v1/score, /v1/rerank, /v1/choose)")
+        _run(app, sock, host, port, api_key,
+             f"serving {name} (multiple-choice: /v1/score, /v1/rerank, /v1/choose)")
         return
-    model_obj, tokenizer = load_model(model, revision=revision, dtype=dtype)
+    try:
+        model_obj, tokenizer = load_model(model, revision=revision, dtype=dtype)
+    except BaseException:
+        sock.close()
+        raise
     app = create_app(
         model_obj,
         tokenizer,
@@ -66,17 +78,46 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str
         max_active=max_active,
         max_queue=max_queue,
     )
-    _run(app, host, port, api_key, f"serving {name}")
+    _run(app, sock, host, port, api_key, f"serving {name}")
 
 
-def _run(app: Any, host: str, port: int, api_key: str | None, what: str) -> None:
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (not yet listening; uvicorn listens on it). A port out of range, an
+    address that does not resolve or is not this machine's, or a port in use is one line (exit code 2)."""
+    if not 0 <= port <= 65535:
+        raise TinyDistillError(f"--port {port}: not a TCP port (0 to 65535)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise TinyDistillError(f"--host {host}: not an address of this machine ({e.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart reuses the port
+    try:
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        hint = ("another server listens there: stop it or choose another --port" if e.errno == errno.EADDRINUSE
+                else "check --host and --port")
+        raise TinyDistillError(f"{host}:{port}: cannot listen there ({e.strerror}); {hint}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run(app: Any, sock: socket.socket, host: str, port: int, api_key: str | None, what: str) -> None:
     import uvicorn  # the server's own dependencies (fastapi, uvicorn) load only when a server starts
 
     if (warning := bind_warning(host, port, api_key)) is not None:
         print(warning, file=sys.stderr)
     key = "required" if api_key else "none"
     print(f"{what} on http://{host}:{port}/v1 (API key: {key})", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        raise TinyDistillError(f"{host}:{port}: the server did not start (see the lines above)")
 
 
 def load_choice_student(path: str) -> tuple[Any, str, int] | None:

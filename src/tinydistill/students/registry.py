@@ -113,6 +113,24 @@ def saved_student_config(cfg: StudentConfig, folder: str | Path) -> StudentConfi
                                   "num_layers": None, "config_overrides": {}})
 
 
+def _check_kind(arch: str, hf_config: Any, model: str) -> None:
+    """``student.architecture`` names a kind transformers has a class for with this checkpoint (a BERT is no
+    seq2seq model, a T5 has no choice head); otherwise one line naming the key, before transformers' traceback."""
+    from transformers.models.auto import modeling_auto as auto
+
+    mapping = {"multiple_choice": auto.MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES,
+               "seq2seq": auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+               "causal": auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES}[arch]
+    model_type = getattr(hf_config, "model_type", "")
+    if model_type not in mapping:
+        fits = [kind for kind, names in (("multiple_choice", auto.MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES),
+                                         ("seq2seq", auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES),
+                                         ("causal", auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)) if model_type in names]
+        others = f", or one of: {', '.join(fits)}" if fits else ""
+        raise TinyDistillError(f"student.architecture: {arch}, but {model!r} is a {model_type or 'custom'} model, "
+                               f"which has no {arch} form; use auto{others}")
+
+
 def _load_student(cfg: StudentConfig, with_rationale_head: bool = False) -> Student:
     name = resolve_model_name(cfg.model)
     try:
@@ -126,6 +144,7 @@ def _load_student(cfg: StudentConfig, with_rationale_head: bool = False) -> Stud
     if arch == "auto" and any("MultipleChoice" in a for a in (hf_config.architectures or [])):
         arch = "multiple_choice"
     if arch == "multiple_choice":  # encoder + choice head (+ a rationale head on the same encoder)
+        _check_kind(arch, hf_config, cfg.model)
         scorer, new = load_choice_model(name, cfg.rationale_head if with_rationale_head else None, attn, dropout)
         return ChoiceStudent(scorer, AutoTokenizer.from_pretrained(name), new)
     if arch == "auto":
@@ -140,6 +159,7 @@ def _load_student(cfg: StudentConfig, with_rationale_head: bool = False) -> Stud
             arch = "seq2seq"  # a saved bert2bert student loads as a plain seq2seq model
         else:
             return build_bert2bert(name, attn, dropout)
+    _check_kind(arch, hf_config, cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(name)
     if arch == "seq2seq":
         changes: dict = dropout
