@@ -8,7 +8,7 @@ import pytest
 
 from tinydistill.cli import main
 from tinydistill.study.configs import base_config, config_for
-from tinydistill.study.scaling import smallest_within
+from tinydistill.study.scaling import across_datasets, smallest_within
 from tinydistill.study.suites import Cell, scaling_variants
 
 from .test_reproduce import tinyllm_folder
@@ -66,6 +66,28 @@ def test_smallest_student_within_the_teacher_and_the_majority_class_case():
     lines = smallest_within(rows, 55.0, 55.0)
     assert lines[0].startswith("the teacher (55.0) is not above the majority class")
     assert lines[1].endswith("none of the students trained")
+
+
+def test_across_datasets_averages_only_datasets_whose_teacher_learned_and_pairs_per_dataset():
+    def row(variant, method, layers, mean, speedup=2.0):
+        return {"variant": variant, "method": method, "layers": layers, "mean": mean, "speedup_batch1": speedup}
+
+    per = {
+        "a": {"teacher": 50.0, "majority": 30.0, "rows": [row("finetune", "Teacher", 6, 50.0, 1.0),
+                                                          row("finetune_L2", "Fine-tuning", 2, 45.0),
+                                                          row("whitebox_L2", "White-box", 2, 48.0, 3.0)]},
+        "b": {"teacher": 40.0, "majority": 20.0, "rows": [row("finetune_L2", "Fine-tuning", 2, 36.0),
+                                                          row("whitebox_L2", "White-box", 2, 35.0, 1.0)]},
+        "flat": {"teacher": 55.0, "majority": 55.0, "rows": [row("finetune_L2", "Fine-tuning", 2, 55.0),
+                                                             row("whitebox_L2", "White-box", 2, 80.0)]},
+    }
+    lines, record = across_datasets(per)
+    assert record["datasets"] == ["a", "b"] and record["left_out"] == ["flat"] and record["teacher_mean"] == 45.0
+    wb = next(r for r in record["rows"] if r["variant"] == "whitebox_L2")
+    assert wb["mean"] == 41.5 and wb["vs_finetune"] == 1.0 and wb["ahead_of_finetune"] == 1  # +3 on a, -1 on b
+    assert wb["vs_teacher"] == -3.5 and wb["speedup_batch1"] == 2.0
+    assert "| White-box | 2 | 2 of 2 | 41.50 | +1.00 (ahead on 1 of 2) | -3.50 (ahead on 0 of 2) | 2.00× |" in lines
+    assert any(line.startswith("Left out (the teacher is not above the majority class): flat") for line in lines)
 
 
 @pytest.mark.slow

@@ -125,5 +125,69 @@ def scaling_section(cells: Sequence[Cell], variants: Sequence[Variant], datasets
         figure = plot(ds_rows, teacher, PAPER_NAMES.get(ds, ds), out_dir / f"scaling-{ds}.png")
         if figure is not None:
             lines += [f"![{PAPER_NAMES.get(ds, ds)}: accuracy against parameters](plots/{figure.name})", ""]
-        record[ds] = {"speed": {str(k): v for k, v in speeds.items()}, "rows": ds_rows, "verdict": verdict}
+        record[ds] = {"speed": {str(k): v for k, v in speeds.items()}, "rows": ds_rows, "verdict": verdict,
+                      "teacher": teacher, "majority": teacher_entry.get("majority")}
+    if len(datasets) > 1:
+        across_lines, record["across_datasets"] = across_datasets({ds: record[ds] for ds in datasets})
+        lines += across_lines
     return "\n".join(lines), record
+
+
+def _learned(entry: dict) -> bool:
+    """The dataset's teacher is above its majority class by more than a point (something to distil)."""
+    teacher, majority = entry.get("teacher"), entry.get("majority")
+    return teacher is not None and (majority is None or teacher > majority + 1.0)
+
+
+def across_datasets(per_dataset: dict[str, dict]) -> tuple[list[str], dict]:
+    """The issue's targets read over datasets: per student, its mean accuracy over the datasets whose teacher
+    learned its task, the paired difference to fine-tuning of the same size (and on how many datasets it is
+    ahead), the difference to the teacher and the mean batch-1 speed-up. A dataset whose teacher sits at its
+    majority class is named and left out of the means (a student matching it there says nothing)."""
+    learned = [ds for ds, e in per_dataset.items() if _learned(e)]
+    left_out = [ds for ds in per_dataset if ds not in learned]
+    lines = ["", "## Across datasets", ""]
+    if left_out:
+        lines += [f"Left out (the teacher is not above the majority class): {', '.join(left_out)}.", ""]
+    if not learned:
+        return lines + ["No dataset has a teacher that learned its task.", ""], {"datasets": [], "rows": []}
+    lines += [f"Means over {', '.join(learned)}; \"vs\" columns are paired per dataset (datasets ahead of the "
+              "other, of those with both cells).", "",
+              "| student | layers | datasets | mean accuracy | vs fine-tuning, same size | vs teacher | "
+              "speed-up (batch 1) |", "|---|---|---|---|---|---|---|"]
+    by_variant: dict[str, dict[str, dict]] = {}
+    for ds in learned:
+        for row in per_dataset[ds]["rows"]:
+            if row["mean"] is not None and row["variant"] != TEACHER_VARIANT:
+                by_variant.setdefault(row["variant"], {})[ds] = row
+
+    def paired(rows: dict[str, dict], other: dict[str, float]) -> tuple[float, int, int] | None:
+        common = [ds for ds in rows if ds in other]
+        if not common:
+            return None
+        diffs = [rows[ds]["mean"] - other[ds] for ds in common]
+        return sum(diffs) / len(diffs), sum(d > 0 for d in diffs), len(diffs)
+
+    def shown(p: tuple[float, int, int] | None) -> str:
+        return "—" if p is None else f"{p[0]:+.2f} (ahead on {p[1]} of {p[2]})"
+
+    teachers = {ds: per_dataset[ds]["teacher"] for ds in learned}
+    out_rows = []
+    for name, rows in sorted(by_variant.items(), key=lambda kv: (-next(iter(kv[1].values()))["layers"], kv[0])):
+        first = next(iter(rows.values()))
+        layers = first["layers"]
+        baseline = {ds: r["mean"] for ds, r in by_variant.get(f"finetune_L{layers}", {}).items()}
+        vs_ft = None if name == f"finetune_L{layers}" else paired(rows, baseline)
+        vs_teacher = paired(rows, teachers)
+        speedups = [r["speedup_batch1"] for r in rows.values() if r["speedup_batch1"] is not None]
+        speedup = sum(speedups) / len(speedups) if speedups else None
+        mean = sum(r["mean"] for r in rows.values()) / len(rows)
+        lines.append(f"| {first['method']} | {layers} | {len(rows)} of {len(learned)} | {mean:.2f} | {shown(vs_ft)} | "
+                     f"{shown(vs_teacher)} | {'—' if speedup is None else f'{speedup:.2f}×'} |")
+        out_rows.append({"variant": name, "layers": layers, "datasets": sorted(rows), "mean": mean,
+                         "vs_finetune": None if vs_ft is None else vs_ft[0],
+                         "ahead_of_finetune": None if vs_ft is None else vs_ft[1],
+                         "vs_teacher": vs_teacher[0] if vs_teacher else None, "speedup_batch1": speedup})
+    teacher_mean = sum(teachers.values()) / len(teachers)
+    lines += ["", f"Teacher: {teacher_mean:.2f} on average.", ""]
+    return lines, {"datasets": learned, "left_out": left_out, "teacher_mean": teacher_mean, "rows": out_rows}
