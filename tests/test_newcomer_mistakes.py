@@ -344,3 +344,11 @@ def test_a_model_name_unavailable_offline(where: str, tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "'no-such-org/no-such-model-xyz'" in lines[0], proc.stderr
     assert ("student.model: cannot load" if where == "student" else "teacher 'big' (kind: hf) model") in lines[0]
+
+
+def test_keys_given_twice_are_named_and_an_alias_read_twice_is_not() -> None:
+    from tinydistill.config.loader import duplicate_keys
+
+    text = ("base: &b {lr: 1.0e-4}\ntrain: {<<: *b, epochs: 2}\neval: *b\nstudent: {model: x, model: y}\n"
+            "teachers: [{name: a, name: b}]\n")
+    assert duplicate_keys(text) == [(4, "student.model", 4), (5, "teachers.0.name", 5)]

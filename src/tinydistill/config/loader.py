@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import itertools
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,55 +26,51 @@ __all__ = ["load_config", "config_from_dict", "apply_overrides", "dump_config", 
 
 
 # ----------------------------------------------------------------------------------------------- loading
-def yaml_key_lines(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in a YAML document to its 1-based line (list items use their index)."""
-    out: dict[tuple[str, ...], int] = {}
+def _yaml_entries(text: str) -> Iterator[tuple[tuple[str, ...], int, yaml.Node | None, int]]:
+    """Each mapping key and list item of a YAML document in file order: (its key path, its 1-based line, the key
+    node (``None`` for a list item), which visit of a mapping or list holds it: a number of its own each time, so
+    an alias read in two places is two visits). Nothing for a document that does not parse."""
+    visits = itertools.count()
 
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], int, yaml.Node | None, int]]:
+        visit = next(visits)
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 key = (*path, str(k.value))
-                out[key] = k.start_mark.line + 1
-                walk(v, key)
+                yield key, k.start_mark.line + 1, k, visit
+                yield from walk(v, key)
         elif isinstance(node, yaml.SequenceNode):
             for i, v in enumerate(node.value):
                 key = (*path, str(i))
-                out[key] = v.start_mark.line + 1
-                walk(v, key)
+                yield key, v.start_mark.line + 1, None, visit
+                yield from walk(v, key)
 
     try:
         root = yaml.compose(text)
     except yaml.YAMLError:
-        return out
+        return
     if root is not None:
-        walk(root, ())
-    return out
+        yield from walk(root, ())
+
+
+def yaml_key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML document to its 1-based line (list items use their index)."""
+    return {key: line for key, line, _, _ in _yaml_entries(text)}
 
 
 def duplicate_keys(text: str) -> list[tuple[int, str, int]]:
     """Keys a YAML mapping gives twice, as (line, dotted key, first line): YAML keeps only the last silently, so a
     second ``train:`` section would drop every setting of the first."""
+    first: dict[tuple[int, str], int] = {}
     found: list[tuple[int, str, int]] = []
-
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            first: dict[str, int] = {}
-            for k, v in node.value:
-                name, line = str(k.value), k.start_mark.line + 1
-                if name in first and k.tag != "tag:yaml.org,2002:merge":
-                    found.append((line, ".".join((*path, name)), first[name]))
-                first.setdefault(name, line)
-                walk(v, (*path, name))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, v in enumerate(node.value):
-                walk(v, (*path, str(i)))
-
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return found
-    if root is not None:
-        walk(root, ())
+    for key, line, key_node, visit in _yaml_entries(text):
+        if key_node is None or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        where = (visit, key[-1])
+        if where in first:
+            found.append((line, ".".join(key), first[where]))
+        else:
+            first[where] = line
     return found
 
 
