@@ -54,6 +54,15 @@ class Works:
     check: Callable[[Path], None] = field(default=lambda tmp: None)
 
 
+def shorthand_read(tmp: Path) -> None:
+    """``train: data.jsonl`` and ``student: minilm`` read as ``{path: …}`` and ``{model: …}``."""
+    from tinydistill.config import load_config
+
+    cfg = load_config(tmp / "c.yaml")
+    assert cfg.data.train.path == "data.jsonl" and cfg.data.valid.path == "data.jsonl"
+    assert cfg.student.model == "minilm" and cfg.method == "finetune"
+
+
 def answers_are(path: str, expected: list[int], **kw) -> Callable[[Path], None]:
     def check(tmp: Path) -> None:
         assert [e.answer for e in load_examples(tmp / path, **kw)] == expected
@@ -198,6 +207,12 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
     "a section given twice": ({"data.jsonl": jsonl(Q), "c.yaml": config(a="train: {epochs: 3}\n", b="seed: 1\n",
                                                                         c="train: {lr: 1e-4}\n")},
                               ["train", "c.yaml"], Error(["c.yaml:7: train: given twice (first at line 5"])),
+    "a data path given as a plain string": (
+        {"data.jsonl": jsonl(Q), "c.yaml": "data:\n  train: data.jsonl\n  valid: data.jsonl\nstudent: minilm\n"
+                                           "method: finetune\n"}, ["data", "check", "c.yaml"],
+        Works(shorthand_read)),
+    "one teacher given as a string": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="teachers: flan_t5\n")},
+                                      ["train", "c.yaml"], Error(["c.yaml:5: teachers: a list of teachers"])),
     "tab indentation": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="train:\n\tepochs: 2\n")}, ["train", "c.yaml"],
                         Error(["c.yaml:6:", "malformed YAML"])),
     "Hugging Face TrainingArguments names": (

@@ -80,6 +80,12 @@ class DataConfig(_Strict):
                                 "set, before train.limit applies; for data whose only labelled eval split is test")
     test: DataSourceConfig | None = Field(None, description="never read during training; scored once at the end")
 
+    @field_validator("train", "valid", "test", mode="before")
+    @classmethod
+    def _path_shorthand(cls, value: Any) -> Any:
+        """``train: data.jsonl`` is ``train: {path: data.jsonl}``."""
+        return {"path": value} if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _check_valid(self) -> DataConfig:
         if (self.valid is None) == (self.valid_from_train is None):
@@ -311,6 +317,20 @@ class RunConfig(_Strict):
     shortcut_penalty_weight: float = Field(0.0, ge=0, description="anti-shortcut penalty weight; 0 = off")
     shortcut_temperature: float = Field(1.0, gt=0, description="softmax temperature of the choice scores")
     stages: tuple[StageConfig, ...] = Field((), description="multi-stage run; each starts from the last best")
+
+    @field_validator("student", mode="before")
+    @classmethod
+    def _model_shorthand(cls, value: Any) -> Any:
+        """``student: minilm`` is ``student: {model: minilm}``."""
+        return {"model": value} if isinstance(value, str) else value
+
+    @field_validator("teachers", mode="before")
+    @classmethod
+    def _teachers_are_a_list(cls, value: Any) -> Any:
+        if isinstance(value, str | dict):
+            raise ValueError("a list of teachers, one mapping each, e.g. teachers: [{name: flan_t5, kind: imported}] "
+                             "or [{name: t5, kind: hf, model: google/flan-t5-base}]")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
