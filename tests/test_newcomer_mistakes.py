@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tinydistill.cli import main
+from tinydistill.config import ColumnsConfig
 from tinydistill.data.loaders import load_examples
 
 Q = {"id": "1", "question": "What sticks to a magnet?", "choices": ["wood", "iron", "glass", "paper"], "answer": "iron"}
@@ -182,6 +183,19 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
                                   Works(answers_are("d.txt", [1], fmt="csv"))),
     "a spreadsheet": ({"d.xlsx": b"PK\x03\x04 not text"}, ["data", "check", "d.xlsx"],
                       Error(["d.xlsx: a .xlsx file cannot be read", "CSV (UTF-8)"])),
+    "one column per choice (an MMLU-style CSV)": ({"d.csv": "question,A,B,C,D,answer\nq?,wood,iron,glass,paper,B\n"},
+                                                  ["data", "check", "d.csv"],
+                                                  Error(["d.csv:2 field 'choices'", "{choices: [A, B, C, D]}"])),
+    "one column per choice, mapped (a blank cell drops that choice)": (
+        {"d.csv": "question,A,B,C,D,answer\nq?,wood,iron,glass,paper,B\nq2?,x,y,z,,C\n"},
+        ["data", "check", "d.csv", "--columns", "choices=A|B|C|D"],
+        Works(answers_are("d.csv", [1, 2], columns=ColumnsConfig(choices=("A", "B", "C", "D"))))),
+    "another dataset's field names": ({"d.jsonl": jsonl({"question": "q?", "options": ["a", "b"], "label": 1})},
+                                      ["data", "check", "d.jsonl"],
+                                      Error(["d.jsonl:1 field 'choices'", "{choices: options}"])),
+    "ARC's hub schema saved as JSON Lines": (
+        {"d.jsonl": jsonl({"question": "q?", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "B"})},
+        ["data", "check", "d.jsonl"], Works(answers_are("d.jsonl", [1]))),
     # ------------------------------------------------------------------------------------- config
     "typo in a top-level key": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="studnet: {model: minilm}\n")},
                                 ["train", "c.yaml"], Error(["c.yaml:5:", "studnet", "did you mean 'student'?"])),

@@ -22,7 +22,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     check.add_argument("--split", default=None, help="split(s) for folders, comma separated (default: all)")
     check.add_argument("--format", default="auto", choices=FORMATS, help="how to read PATH")
     check.add_argument("--columns", default=None, metavar="FIELD=COLUMN,...",
-                       help="your column names, e.g. question=prompt,answer=label (as data.*.columns)")
+                       help="your column names, e.g. question=prompt,answer=label, or choices=A|B|C|D for one "
+                            "column per choice (as data.*.columns)")
     check.add_argument("--answer-base", type=int, choices=[0, 1], default=None,
                        help="numeric answers count choices from 0 or 1 (default: detected, with a warning)")
     check.add_argument("--encoding", default=None, help="text encoding, e.g. cp1252 or latin-1 (default: UTF-8, "
@@ -45,6 +46,8 @@ def _columns(text: str | None):
     if unknown:
         raise ConfigError(f"--columns: unknown field {unknown[0]!r} (one of: "
                           f"{', '.join(ColumnsConfig.model_fields)})")
+    if "|" in fields.get("choices", ""):  # one column per choice: choices=A|B|C|D
+        return ColumnsConfig(**{**fields, "choices": tuple(c.strip() for c in fields["choices"].split("|"))})
     return ColumnsConfig(**fields)
 
 

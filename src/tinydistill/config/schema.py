@@ -29,12 +29,20 @@ class ColumnsConfig(BaseModel):
     """column holding the row id"""
     question: str = "question"
     """column holding the question"""
-    choices: str = "choices"
-    """column holding the choices (a list; in CSV a JSON list or a|b|c)"""
+    choices: str | tuple[str, ...] = "choices"
+    """column holding the choices (a list; in CSV a JSON list or a|b|c), or one column per choice
+    (``[A, B, C, D]``; an empty cell drops that choice from its row)"""
     answer: str = "answer"
     """column holding the gold answer: choice text, letter or index"""
     domain: str | None = "domain"
     """optional column naming the row's domain (error analysis groups by it)"""
+
+    @field_validator("choices")
+    @classmethod
+    def _two_or_more(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if isinstance(value, tuple) and len(value) < 2:
+            raise ValueError("one column per choice needs at least two columns, e.g. [A, B, C, D]")
+        return value
 
 
 class _Strict(BaseModel):

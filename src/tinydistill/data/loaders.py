@@ -199,8 +199,11 @@ def load_records_file(
 ) -> list[Example]:
     """Load a JSON / JSONL / CSV file of multiple-choice (or, with ``task="open"``, open-answer) rows; none at all,
     or none left after ``on_invalid: skip``, is an error."""
-    built = build_examples(read_records(path, on_invalid, encoding, fmt), path, columns,
-                           require_answer=require_answer, on_invalid=on_invalid, task=task, answer_base=answer_base)
+    records = read_records(path, on_invalid, encoding, fmt)
+    if task == "mcqa":  # ARC's {text, label} choices with answerKey, OBQA's question_stem… in a file too
+        records = [(ln, adapt_common_schema(r, columns) if isinstance(r, Mapping) else r) for ln, r in records]
+    built = build_examples(records, path, columns, require_answer=require_answer, on_invalid=on_invalid, task=task,
+                           answer_base=answer_base)
     return _kept(built, path)
 
 
@@ -282,7 +285,7 @@ def load_hf_dataset(
         ds = datasets.load_dataset(name, subset, split=split)
     except Exception as e:  # noqa: BLE001 - any hub/IO failure becomes one clear line
         raise DataError(name, f"could not load dataset (split {split!r}): {type(e).__name__}: {e}") from None
-    records = [(None, _normalise_hf_row(r, columns) if task == "mcqa" else dict(r)) for r in ds]
+    records = [(None, adapt_common_schema(r, columns) if task == "mcqa" else dict(r)) for r in ds]
     if not records:
         raise DataError(f"{name}:{split}", "no rows")
     built = build_examples(records, f"{name}:{split}", columns, task=task, on_invalid=on_invalid,
@@ -290,19 +293,20 @@ def load_hf_dataset(
     return _kept(built, f"{name}:{split}")
 
 
-def _normalise_hf_row(row: Mapping[str, Any], columns: ColumnsConfig) -> dict[str, Any]:
-    """Adapt common hub schemas (ARC/OBQA ``question_stem``/``choices.text``+``answerKey``, WinoGrande)."""
+def adapt_common_schema(row: Mapping[str, Any], columns: ColumnsConfig) -> dict[str, Any]:
+    """Adapt common hub schemas (ARC/OBQA ``question_stem``/``choices.text``+``answerKey``, WinoGrande), in hub
+    datasets and files alike; only fields the row lacks under ``columns``' names are filled."""
     r = dict(row)
     if columns.question not in r and "question_stem" in r:
         r[columns.question] = r["question_stem"]
     if columns.question not in r and "sentence" in r:
         r[columns.question] = r["sentence"]
-    if columns.choices not in r and "option1" in r:
+    if isinstance(columns.choices, str) and columns.choices not in r and "option1" in r:
         r[columns.choices] = [r["option1"], r["option2"]]
-    ch = r.get(columns.choices)
+    ch = r.get(columns.choices) if isinstance(columns.choices, str) else None
     if isinstance(ch, Mapping) and "text" in ch:
         labels = list(ch.get("label", []))
-        r[columns.choices] = list(ch["text"])
+        r[str(columns.choices)] = list(ch["text"])
         key = r.get("answerKey", r.get(columns.answer))
         if key in labels:
             r[columns.answer] = labels.index(key)

@@ -62,14 +62,48 @@ def parse_choices(value: Any) -> Any:
     return value
 
 
-def _missing(raw: Mapping[str, Any], key: str) -> str:
-    """The message for an absent field, naming the columns the row does have (and a case-only mismatch)."""
+#: other datasets' names for each field, suggested when the field is missing
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "question": ("prompt", "query", "stem", "question_stem", "ctx", "sentence", "text", "input"),
+    "choices": ("options", "candidates", "endings", "answers", "choice"),
+    "answer": ("label", "answerKey", "answer_idx", "gold", "target", "correct", "correct_answer", "output"),
+}
+#: column names that hold one choice each (``A``…``E``, ``option_a``, ``choice1``…)
+_CHOICE_COLUMN = re.compile(r"^(?:(?:option|choice|opt|ans)[ _]?)?([a-eA-E1-5])$", re.IGNORECASE)
+
+
+def _missing(raw: Mapping[str, Any], key: str, field: str | None = None) -> str:
+    """The message for an absent field, naming the columns the row does have (and a case-only mismatch, another
+    dataset's name for ``field``, or one column per choice) with the ``columns:`` line that maps them."""
     have = [str(k) for k in raw if k is not None]
     same = [k for k in have if k.strip().lower() == key.lower()]
     if same:
         return f"missing field (the file has {same[0]!r}: rename it or map it under data.*.columns)"
+    per_choice = [k for k in have if _CHOICE_COLUMN.match(k)]
+    if field == "choices" and len(per_choice) >= 2:
+        return (f"missing field (the row has one column per choice: map them with data.*.columns: "
+                f"{{choices: [{', '.join(per_choice)}]}})")
+    other = next((k for k in have for s in SYNONYMS.get(field or "", ()) if k.lower() == s.lower()), None)
+    if other is not None:
+        return f"missing field (the row has {other!r}: map it with data.*.columns: {{{field}: {other}}})"
     shown = ", ".join(have[:8]) + (", …" if len(have) > 8 else "")
     return f"missing field (the row has: {shown}; map your names under data.*.columns)" if have else "missing field"
+
+
+def _raw_choices(raw: Mapping[str, Any], columns: ColumnsConfig, fail: Any) -> tuple[Any, str]:
+    """A row's choices and the field that errors name: one column holding them all, or one column per choice
+    (``columns: {choices: [A, B, C, D]}``), where an empty cell drops that choice (a row with fewer options)."""
+    if isinstance(columns.choices, str):
+        value = raw.get(columns.choices)
+        if value is None:
+            raise fail(_missing(raw, columns.choices, "choices"), columns.choices)
+        return parse_choices(value), columns.choices
+    for name in columns.choices:
+        if name not in raw:
+            raise fail(_missing(raw, name), name)
+    cells = [raw[name] for name in columns.choices]
+    cells = [str(c).strip() if isinstance(c, int | float) and not isinstance(c, bool) else c for c in cells]
+    return [c for c in cells if not (c is None or (isinstance(c, str) and not c.strip()))], "choices"
 
 
 def build_example(
@@ -90,33 +124,31 @@ def build_example(
         raise fail(f"expected an object, got {type(raw).__name__}", None)
     question = raw.get(columns.question)
     if question is None:
-        raise fail(_missing(raw, columns.question), columns.question)
+        raise fail(_missing(raw, columns.question, "question"), columns.question)
     if not isinstance(question, str) or not question.strip():
         raise fail("must be a non-empty string", columns.question)
     if task == "open":
         return _open_example(raw, question, columns, fail, row, require_answer)
-    choices = raw.get(columns.choices)
-    if choices is None:
-        raise fail(_missing(raw, columns.choices), columns.choices)
-    choices = parse_choices(choices)
+    choices, choices_field = _raw_choices(raw, columns, fail)
     if not isinstance(choices, list | tuple):
-        raise fail(f"must be a list of strings, got {type(choices).__name__}", columns.choices)
+        raise fail(f"must be a list of strings, got {type(choices).__name__}", choices_field)
     if not all(isinstance(c, str) and c.strip() for c in choices):
-        raise fail("every choice must be a non-empty string", columns.choices)
+        raise fail("every choice must be a non-empty string", choices_field)
     choices = [c.strip() for c in choices]
     if len(choices) < 2:
-        raise fail(f"needs at least two choices, got {len(choices)}", columns.choices)
+        raise fail(f"needs at least two choices, got {len(choices)}", choices_field)
     if len(set(choices)) != len(choices):
         dup = next(c for c in choices if choices.count(c) > 1)
-        raise fail(f"duplicate choice {dup!r}", columns.choices)
+        raise fail(f"duplicate choice {dup!r}", choices_field)
     if len(choices) > len(LETTERS):
-        raise fail(f"at most {len(LETTERS)} choices are supported", columns.choices)
+        raise fail(f"at most {len(LETTERS)} choices are supported", choices_field)
 
     answer_raw = raw.get(columns.answer)
     answer: int | None
     if answer_raw is None or (isinstance(answer_raw, str) and not answer_raw.strip()):
         if require_answer:
-            raise fail(_missing(raw, columns.answer) if answer_raw is None else "missing value", columns.answer)
+            raise fail(_missing(raw, columns.answer, "answer") if answer_raw is None else "missing value",
+                       columns.answer)
         answer = None
     else:
         answer = resolve_answer(answer_raw, choices, base=answer_base)
