@@ -227,6 +227,11 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
         Works(shorthand_read)),
     "one teacher given as a string": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="teachers: flan_t5\n")},
                                       ["train", "c.yaml"], Error(["c.yaml:5: teachers: a list of teachers"])),
+    "a method name misspelt": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="method: tinylm\n")}, ["train", "c.yaml"],
+                               Error(["c.yaml:5: method:", "did you mean 'tinyllm'?"])),
+    "an eval mode misspelt (one line, not two)": (
+        {"data.jsonl": jsonl(Q), "c.yaml": config(s="eval: {modes: [ranking]}\n")}, ["train", "c.yaml"],
+        Error(["c.yaml:5: eval.modes.0:", "did you mean 'rank'?"], lines=1)),
     "tab indentation": ({"data.jsonl": jsonl(Q), "c.yaml": config(s="train:\n\tepochs: 2\n")}, ["train", "c.yaml"],
                         Error(["c.yaml:6:", "malformed YAML"])),
     "Hugging Face TrainingArguments names": (

@@ -212,12 +212,21 @@ def _format_error(err: Any, source: str, lines: dict[tuple[str, ...], int]) -> t
         msg = _unknown_key(raw_loc)
     elif isinstance(err.get("input"), bool) and err["type"] in ("string_type", "literal_error"):
         msg += " (YAML reads a bare yes/no/on/off/true/false as a boolean: quote it)"
+    elif err["type"] == "literal_error" and isinstance(err.get("input"), str):
+        allowed = [str(v).strip("'") for v in str(err.get("ctx", {}).get("expected", "")).replace(" or ", ", ")
+                   .split(", ")]
+        close = difflib.get_close_matches(err["input"], allowed, n=1, cutoff=0.6)
+        if close:
+            msg += f" (did you mean '{close[0]}'?)"
     return line, f"{where}: {key}: {msg}"
 
 
 def _format_validation(e: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
     """Every problem (up to :data:`MAX_LISTED_ERRORS`), one ``file:line: key: message`` line each, in file order."""
-    found = sorted({_format_error(err, source, lines) for err in e.errors()},
+    errors = e.errors()
+    inner = {tuple(err["loc"][:n]) for err in errors for n in range(1, len(err["loc"]))}
+    errors = [err for err in errors if not (err["type"] == "too_short" and tuple(err["loc"]) in inner)]  # its item
+    found = sorted({_format_error(err, source, lines) for err in errors},
                    key=lambda x: (x[0] is None, x[0] or 0, x[1]))
     out = [text for _, text in found]
     if len(out) > MAX_LISTED_ERRORS:
