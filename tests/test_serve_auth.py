@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import httpx
@@ -67,13 +68,22 @@ def test_cli_warns_when_bound_beyond_loopback(tmp_path: Path, monkeypatch, capsy
     tiny_gpt2().save_pretrained(folder)
     minilm_tokenizer().save_pretrained(folder)
     seen: dict = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))  # nothing is bound in this test
+    with socket.socket() as probe:  # a free port: the address is really bound now, before the model loads
+        probe.bind(("0.0.0.0", 0))
+        port = probe.getsockname()[1]
+
+    def fake_run(server, sockets=None) -> None:  # nothing listens in this test: the address is bound, not served
+        seen.update(host=server.config.host, port=server.config.port, log_level=server.config.log_level,
+                     bound=sockets[0].getsockname()[1])
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
     monkeypatch.delenv("TINYDISTILL_API_KEY", raising=False)
-    assert main(["serve", str(folder), "--host", "0.0.0.0", "--port", "8123"]) == 0
+    assert main(["serve", str(folder), "--host", "0.0.0.0", "--port", str(port)]) == 0
     err = capsys.readouterr().err
-    assert seen == {"host": "0.0.0.0", "port": 8123, "log_level": "warning"}
-    assert "warning: serving on 0.0.0.0:8123, reachable by anyone" in err
-    assert main(["serve", str(folder)]) == 0  # the default: loopback, no warning
+    assert seen == {"host": "0.0.0.0", "port": port, "log_level": "warning", "bound": port}
+    assert f"warning: serving on 0.0.0.0:{port}, reachable by anyone" in err
+    assert main(["serve", str(folder), "--port", str(port)]) == 0  # the default host: loopback, no warning
     assert seen["host"] == "127.0.0.1" and "warning" not in capsys.readouterr().err
     with pytest.raises(SystemExit) as bad:
         main(["serve", str(folder), "--max-n", "0"])
