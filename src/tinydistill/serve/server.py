@@ -41,44 +41,39 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str
           fault_rate: float = 0.0, fault_seed: int = 0, slow_s: float = 0.5, max_batch: int = 16,
           max_active: int = 64, max_queue: int = 1024) -> None:
     """Load ``model`` and serve it with uvicorn until interrupted (warning first if reachable beyond loopback).
-    A multiple-choice student (saved, in a run folder, or exported to ONNX) gets the scoring app."""
-    from .app import create_app
-
+    A multiple-choice student (saved, in a run folder, or exported to ONNX) gets the scoring app. The address is
+    bound first: a port in use is one line before a model loads for minutes."""
     name = name or model
-    sock = bind_socket(host, port)  # first: a port in use is one line before a model loads for minutes
+    sock = bind_socket(host, port)
     try:
-        choice = load_choice_student(model)
+        app, what = _load_app(model, name, revision=revision, dtype=dtype, limits=limits or Limits(),
+                              api_key=api_key, max_queue=max_queue,
+                              generation={"fault_rate": fault_rate, "fault_seed": fault_seed, "slow_s": slow_s,
+                                          "max_batch": max_batch, "max_active": max_active})
     except BaseException:
         sock.close()
         raise
+    _run(app, sock, host, port, api_key, what)
+
+
+def _load_app(model: str, name: str, *, revision: str | None, dtype: str, limits: Limits, api_key: str | None,
+              max_queue: int, generation: dict[str, Any]) -> tuple[Any, str]:
+    """The app for ``model`` and the line that announces it: the scoring app for a multiple-choice student, else
+    the generation app (``generation``: its engine's settings)."""
+    choice = load_choice_student(model)
     if choice is not None:
         from .choice_app import create_choice_app
 
         student, prefix, max_length = choice
-        app = create_choice_app(student, model_name=name, prefix=prefix, max_length=max_length,
-                                limits=limits or Limits(), api_key=api_key, max_queue=max_queue)
-        _run(app, sock, host, port, api_key,
-             f"serving {name} (multiple-choice: /v1/score, /v1/rerank, /v1/choose)")
-        return
-    try:
-        model_obj, tokenizer = load_model(model, revision=revision, dtype=dtype)
-    except BaseException:
-        sock.close()
-        raise
-    app = create_app(
-        model_obj,
-        tokenizer,
-        model_name=name,
-        limits=limits or Limits(),
-        api_key=api_key,
-        fault_rate=fault_rate,
-        fault_seed=fault_seed,
-        slow_s=slow_s,
-        max_batch=max_batch,
-        max_active=max_active,
-        max_queue=max_queue,
-    )
-    _run(app, sock, host, port, api_key, f"serving {name}")
+        app = create_choice_app(student, model_name=name, prefix=prefix, max_length=max_length, limits=limits,
+                                api_key=api_key, max_queue=max_queue)
+        return app, f"serving {name} (multiple-choice: /v1/score, /v1/rerank, /v1/choose)"
+    from .app import create_app
+
+    model_obj, tokenizer = load_model(model, revision=revision, dtype=dtype)
+    app = create_app(model_obj, tokenizer, model_name=name, limits=limits, api_key=api_key, max_queue=max_queue,
+                     **generation)
+    return app, f"serving {name}"
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
