@@ -88,3 +88,33 @@ def test_cli_warns_when_bound_beyond_loopback(tmp_path: Path, monkeypatch, capsy
     with pytest.raises(SystemExit) as bad:
         main(["serve", str(folder), "--max-n", "0"])
     assert bad.value.code == 2
+
+
+def test_the_cli_engine_settings_reach_the_generation_app(tmp_path: Path, monkeypatch) -> None:
+    import uvicorn
+
+    from tinydistill.serve import app as app_module
+
+    folder = tmp_path / "student"
+    tiny_gpt2().save_pretrained(folder)
+    minilm_tokenizer().save_pretrained(folder)
+    made: dict = {}
+    real = app_module.create_app
+
+    def recording(*args, **kwargs):
+        made.update(kwargs)
+        return real(*args, **kwargs)
+
+    def fake_run(server, sockets=None) -> None:
+        server.started = True
+
+    monkeypatch.setattr(app_module, "create_app", recording)
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["serve", str(folder), "--port", str(port), "--max-batch", "3", "--max-active", "5",
+                 "--max-queue", "7"]) == 0
+    assert (made["max_batch"], made["max_active"], made["max_queue"]) == (3, 5, 7)
+    assert made["model_name"] == str(folder) and made["api_key"] is None
+
