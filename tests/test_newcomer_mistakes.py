@@ -190,6 +190,10 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str], Error | Works]] = {
         {"d.csv": "question,A,B,C,D,answer\nq?,wood,iron,glass,paper,B\nq2?,x,y,z,,C\n"},
         ["data", "check", "d.csv", "--columns", "choices=A|B|C|D"],
         Works(answers_are("d.csv", [1, 2], columns=ColumnsConfig(choices=("A", "B", "C", "D"))))),
+    "one column per choice holding numbers (JSON Lines)": (
+        {"d.jsonl": jsonl({"question": "2 + 2?", "A": 3, "B": 4, "C": "", "answer": "4"})},
+        ["data", "check", "d.jsonl", "--columns", "choices=A|B|C"],
+        Works(answers_are("d.jsonl", [1], columns=ColumnsConfig(choices=("A", "B", "C"))))),
     "another dataset's field names": ({"d.jsonl": jsonl({"question": "q?", "options": ["a", "b"], "label": 1})},
                                       ["data", "check", "d.jsonl"],
                                       Error(["d.jsonl:1 field 'choices'", "{choices: options}"])),

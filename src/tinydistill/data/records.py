@@ -79,8 +79,8 @@ def _missing(raw: Mapping[str, Any], key: str, field: str | None = None) -> str:
     same = [k for k in have if k.strip().lower() == key.lower()]
     if same:
         return f"missing field (the file has {same[0]!r}: rename it or map it under data.*.columns)"
-    per_choice = [k for k in have if _CHOICE_COLUMN.match(k)]
-    if field == "choices" and len(per_choice) >= 2:
+    per_choice = [k for k in have if _CHOICE_COLUMN.match(k)] if field == "choices" else []
+    if len(per_choice) >= 2:
         return (f"missing field (the row has one column per choice: map them with data.*.columns: "
                 f"{{choices: [{', '.join(per_choice)}]}})")
     other = next((k for k in have for s in SYNONYMS.get(field or "", ()) if k.lower() == s.lower()), None)
@@ -101,8 +101,7 @@ def _raw_choices(raw: Mapping[str, Any], columns: ColumnsConfig, fail: Any) -> t
     for name in columns.choices:
         if name not in raw:
             raise fail(_missing(raw, name), name)
-    cells = [raw[name] for name in columns.choices]
-    cells = [str(c).strip() if isinstance(c, int | float) and not isinstance(c, bool) else c for c in cells]
+    cells = parse_choices([raw[name] for name in columns.choices])  # numbers read as text, as in one column
     return [c for c in cells if not (c is None or (isinstance(c, str) and not c.strip()))], "choices"
 
 
