@@ -64,10 +64,15 @@ def _stem(variant: Variant) -> str:
     return variant.label.rsplit(",", 1)[0] if variant.name != TEACHER_VARIANT else "Teacher"
 
 
+def teacher_learned(teacher: float, majority: float | None) -> bool:
+    """The teacher is more than a point above the majority class: it learned something a student can be taught."""
+    return majority is None or teacher > majority + 1.0
+
+
 def smallest_within(rows: Sequence[dict], teacher: float, majority: float | None) -> list[str]:
     """The paper's question for one dataset: the smallest student within 1 point and within 95% of the teacher."""
     lines = []
-    if majority is not None and teacher <= majority + 1.0:
+    if not teacher_learned(teacher, majority):
         lines.append(f"the teacher ({teacher:.1f}) is not above the majority class ({majority:.1f}): a student that "
                      f"always gives the majority answer matches it, so no size here answers the question")
     for name, bar in (("within 1 point", teacher - 1.0), ("within 95%", 0.95 * teacher)):
@@ -133,18 +138,13 @@ def scaling_section(cells: Sequence[Cell], variants: Sequence[Variant], datasets
     return "\n".join(lines), record
 
 
-def _learned(entry: dict) -> bool:
-    """The dataset's teacher is above its majority class by more than a point (something to distil)."""
-    teacher, majority = entry.get("teacher"), entry.get("majority")
-    return teacher is not None and (majority is None or teacher > majority + 1.0)
-
-
 def across_datasets(per_dataset: dict[str, dict]) -> tuple[list[str], dict]:
     """The issue's targets read over datasets: per student, its mean accuracy over the datasets whose teacher
     learned its task, the paired difference to fine-tuning of the same size (and on how many datasets it is
     ahead), the difference to the teacher and the mean batch-1 speed-up. A dataset whose teacher sits at its
     majority class is named and left out of the means (a student matching it there says nothing)."""
-    learned = [ds for ds, e in per_dataset.items() if _learned(e)]
+    learned = [ds for ds, e in per_dataset.items()
+               if e.get("teacher") is not None and teacher_learned(e["teacher"], e.get("majority"))]
     left_out = [ds for ds in per_dataset if ds not in learned]
     lines = ["", "## Across datasets", ""]
     if left_out:
