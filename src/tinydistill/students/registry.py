@@ -118,14 +118,12 @@ def _check_kind(arch: str, hf_config: Any, model: str) -> None:
     seq2seq model, a T5 has no choice head); otherwise one line naming the key, before transformers' traceback."""
     from transformers.models.auto import modeling_auto as auto
 
-    mapping = {"multiple_choice": auto.MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES,
-               "seq2seq": auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
-               "causal": auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES}[arch]
+    forms = {"multiple_choice": auto.MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES,
+             "seq2seq": auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+             "causal": auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES}
     model_type = getattr(hf_config, "model_type", "")
-    if model_type not in mapping:
-        fits = [kind for kind, names in (("multiple_choice", auto.MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES),
-                                         ("seq2seq", auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES),
-                                         ("causal", auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)) if model_type in names]
+    if model_type not in forms[arch]:
+        fits = [kind for kind, names in forms.items() if model_type in names]
         others = f", or one of: {', '.join(fits)}" if fits else ""
         raise TinyDistillError(f"student.architecture: {arch}, but {model!r} is a {model_type or 'custom'} model, "
                                f"which has no {arch} form; use auto{others}")
