@@ -73,7 +73,15 @@ def test_one_task_alone_is_its_plain_loss(tiny_bert_dir):
 
 @pytest.mark.slow  # three runs; a thrown-away RNG state on resume fails the fast test_training.py resume test too
 def test_a_run_with_dropout_stopped_in_the_rationale_stage_resumes_to_the_uninterrupted_result(tmp_path,
-                                                                                              tiny_bert_dir):
+                                                                                              tiny_bert_dir,
+                                                                                              monkeypatch):
+    """Through the selective readout (students/bert_readout.py: eager attention, as the quickstart): its dropout
+    draws follow the generator the checkpoint restores."""
+    from tinydistill.students import bert_readout
+
+    read = []
+    real_hidden_at = bert_readout.hidden_at
+    monkeypatch.setattr(bert_readout, "hidden_at", lambda *a: read.append(1) or real_hidden_at(*a))
     data = tinyllm_folder(tmp_path)
 
     def cfg(out):
@@ -81,9 +89,11 @@ def test_a_run_with_dropout_stopped_in_the_rationale_stage_resumes_to_the_uninte
                             train={"epochs": 1, "batch_size": 8, "lr": 1e-2, "mixed_precision": "no",
                                    "warmup_ratio": 0.0, "rationale_stage_epochs": 2, "checkpoint_every": 1})
         raw["student"]["attention_dropout"] = 0.2  # random masks in every joint pass: the resumed draws must match
+        raw["student"]["attn_implementation"] = "eager"
         return config_from_dict(raw)
 
     whole = run(cfg(tmp_path / "a"), progress=False, log=lambda *_: None)
+    assert read  # the rationale stage went through the selective readout
     with pytest.raises(KeyboardInterrupt, match="rationale stage"):
         run(cfg(tmp_path / "b"), progress=False, log=lambda *_: None, stop_after_steps=3)
     resumed = run(cfg(tmp_path / "b"), progress=False, log=lambda *_: None)

@@ -29,6 +29,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMultipleChoice, PreTr
 
 from ..data import Example, stated_answer
 from ..losses import IGNORE_INDEX, token_cross_entropy
+from . import bert_readout
 from .base import Student, autocast
 from .task_items import ANSWER_TASK, ItemContext, SourceEncoder, TaskSpec, pad_seq2seq
 
@@ -65,6 +66,7 @@ class ChoiceModel(nn.Module):
         self.decoder: Any = decoder
         self.mlm_head = mlm_head
         self.config = scorer.config
+        self.selective_readout = True  # BERT encoders compute only the states the heads read (bert_readout)
 
     @property
     def encoder(self) -> Any:  # the scorer's transformers encoder (BertModel for MiniLM)
@@ -74,10 +76,22 @@ class ChoiceModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def hidden_at(self, inputs: dict[str, torch.Tensor], where: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden states at the (B, L) boolean ``where`` of (B, L) inputs → (N, H); a BERT
+        encoder computes only those (:mod:`.bert_readout`), any other runs whole."""
+        if self.selective_readout and bert_readout.supports(self.encoder):
+            return bert_readout.hidden_at(self.encoder, inputs["input_ids"], inputs["attention_mask"],
+                                          inputs.get("token_type_ids"), where)
+        return self.encoder(**inputs).last_hidden_state[where]
+
     def choice_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, K, L) pair tensors → (B, K) scores; padded choices get -inf."""
         kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        logits = self.scorer(**kwargs).logits.float()
+        if self.selective_readout and bert_readout.supports_choice_head(self.scorer):
+            logits = bert_readout.choice_logits(self.scorer, batch["input_ids"], batch["attention_mask"],
+                                                batch.get("token_type_ids")).float()
+        else:
+            logits = self.scorer(**kwargs).logits.float()
         return logits.masked_fill(~batch["choice_mask"].bool(), float("-inf"))
 
     def masked_rationale_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -85,11 +99,11 @@ class ChoiceModel(nn.Module):
         original id at masked positions and -100 elsewhere; each token weighs its row's ``row_weights``."""
         if self.mlm_head is None:
             raise RuntimeError("this multiple-choice student was built without a masked-rationale head")
-        kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        hidden = self.encoder(**kwargs).last_hidden_state  # (B, L, H)
+        kwargs: dict[str, torch.Tensor] = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")
+                                           if k in batch}
         labels = batch["mlm_labels"]
         where = labels != IGNORE_INDEX
-        logits = self.mlm_head(hidden[where], self.encoder.get_input_embeddings().weight)  # (N, V)
+        logits = self.mlm_head(self.hidden_at(kwargs, where), self.encoder.get_input_embeddings().weight)  # (N, V)
         weights = batch.get("row_weights")
         token_weights = None if weights is None else weights[:, None].expand_as(labels)[where]  # (N,)
         return token_cross_entropy(logits, labels[where], token_weights)
@@ -121,7 +135,7 @@ class ChoiceModel(nn.Module):
             rows = rows.to(labels.device)
             lab = labels[rows, :cut]
             where = lab != IGNORE_INDEX
-            hidden.append(self.encoder(**{k: v[rows, :cut] for k, v in inputs.items()}).last_hidden_state[where])
+            hidden.append(self.hidden_at({k: v[rows, :cut] for k, v in inputs.items()}, where))
             picked.append((lab[where], owner.to(lab.device)[rows][:, None].expand_as(lab)[where],
                            row_weights.to(lab.device)[rows][:, None].expand_as(lab)[where]))
         target, task, weights = (torch.cat(x) for x in zip(*picked, strict=True))
