@@ -77,17 +77,23 @@ def linear_weights(module: torch.nn.Module) -> int:
 
 
 def batch_work(student, rows: list[dict], cfg_train, seed: int) -> dict:
-    """Real and padded tokens, and model FLOPs (6 · Linear weights · real tokens, attention left out), of one
-    epoch of the trainer's batches of ``rows``."""
+    """Real and padded tokens, and model FLOPs (6 · Linear weights · tokens, attention left out), of one epoch of
+    the trainer's batches of ``rows``: ``flops`` as the whole forward needs them on the real tokens (the nominal
+    figure), ``executed_flops`` as the selective readout runs them (the last layer's queries, attention output and
+    feed-forward only where a head reads: each pair's first token, the masked rationale tokens)."""
     from tinydistill.data import epoch_batches
     from tinydistill.students import MultiTaskCollator
     from tinydistill.training.trainer import epoch_order
 
     model = student.model
     n_enc = linear_weights(model.encoder)
+    last = model.encoder.encoder.layer[-1]
+    keys_values = linear_weights(last.attention.self.key) + linear_weights(last.attention.self.value)
+    read_only = linear_weights(last) - keys_values  # the last layer's weights applied at read positions only
+    pooler = linear_weights(model.encoder.pooler) if model.encoder.pooler is not None else 0  # the choice head's
     hidden, vocab = model.config.hidden_size, model.config.vocab_size
     collate = MultiTaskCollator(student.kind, student.pad_token_id)
-    real = padded = flops = padded_flops = 0
+    real = padded = flops = padded_flops = executed = 0
     for batch_rows in epoch_batches(epoch_order(len(rows), seed, 0), rows, cfg_train.batch_size,
                                     group_by_length=cfg_train.group_by_length, seed=seed, epoch=0):
         for tensors in collate([rows[i] for i in batch_rows]).values():
@@ -96,11 +102,16 @@ def batch_work(student, rows: list[dict], cfg_train, seed: int) -> dict:
             real, padded = real + r, padded + p
             head = 0
             if "mlm_labels" in tensors:  # the masked-rationale head: dense H×H + tied output V×H per masked token
-                head = 6 * (hidden * hidden + vocab * hidden) * int((tensors["mlm_labels"] != -100).sum())
+                read = int((tensors["mlm_labels"] != -100).sum())
+                head = 6 * (hidden * hidden + vocab * hidden) * read
+                pooled = 0
+            else:  # the choice head reads each pair's first token
+                read = pooled = mask.numel() // mask.shape[-1]
             flops += 6 * n_enc * r + head
             padded_flops += 6 * n_enc * p + head
+            executed += 6 * ((n_enc - read_only - pooler) * r + read_only * read + pooler * pooled) + head
     return {"real_tokens": real, "padded_tokens": padded, "padding_share": 1 - real / max(padded, 1),
-            "flops": flops, "padded_flops": padded_flops}
+            "flops": flops, "padded_flops": padded_flops, "executed_flops": executed}
 
 
 def op_profile(stage: str, student, rows, objective, cfg_train, steps: int, seed: int) -> dict:
@@ -192,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         if key in seconds:
             w = work[name]
             w["gflops_per_s"] = w["flops"] / seconds[key] / 1e9
+            w["executed_gflops_per_s"] = w["executed_flops"] / seconds[key] / 1e9
     profiles = []
     from tinydistill.students import load_student
 
@@ -211,9 +223,11 @@ def print_report(r: dict) -> None:
         for name, s in sorted(r["phases"].items(), key=lambda kv: -kv[1]):
             print(f"  {name:<40}{s:>8.1f} s{100 * s / r['total_seconds']:>6.1f}%")
     for name, w in r["work"].items():
-        rate = f", {w['gflops_per_s']:.1f} GFLOP/s" if "gflops_per_s" in w else ""
+        rate = (f", {w['gflops_per_s']:.1f} GFLOP/s nominal, {w['executed_gflops_per_s']:.1f} executed"
+                if "gflops_per_s" in w else "")
         print(f"{name} stage: {w['real_tokens']} real of {w['padded_tokens']} tokens "
-              f"(padding {100 * w['padding_share']:.1f}%), {w['flops'] / 1e12:.2f} TFLOP needed{rate}")
+              f"(padding {100 * w['padding_share']:.1f}%), {w['flops'] / 1e12:.2f} TFLOP needed by the whole "
+              f"forward, {w['executed_flops'] / 1e12:.2f} executed{rate}")
     for p in r["op_profiles"]:
         print(f"\nop families, {p['stage']} stage, {p['steps']} steps ({p['wall_seconds']:.1f} s wall, "
               f"{p['self_cpu_seconds']:.1f} s self CPU):")

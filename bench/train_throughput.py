@@ -23,6 +23,8 @@ Fair to the research code as it really runs (YikunHan42/TinyLLM, commit 9f5bebe)
 "quickstart" is the recipe ``tinydistill quickstart`` trains as TinyLLM: the MiniLM multiple-choice student with
 its masked-rationale head, OBQA rows (the embedded data), the rationale stage (both teachers' rationales, one
 epoch) then the answer stage (one epoch), at the product defaults; examples/s counts rows through both stages.
+"quickstart_whole" is the same with the encoder run whole, as transformers runs it (``students/bert_readout.py``
+off): the quickstart row's "vs base" is the selective readout's gain in the same run.
 
 tokens/s counts real tokens (no padding). GFLOP/s is the model FLOPs the work needs (6 · Linear weights · real
 tokens; the masked-rationale head's H×H + V×H on each masked token) per second. "util" divides it by the peak: the
@@ -71,6 +73,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "baseline_bf16": ("TinyLLM repo: Seq2SeqTrainer, 3 passes, pad to 100, bf16", _BF16),
     "defaults_bf16": ("product defaults, bf16 autocast", _BF16),
     "quickstart": ("quickstart recipe: MC student, rationale + answer stages", {}),
+    "quickstart_whole": ("  same, encoder run whole (no selective readout)", {"selective_readout": False}),
     "dynamic": ("ours, bf16: dynamic padding", {"train.group_by_length": False, "student.prefix_side": "encoder",
                                                  "student.attn_implementation": "sdpa",
                                                  "train.reuse_host_memory": False, **_BF16}),
@@ -85,8 +88,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "fp32": ("  same, fp32 (no autocast): tuned", {**_TUNED, **_FP32}),
     "compile": ("  reuse, + torch.compile", {**_TUNED, **_BF16, "compile": True}),
 }
-DEFAULT_VARIANTS = ("baseline_fp32", "defaults_fp32", "baseline_bf16", "defaults_bf16", "quickstart")
+DEFAULT_VARIANTS = ("baseline_fp32", "defaults_fp32", "baseline_bf16", "defaults_bf16", "quickstart",
+                    "quickstart_whole")
 PAIRS = {"fp32": ("defaults_fp32", "baseline_fp32"), "bf16": ("defaults_bf16", "baseline_bf16")}
+#: the quickstart recipe against itself with the encoder run whole (students/bert_readout.py switched off)
+READOUT_PAIR = ("quickstart", "quickstart_whole")
 
 
 def precision_of(name: str) -> str:
@@ -320,8 +326,9 @@ def run_baseline(n: int, precision: str, clock: str = "wall", n_probes: int = 5)
             "precision": precision, "prefix_side": "encoder", "max_input_length": max_len, **probes.summary()}
 
 
-def run_quickstart(n: int, clock: str = "wall", n_probes: int = 5) -> dict:
-    """The quickstart's TinyLLM recipe on ``n`` embedded OBQA rows: the rationale stage, then the answer stage."""
+def run_quickstart(n: int, clock: str = "wall", n_probes: int = 5, selective_readout: bool = True) -> dict:
+    """The quickstart's TinyLLM recipe on ``n`` embedded OBQA rows: the rationale stage, then the answer stage
+    (``selective_readout=False``: the encoder run whole, as transformers runs it, for the in-run ratio)."""
     import tinydistill.training.trainer as trainer
     from tinydistill.config import config_from_dict
     from tinydistill.quickstart import embedded_data_dir, quickstart_config
@@ -332,6 +339,7 @@ def run_quickstart(n: int, clock: str = "wall", n_probes: int = 5) -> dict:
         rows = load_train_valid(cfg)[0][:n]
         torch.manual_seed(0)
         student = load_student(cfg.student, with_rationale_head=True)
+        student.model.selective_readout = selective_readout
         plan = build_method(cfg, rows, build_teachers(cfg, rows), student)
         stage = plan.rationale_stage
         quiet = lambda *_: None  # noqa: E731
@@ -386,8 +394,8 @@ def worker(name: str, n: int, threads: int, cpu: int | None = None, clock: str =
     if name.startswith("baseline"):
         result = run_baseline(n, "bf16" if settings.get("train.mixed_precision") == "bf16" else "no", clock,
                               n_probes)
-    elif name == "quickstart":
-        result = run_quickstart(n, clock, n_probes)
+    elif name.startswith("quickstart"):
+        result = run_quickstart(n, clock, n_probes, settings.get("selective_readout", True))
     else:
         result = run_ours(n, settings, clock, n_probes)
     result["rows"] = n
@@ -526,7 +534,7 @@ def summarise(runs: dict[str, list[dict]], names: list[str], n: int, args: argpa
         f"{'(±)':>5}{'util':>7}{'RSS MB':>7}{'loss':>13}")
 
     def base_of(name: str) -> str | None:
-        return next((b for d, b in PAIRS.values() if d == name), None)
+        return next((b for d, b in (*PAIRS.values(), READOUT_PAIR) if d == name), None)
 
     for name, r in results.items():
         base = results.get(base_of(name) or "", {}).get("examples_per_s")
@@ -545,6 +553,8 @@ def summarise(runs: dict[str, list[dict]], names: list[str], n: int, args: argpa
         if ours in results and base in results:
             ratios[prec] = results[ours]["examples_per_s"] / results[base]["examples_per_s"]
     ratio = ratios.get(meta["auto_precision"])
+    ours, whole = (results.get(k, {}).get("examples_per_s") for k in READOUT_PAIR)
+    readout_ratio = ours / whole if ours and whole else None
 
     def fmt(x: float | None) -> str:
         return "-" if x is None else f"{x:.2f}x"
@@ -552,7 +562,8 @@ def summarise(runs: dict[str, list[dict]], names: list[str], n: int, args: argpa
     out(f"\n{n} {'ARC' if DATA.is_dir() else 'synthetic'} rows (quickstart: {n} OBQA rows), batch 8, "
         f"{args.threads} threads, {args.clock} clock, {args.repeats} runs per variant; spread = (max - min) / mean.\n"
         f"ratio (product defaults / baseline, same precision): fp32 {fmt(ratios.get('fp32'))}, "
-        f"bf16 {fmt(ratios.get('bf16'))}; at auto ({meta['auto_precision']}) = {fmt(ratio)} (goal 5x)."
+        f"bf16 {fmt(ratios.get('bf16'))}; at auto ({meta['auto_precision']}) = {fmt(ratio)} (goal 5x); "
+        f"quickstart recipe, selective readout / whole encoder: {fmt(readout_ratio)}."
         + (f"\nskipped (no native bf16 on this CPU): {', '.join(meta['skipped'])}" if meta["skipped"] else "")
         + "\nGFLOP/s: model FLOPs actually needed (6 x Linear weights x real tokens, no padding; the encoder "
         "counted once per row when shared; the masked-rationale head's on each masked token) per second.\n"
@@ -562,6 +573,7 @@ def summarise(runs: dict[str, list[dict]], names: list[str], n: int, args: argpa
         "data handling are not in the FLOPs, so well under 100% is expected on a CPU.")
     write_results(args.json, {
         "ratio": ratio, "ratio_fp32": ratios.get("fp32"), "ratio_bf16": ratios.get("bf16"),
+        "ratio_selective_readout": readout_ratio,
         "auto_precision": meta["auto_precision"], "skipped": meta["skipped"], "rows": n, "threads": args.threads,
         "clock": args.clock, "repeats": args.repeats, "max_input_length": REPO_MAX_INPUT_LENGTH,
         "variants": {k: {"label": VARIANTS[k][0], **v} for k, v in results.items()},
