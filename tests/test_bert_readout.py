@@ -141,3 +141,16 @@ def test_encoders_it_cannot_follow_take_the_transformers_forward():
     torch.manual_seed(0)
     want = model.scorer(**{k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}).logits
     torch.testing.assert_close(got, want)
+
+
+def test_under_bf16_autocast_the_states_equal_the_transformers_forward():
+    """As training runs on a bf16-native CPU or a GPU (`train.mixed_precision: auto`)."""
+    encoder = tiny_scorer().bert.train()
+    ids, mask, types, wanted = ragged(6, 20)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.manual_seed(7)
+        full = encoder(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state[wanted]
+        torch.manual_seed(7)
+        read = bert_readout.hidden_at(encoder, ids, mask, types, wanted)
+    assert read.dtype == full.dtype
+    torch.testing.assert_close(read, full, rtol=1e-2, atol=1e-2)
