@@ -59,6 +59,9 @@ class ChoiceModel(nn.Module):
     """``scorer``: an ``AutoModelForMultipleChoice``; ``decoder``: a causal LM with cross-attention (or None);
     ``mlm_head``: a :class:`MaskedRationaleHead` on the scorer's encoder (or None)."""
 
+    #: a BERT encoder computes only the states the heads read (:mod:`.bert_readout`); False runs it whole
+    selective_readout: bool = True
+
     def __init__(self, scorer: PreTrainedModel, decoder: PreTrainedModel | None = None,
                  mlm_head: MaskedRationaleHead | None = None) -> None:
         super().__init__()
@@ -66,7 +69,6 @@ class ChoiceModel(nn.Module):
         self.decoder: Any = decoder
         self.mlm_head = mlm_head
         self.config = scorer.config
-        self.selective_readout = True  # BERT encoders compute only the states the heads read (bert_readout)
 
     @property
     def encoder(self) -> Any:  # the scorer's transformers encoder (BertModel for MiniLM)
