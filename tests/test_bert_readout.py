@@ -143,6 +143,17 @@ def test_encoders_it_cannot_follow_take_the_transformers_forward():
     torch.testing.assert_close(got, want)
 
 
+def test_a_left_padded_pair_is_scored_as_transformers_scores_it():
+    """The choice head reads each pair's first position; where that is padding, the whole forward runs."""
+    model = ChoiceModel(tiny_scorer()).eval()
+    ids, mask, types, _ = ragged(4, 10)
+    mask, ids = mask.flip(1), ids.flip(1)  # left padding
+    batch = {"input_ids": ids.view(2, 2, 10), "attention_mask": mask.view(2, 2, 10),
+             "token_type_ids": types.view(2, 2, 10), "choice_mask": torch.ones(2, 2, dtype=torch.bool)}
+    want = model.scorer(**{k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}).logits
+    torch.testing.assert_close(model.choice_scores(batch), want)
+
+
 def test_under_bf16_autocast_the_states_equal_the_transformers_forward():
     """As training runs on a bf16-native CPU or a GPU (`train.mixed_precision: auto`)."""
     encoder = tiny_scorer().bert.train()
