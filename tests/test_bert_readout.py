@@ -165,3 +165,17 @@ def test_under_bf16_autocast_the_states_equal_the_transformers_forward():
         read = bert_readout.hidden_at(encoder, ids, mask, types, wanted)
     assert read.dtype == full.dtype
     torch.testing.assert_close(read, full, rtol=1e-2, atol=1e-2)
+
+
+def test_a_choice_model_reads_through_the_readout_by_default(monkeypatch):
+    """Both heads of a default ChoiceModel (eager BERT, training) take the readout, not the whole forward."""
+    calls = []
+    real = bert_readout.hidden_at
+    monkeypatch.setattr(bert_readout, "hidden_at", lambda *a: calls.append(a[-1].sum().item()) or real(*a))
+    model = ChoiceModel(tiny_scorer(), mlm_head=MaskedRationaleHead(32, 120)).train()
+    ids, mask, types, wanted = ragged(4, 12)
+    model.choice_scores({"input_ids": ids.view(2, 2, 12), "attention_mask": mask.view(2, 2, 12),
+                         "token_type_ids": types.view(2, 2, 12), "choice_mask": torch.ones(2, 2, dtype=torch.bool)})
+    model.masked_rationale_loss({"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
+                                 "mlm_labels": torch.where(wanted, ids, torch.full_like(ids, -100))})
+    assert calls == [4, int(wanted.sum())]  # each pair's first token; the masked tokens
