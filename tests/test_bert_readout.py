@@ -73,7 +73,7 @@ def test_choice_logits_equal_the_multiple_choice_forward(training):
     scorer = tiny_scorer().train(training)
     ids, mask, types, _ = ragged(6, 16)
     shaped = [t.view(2, 3, 16) for t in (ids, mask, types)]
-    assert bert_readout.supports_choice_head(scorer)
+    assert bert_readout.supports_choice_head(scorer, shaped[1])
     with cpu_dropout(torch.device("cpu")):
         torch.manual_seed(3)
         full = scorer(input_ids=shaped[0], attention_mask=shaped[1], token_type_ids=shaped[2]).logits
@@ -152,6 +152,8 @@ def test_a_left_padded_pair_is_scored_as_transformers_scores_it():
              "token_type_ids": types.view(2, 2, 10), "choice_mask": torch.ones(2, 2, dtype=torch.bool)}
     want = model.scorer(**{k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}).logits
     torch.testing.assert_close(model.choice_scores(batch), want)
+    assert not bert_readout.supports_choice_head(model.scorer, batch["attention_mask"])
+    assert bert_readout.supports_choice_head(model.scorer, batch["attention_mask"].flip(-1))
 
 
 def test_under_bf16_autocast_the_states_equal_the_transformers_forward():

@@ -31,13 +31,12 @@ def supports(encoder: object) -> bool:
     return encoder.config._attn_implementation == "eager" or not attention_dropout
 
 
-def _dropout(x: torch.Tensor, module: torch.nn.Module, p: float, shape: tuple[int, ...],
-             rows: torch.Tensor) -> torch.Tensor:
-    """Dropout of ``x``, the flat ``rows`` of a tensor of ``shape``: the mask drawn for the whole tensor, as the
+def _dropout(x: torch.Tensor, dropout: torch.nn.Dropout, shape: tuple[int, ...], rows: torch.Tensor) -> torch.Tensor:
+    """``dropout`` of ``x``, the flat ``rows`` of a tensor of ``shape``: the mask drawn for the whole tensor, as the
     padded forward draws it, read at those rows."""
-    if not module.training or p == 0.0:
+    if not dropout.training or dropout.p == 0.0:
         return x
-    return x * _keep(shape, p, x).view(-1, shape[-1]).index_select(0, rows)
+    return x * _keep(shape, dropout.p, x).view(-1, shape[-1]).index_select(0, rows)
 
 
 def _keep(shape: tuple[int, ...], p: float, like: torch.Tensor) -> torch.Tensor:
@@ -101,11 +100,10 @@ def _layer(layer: BertLayer, x: torch.Tensor, real: torch.Tensor, slot_of: torch
         probs = probs * keep
     context = torch.matmul(probs, value).transpose(1, 2).reshape(batch * width, hidden).index_select(0, q_rows)
     out = layer.attention.output
-    attended = out.LayerNorm(_dropout(out.dense(context), out.dropout, out.dropout.p, (batch, length, hidden),
-                                      queries) + x_q)
+    attended = out.LayerNorm(_dropout(out.dense(context), out.dropout, (batch, length, hidden), queries) + x_q)
     ffn = layer.output
-    return ffn.LayerNorm(_dropout(ffn.dense(layer.intermediate(attended)), ffn.dropout, ffn.dropout.p,
-                                  (batch, length, hidden), queries) + attended)
+    return ffn.LayerNorm(_dropout(ffn.dense(layer.intermediate(attended)), ffn.dropout, (batch, length, hidden),
+                                  queries) + attended)
 
 
 def hidden_at(encoder: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -127,9 +125,11 @@ def hidden_at(encoder: BertModel, input_ids: torch.Tensor, attention_mask: torch
     return x
 
 
-def supports_choice_head(scorer: object) -> bool:
-    """Whether :func:`choice_logits` computes ``scorer``'s choice scores."""
-    return type(scorer) is BertForMultipleChoice and scorer.bert.pooler is not None and supports(scorer.bert)
+def supports_choice_head(scorer: object, attention_mask: torch.Tensor) -> bool:
+    """Whether :func:`choice_logits` computes ``scorer``'s choice scores of (B, K, L) pairs with this mask: a
+    BERT choice model, every pair starting with a real token (the head reads position 0; left padding runs whole)."""
+    return (type(scorer) is BertForMultipleChoice and scorer.bert.pooler is not None and supports(scorer.bert)
+            and bool(attention_mask[..., 0].all()))
 
 
 def choice_logits(scorer: BertForMultipleChoice, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -142,6 +142,6 @@ def choice_logits(scorer: BertForMultipleChoice, input_ids: torch.Tensor, attent
     first = hidden_at(scorer.bert, input_ids.reshape(flat), attention_mask.reshape(flat),
                       None if token_type_ids is None else token_type_ids.reshape(flat), wanted)
     pooler = scorer.bert.pooler
-    assert pooler is not None  # supports_choice_head
+    assert pooler is not None  # (supports_choice_head)
     pooled = pooler.activation(pooler.dense(first))
     return scorer.classifier(scorer.dropout(pooled)).view(batch, choices)

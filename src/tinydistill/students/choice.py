@@ -89,8 +89,7 @@ class ChoiceModel(nn.Module):
     def choice_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, K, L) pair tensors → (B, K) scores; padded choices get -inf."""
         kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        if (self.selective_readout and bert_readout.supports_choice_head(self.scorer)
-                and bool(batch["attention_mask"][..., 0].all())):  # (left padding: read whole)
+        if self.selective_readout and bert_readout.supports_choice_head(self.scorer, batch["attention_mask"]):
             logits = bert_readout.choice_logits(self.scorer, batch["input_ids"], batch["attention_mask"],
                                                 batch.get("token_type_ids")).float()
         else:
