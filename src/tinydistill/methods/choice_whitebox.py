@@ -30,7 +30,7 @@ from transformers import AutoConfig
 from ..config import LayerPair, StudentConfig, WhiteboxConfig
 from ..errors import TinyDistillError
 from ..losses import attention_kl, choice_cross_entropy, choice_kl, hidden_mse
-from ..students import ANSWER_TASK, MultiTaskCollator, Student, load_student
+from ..students import ANSWER_TASK, MultiTaskCollator, Student, encoder_inputs, load_student
 from .whitebox import ProjectedObjective, fingerprint, make_projections
 
 KEY = "whitebox.teacher_model"
@@ -101,8 +101,7 @@ class PairForward:
 
 def pair_forward(owner: Student, batch: dict[str, torch.Tensor], layers: Sequence[int], attention: bool) -> (
         PairForward):
-    kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-    out = owner.model.scorer(**kwargs, output_hidden_states=bool(layers), output_attentions=attention)
+    out = owner.model.scorer(**encoder_inputs(batch), output_hidden_states=bool(layers), output_attentions=attention)
     scores = out.logits.float().masked_fill(~batch["choice_mask"].bool(), float("-inf"))
     mask = batch["attention_mask"].flatten(0, 1) * batch["choice_mask"].flatten().unsqueeze(-1).to(
         batch["attention_mask"].dtype)

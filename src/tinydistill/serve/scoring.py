@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..students import ChoiceStudent
+from ..students import ChoiceStudent, encoder_inputs
 from .engine import Busy, Stopped
 from .worker import ModelThread
 
@@ -186,4 +186,4 @@ class Scorer(ModelThread):
             enc = self.tokenizer(firsts, seconds, truncation="only_first", **kw)
         except Exception:  # noqa: BLE001 - tokenizers raises a bare Exception when the first text cannot absorb the cut
             enc = self.tokenizer(firsts, seconds, truncation="longest_first", **kw)
-        return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+        return encoder_inputs(enc)

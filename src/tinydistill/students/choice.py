@@ -34,6 +34,12 @@ from .base import Student, autocast
 from .task_items import ANSWER_TASK, ItemContext, SourceEncoder, TaskSpec, pad_seq2seq
 
 DECODER_DIR = "rationale_decoder"
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def encoder_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors of ``batch`` an encoder reads (``ENCODER_INPUTS`` that are present)."""
+    return {k: batch[k] for k in ENCODER_INPUTS if k in batch}
 
 
 class MaskedRationaleHead(nn.Module):
@@ -88,12 +94,11 @@ class ChoiceModel(nn.Module):
 
     def choice_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, K, L) pair tensors → (B, K) scores; padded choices get -inf."""
-        kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         if self.selective_readout and bert_readout.supports_choice_head(self.scorer, batch["attention_mask"]):
             logits = bert_readout.choice_logits(self.scorer, batch["input_ids"], batch["attention_mask"],
                                                 batch.get("token_type_ids")).float()
         else:
-            logits = self.scorer(**kwargs).logits.float()
+            logits = self.scorer(**encoder_inputs(batch)).logits.float()
         return logits.masked_fill(~batch["choice_mask"].bool(), float("-inf"))
 
     def masked_rationale_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -101,11 +106,10 @@ class ChoiceModel(nn.Module):
         original id at masked positions and -100 elsewhere; each token weighs its row's ``row_weights``."""
         if self.mlm_head is None:
             raise RuntimeError("this multiple-choice student was built without a masked-rationale head")
-        kwargs: dict[str, torch.Tensor] = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")
-                                           if k in batch}
         labels = batch["mlm_labels"]
         where = labels != IGNORE_INDEX
-        logits = self.mlm_head(self.hidden_at(kwargs, where), self.encoder.get_input_embeddings().weight)  # (N, V)
+        hidden = self.hidden_at(encoder_inputs(batch), where)  # (N, H)
+        logits = self.mlm_head(hidden, self.encoder.get_input_embeddings().weight)  # (N, V)
         weights = batch.get("row_weights")
         token_weights = None if weights is None else weights[:, None].expand_as(labels)[where]  # (N,)
         return token_cross_entropy(logits, labels[where], token_weights)
@@ -125,7 +129,7 @@ class ChoiceModel(nn.Module):
         def joined(key: str, fill: int) -> torch.Tensor:
             return torch.cat([F.pad(b[key], (0, width - b[key].shape[1]), value=fill) for b in batches.values()])
 
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if all(k in b for b in batches.values())]
+        keys = [k for k in ENCODER_INPUTS if all(k in b for b in batches.values())]
         inputs, labels = {k: joined(k, 0) for k in keys}, joined("mlm_labels", IGNORE_INDEX)
         owner = torch.cat([torch.full((b["input_ids"].shape[0],), t) for t, b in enumerate(batches.values())])
         row_weights = torch.cat([b.get("row_weights", torch.ones(b["input_ids"].shape[0])) for b in batches.values()])
